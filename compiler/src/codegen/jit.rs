@@ -1,0 +1,186 @@
+//! The JIT module: creates the host ISA, defines kernel functions and owns their machine code.
+//!
+//! Every kernel has the signature `extern "C" fn(arena: *mut u8)`: all buffers of a program
+//! live in one arena and kernels address them at constant offsets from its base.
+
+use super::emit::Emit;
+use crate::error::{Error, Result};
+use cranelift_codegen::ir::{types::I64, AbiParam, InstBuilder, UserFuncName, Value};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use std::sync::Arc;
+
+/// A compiled kernel: `arena` is the base of the program's buffer arena.
+pub type KernelFn = unsafe extern "C" fn(arena: *mut u8);
+
+/// Facts about the host CPU that change code generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CpuFeatures {
+    pub fma: bool,
+    pub avx2: bool,
+    pub avx512f: bool,
+}
+
+/// Machine code that stays mapped as long as any program holds this handle.
+pub struct CodeHandle {
+    module: Option<JITModule>,
+}
+
+impl Drop for CodeHandle {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: the handle is dropped only when no program (which holds an `Arc` to it)
+            // can call into the code any more.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+// SAFETY: the module is only used to keep code mapped; finalized code is immutable.
+unsafe impl Send for CodeHandle {}
+unsafe impl Sync for CodeHandle {}
+
+/// Builds a set of kernel functions, then finalizes them all at once (one mprotect).
+pub struct JitBuilder {
+    module: JITModule,
+    ctx: Context,
+    fctx: FunctionBuilderContext,
+    features: CpuFeatures,
+    dump_clif: bool,
+    clif: Vec<(String, String)>,
+}
+
+fn codegen_err(kernel: &str, e: impl std::fmt::Display) -> Error {
+    Error::Codegen {
+        kernel: kernel.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The host CPU's relevant features (the same detection `cranelift_native` uses).
+pub fn host_features() -> CpuFeatures {
+    #[cfg(target_arch = "x86_64")]
+    {
+        CpuFeatures {
+            fma: std::arch::is_x86_feature_detected!("fma"),
+            avx2: std::arch::is_x86_feature_detected!("avx2"),
+            avx512f: std::arch::is_x86_feature_detected!("avx512f"),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        CpuFeatures {
+            fma: cfg!(target_arch = "aarch64"),
+            avx2: false,
+            avx512f: false,
+        }
+    }
+}
+
+impl JitBuilder {
+    /// A builder for the host CPU. `dump_clif` keeps each function's Cranelift IR text.
+    pub fn new(dump_clif: bool) -> Result<Self> {
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| {
+            f.set(k, v).map_err(|e| codegen_err("<isa>", e))
+        };
+        set(&mut flags, "opt_level", "speed")?;
+        set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
+        set(&mut flags, "use_colocated_libcalls", "false")?;
+        set(&mut flags, "is_pic", "false")?;
+        let isa = cranelift_native::builder()
+            .map_err(|e| codegen_err("<isa>", e))?
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| codegen_err("<isa>", e))?;
+        let features = host_features();
+        let module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+        Ok(JitBuilder {
+            ctx: module.make_context(),
+            module,
+            fctx: FunctionBuilderContext::new(),
+            features,
+            dump_clif,
+            clif: Vec::new(),
+        })
+    }
+
+    pub fn features(&self) -> CpuFeatures {
+        self.features
+    }
+
+    /// Defines a kernel named `name` whose body is emitted by `body`, given the arena pointer.
+    pub fn define(
+        &mut self,
+        name: &str,
+        body: impl FnOnce(&mut Emit, Value) -> Result<()>,
+    ) -> Result<FuncId> {
+        let mut sig = self.module.make_signature();
+        sig.params.push(AbiParam::new(I64));
+        let id = self
+            .module
+            .declare_function(name, Linkage::Local, &sig)
+            .map_err(|e| codegen_err(name, e))?;
+        self.ctx.clear();
+        self.ctx.func.signature = sig;
+        self.ctx.func.name = UserFuncName::user(0, id.as_u32());
+        let frontend_config = self.module.target_config();
+        {
+            let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            b.seal_block(entry);
+            let arena = b.block_params(entry)[0];
+            let mut e = Emit::new(&mut b, self.features.fma);
+            body(&mut e, arena)?;
+            e.b.ins().return_(&[]);
+            b.finalize(frontend_config);
+        }
+        if self.dump_clif {
+            self.clif.push((name.to_string(), self.ctx.func.display().to_string()));
+        }
+        self.module
+            .define_function(id, &mut self.ctx)
+            .map_err(|e| codegen_err(name, format!("{e:?}")))?;
+        Ok(id)
+    }
+
+    /// Makes every defined kernel callable. Returns the code handle and one pointer per id.
+    pub fn finish(mut self, ids: &[FuncId]) -> Result<(Arc<CodeHandle>, Vec<KernelFn>)> {
+        self.module
+            .finalize_definitions()
+            .map_err(|e| codegen_err("<finalize>", e))?;
+        let fns = ids
+            .iter()
+            .map(|&id| {
+                let p = self.module.get_finalized_function(id);
+                // SAFETY: every function was declared with the `KernelFn` signature.
+                unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }
+            })
+            .collect();
+        Ok((
+            Arc::new(CodeHandle {
+                module: Some(self.module),
+            }),
+            fns,
+        ))
+    }
+
+    /// The Cranelift IR text of each kernel defined so far (when created with `dump_clif`).
+    pub fn clif(&self) -> &[(String, String)] {
+        &self.clif
+    }
+
+    /// Names of functions the module imports (a kernel must import none: no libm calls).
+    pub fn imported_symbols(&self) -> Vec<String> {
+        self.module
+            .declarations()
+            .get_functions()
+            .filter(|(_, d)| d.linkage == Linkage::Import)
+            .map(|(_, d)| d.name.clone().unwrap_or_default())
+            .collect()
+    }
+}

@@ -1,0 +1,408 @@
+//! The graph and its builder API, used by the layers, the macro's expansion and the tests.
+//!
+//! Nodes are appended in dependency order, so node ids are a topological order. Every node is
+//! created through [`Graph::add_node`], which runs the op's shape rule: a graph that exists is
+//! well-shaped.
+
+use super::{BinaryOp, CompareOp, DType, Dim, Op, ReduceOp, Shape, UnaryOp};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+
+/// Identifies a node of a [`Graph`].
+pub type NodeId = NodeIndex<u32>;
+
+/// A node: a primitive op with its inferred output shape and dtype.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub op: Op,
+    pub shape: Shape,
+    pub dtype: DType,
+    /// The layer (or other scope) that created the node, for errors and dumps.
+    pub scope: String,
+}
+
+/// A dataflow graph of primitive ops. Edge weights are operand positions.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    g: DiGraph<Node, u32>,
+    scope: Vec<String>,
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.g.node_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.g.node_count() == 0
+    }
+
+    /// All node ids in topological order.
+    pub fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.g.node_indices()
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.g[id]
+    }
+
+    /// The node's operands, in order.
+    pub fn operands(&self, id: NodeId) -> Vec<NodeId> {
+        let mut e: Vec<(u32, NodeId)> = self
+            .g
+            .edges_directed(id, Direction::Incoming)
+            .map(|e| (*e.weight(), e.source()))
+            .collect();
+        e.sort_unstable_by_key(|(slot, _)| *slot);
+        e.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// The nodes that use `id` as an operand (once per use).
+    pub fn users(&self, id: NodeId) -> Vec<NodeId> {
+        let mut u: Vec<NodeId> = self
+            .g
+            .edges_directed(id, Direction::Outgoing)
+            .map(|e| e.target())
+            .collect();
+        u.sort_unstable();
+        u
+    }
+
+    /// The underlying petgraph graph (for DOT output and analyses).
+    pub fn petgraph(&self) -> &DiGraph<Node, u32> {
+        &self.g
+    }
+
+    /// Looks up an input or parameter by name.
+    pub fn find(&self, name: &str) -> Option<NodeId> {
+        self.ids().find(|&id| match &self.g[id].op {
+            Op::Input { name: n, .. } | Op::Parameter { name: n, .. } => n == name,
+            _ => false,
+        })
+    }
+
+    /// All parameter nodes, in creation order.
+    pub fn parameters(&self) -> Vec<NodeId> {
+        self.ids()
+            .filter(|&id| matches!(self.g[id].op, Op::Parameter { .. }))
+            .collect()
+    }
+
+    /// All input nodes, in creation order.
+    pub fn inputs(&self) -> Vec<NodeId> {
+        self.ids()
+            .filter(|&id| matches!(self.g[id].op, Op::Input { .. }))
+            .collect()
+    }
+
+    /// Runs `f` with `name` pushed on the scope stack, so nodes it creates carry the name.
+    pub fn scoped<T>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> T) -> T {
+        self.scope.push(name.to_string());
+        let out = f(self);
+        self.scope.pop();
+        out
+    }
+
+    fn check_ids(&self, ids: &[NodeId]) -> Result<()> {
+        match ids.iter().find(|id| id.index() >= self.g.node_count()) {
+            Some(id) => Err(Error::Graph(format!("node {} does not exist", id.index()))),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds a node after checking its operands with the op's shape rule.
+    pub fn add_node(&mut self, op: Op, operands: &[NodeId]) -> Result<NodeId> {
+        self.check_ids(operands)?;
+        let shapes: Vec<(&Shape, DType)> = operands
+            .iter()
+            .map(|&o| (&self.g[o].shape, self.g[o].dtype))
+            .collect();
+        let (shape, dtype) = op.infer(&shapes).map_err(|e| self.in_scope(e))?;
+        if let Op::Input { name, .. } | Op::Parameter { name, .. } = &op {
+            if self.find(name).is_some() {
+                return Err(Error::Graph(format!("the name `{name}` is used twice")));
+            }
+        }
+        let id = self.g.add_node(Node {
+            op,
+            shape,
+            dtype,
+            scope: self.scope.join("/"),
+        });
+        for (slot, &o) in operands.iter().enumerate() {
+            self.g.add_edge(o, id, slot as u32);
+        }
+        Ok(id)
+    }
+
+    fn in_scope(&self, e: Error) -> Error {
+        match (e, self.scope.last()) {
+            (Error::Shape { op, message }, Some(layer)) => Error::Shape {
+                op: format!("{op} of layer `{layer}`"),
+                message,
+            },
+            (e, _) => e,
+        }
+    }
+
+    pub fn shape(&self, id: NodeId) -> &Shape {
+        &self.g[id].shape
+    }
+
+    pub fn dtype(&self, id: NodeId) -> DType {
+        self.g[id].dtype
+    }
+
+    // ---- leaves ----
+
+    pub fn input(&mut self, name: &str, shape: Shape, dtype: DType) -> Result<NodeId> {
+        let name = name.to_string();
+        self.add_node(Op::Input { name, shape, dtype }, &[])
+    }
+
+    pub fn parameter(&mut self, name: &str, shape: Shape) -> Result<NodeId> {
+        let name = name.to_string();
+        self.add_node(Op::Parameter { name, shape }, &[])
+    }
+
+    pub fn constant(&mut self, value: Tensor) -> Result<NodeId> {
+        self.add_node(Op::Constant(value), &[])
+    }
+
+    /// An f32 scalar constant.
+    pub fn scalar(&mut self, value: f32) -> Result<NodeId> {
+        self.constant(Tensor::scalar(value))
+    }
+
+    /// An f32 constant of the given (possibly batch-dependent) shape.
+    pub fn full(&mut self, value: f32, shape: &Shape) -> Result<NodeId> {
+        let s = self.scalar(value)?;
+        self.broadcast_to(s, shape)
+    }
+
+    pub fn element_count(&mut self, shape: Shape) -> Result<NodeId> {
+        self.add_node(Op::ElementCount(shape), &[])
+    }
+
+    pub fn iota(&mut self, shape: Shape, axis: usize, dtype: DType) -> Result<NodeId> {
+        self.add_node(Op::Iota { shape, axis, dtype }, &[])
+    }
+
+    pub fn random_uniform(&mut self, key: NodeId, shape: Shape) -> Result<NodeId> {
+        self.add_node(Op::RandomUniform { shape }, &[key])
+    }
+
+    // ---- elementwise ----
+
+    pub fn unary(&mut self, op: UnaryOp, x: NodeId) -> Result<NodeId> {
+        self.add_node(Op::Unary(op), &[x])
+    }
+
+    /// A binary op with NumPy-style broadcasting of the operands.
+    pub fn binary(&mut self, op: BinaryOp, a: NodeId, b: NodeId) -> Result<NodeId> {
+        let [a, b] = self.broadcast_together([a, b])?;
+        self.add_node(Op::Binary(op), &[a, b])
+    }
+
+    pub fn add(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Add, a, b)
+    }
+    pub fn sub(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Sub, a, b)
+    }
+    pub fn mul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Mul, a, b)
+    }
+    pub fn div(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Div, a, b)
+    }
+    pub fn neg(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Neg, x)
+    }
+    /// `x * c` for a constant `c`.
+    pub fn scale(&mut self, x: NodeId, c: f32) -> Result<NodeId> {
+        let c = self.scalar(c)?;
+        self.mul(x, c)
+    }
+
+    /// A comparison with NumPy-style broadcasting; the result is a 0/1 f32 mask.
+    pub fn compare(&mut self, op: CompareOp, a: NodeId, b: NodeId) -> Result<NodeId> {
+        let [a, b] = self.broadcast_together([a, b])?;
+        self.add_node(Op::Compare(op), &[a, b])
+    }
+
+    /// `a` where `mask` is non-zero, else `b` (broadcasting all three).
+    pub fn select(&mut self, mask: NodeId, a: NodeId, b: NodeId) -> Result<NodeId> {
+        let [m, a, b] = self.broadcast_together([mask, a, b])?;
+        self.add_node(Op::Select, &[m, a, b])
+    }
+
+    pub fn clip(&mut self, x: NodeId, lo: f32, hi: f32) -> Result<NodeId> {
+        self.add_node(Op::Clip { lo, hi }, &[x])
+    }
+
+    pub fn cast(&mut self, x: NodeId, to: DType) -> Result<NodeId> {
+        if self.dtype(x) == to {
+            return Ok(x);
+        }
+        self.add_node(Op::Cast(to), &[x])
+    }
+
+    // ---- reductions ----
+
+    pub fn reduce(&mut self, op: ReduceOp, x: NodeId, axes: &[usize]) -> Result<NodeId> {
+        let axes = axes.to_vec();
+        self.add_node(Op::Reduce { op, axes }, &[x])
+    }
+    pub fn sum(&mut self, x: NodeId, axes: &[usize]) -> Result<NodeId> {
+        self.reduce(ReduceOp::Sum, x, axes)
+    }
+    pub fn mean(&mut self, x: NodeId, axes: &[usize]) -> Result<NodeId> {
+        self.reduce(ReduceOp::Mean, x, axes)
+    }
+    pub fn max(&mut self, x: NodeId, axes: &[usize]) -> Result<NodeId> {
+        self.reduce(ReduceOp::Max, x, axes)
+    }
+    /// Sum over all axes, to a scalar.
+    pub fn sum_all(&mut self, x: NodeId) -> Result<NodeId> {
+        let axes: Vec<usize> = (0..self.shape(x).rank()).collect();
+        self.sum(x, &axes)
+    }
+    /// A reduction over the last axis that keeps it with size 1 (for broadcasting back).
+    pub fn reduce_last_keep(&mut self, op: ReduceOp, x: NodeId) -> Result<NodeId> {
+        let s = self.shape(x).clone();
+        let last = s.rank().checked_sub(1).ok_or_else(|| {
+            Error::shape(op_name(op), "cannot reduce the last axis of a scalar")
+        })?;
+        let r = self.reduce(op, x, &[last])?;
+        let mut kept = s.0;
+        kept[last] = Dim::Fixed(1);
+        self.reshape(r, Shape(kept))
+    }
+
+    pub fn argmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
+        self.add_node(Op::ArgMax { axis }, &[x])
+    }
+
+    // ---- movement ----
+
+    pub fn reshape(&mut self, x: NodeId, shape: Shape) -> Result<NodeId> {
+        if *self.shape(x) == shape {
+            return Ok(x);
+        }
+        self.add_node(Op::Reshape(shape), &[x])
+    }
+
+    pub fn permute(&mut self, x: NodeId, perm: &[usize]) -> Result<NodeId> {
+        self.add_node(Op::Permute(perm.to_vec()), &[x])
+    }
+
+    /// Swaps the last two axes.
+    pub fn transpose(&mut self, x: NodeId) -> Result<NodeId> {
+        let r = self.shape(x).rank();
+        if r < 2 {
+            return Err(Error::shape("transpose", format!("needs rank ≥ 2, found {}", self.shape(x))));
+        }
+        let mut perm: Vec<usize> = (0..r).collect();
+        perm.swap(r - 2, r - 1);
+        self.permute(x, &perm)
+    }
+
+    /// Explicit broadcast: input axis `i` goes to output axis `axes[i]`.
+    pub fn broadcast(&mut self, x: NodeId, shape: Shape, axes: &[usize]) -> Result<NodeId> {
+        if *self.shape(x) == shape {
+            return Ok(x);
+        }
+        let axes = axes.to_vec();
+        self.add_node(Op::Broadcast { shape, axes }, &[x])
+    }
+
+    /// NumPy-style broadcast (dimensions aligned from the right).
+    pub fn broadcast_to(&mut self, x: NodeId, shape: &Shape) -> Result<NodeId> {
+        let r = self.shape(x).rank();
+        if r > shape.rank() {
+            return Err(Error::shape(
+                "broadcast",
+                format!("cannot broadcast {} to the lower-rank {shape}", self.shape(x)),
+            ));
+        }
+        let axes: Vec<usize> = (shape.rank() - r..shape.rank()).collect();
+        self.broadcast(x, shape.clone(), &axes)
+    }
+
+    fn broadcast_together<const N: usize>(&mut self, xs: [NodeId; N]) -> Result<[NodeId; N]> {
+        self.check_ids(&xs)?;
+        let rank = xs.iter().map(|&x| self.shape(x).rank()).max().unwrap_or(0);
+        let mut out = vec![Dim::Fixed(1); rank];
+        for &x in &xs {
+            let s = self.shape(x).clone();
+            for (i, &d) in s.0.iter().enumerate() {
+                let o = &mut out[rank - s.rank() + i];
+                if *o == Dim::Fixed(1) {
+                    *o = d;
+                } else if d != Dim::Fixed(1) && d != *o {
+                    let shapes: Vec<String> =
+                        xs.iter().map(|&x| self.shape(x).to_string()).collect();
+                    return Err(self.in_scope(Error::shape(
+                        "broadcast",
+                        format!("incompatible shapes {}", shapes.join(" and ")),
+                    )));
+                }
+            }
+        }
+        let out = Shape(out);
+        let mut res = xs;
+        for r in res.iter_mut() {
+            *r = self.broadcast_to(*r, &out)?;
+        }
+        Ok(res)
+    }
+
+    pub fn slice(&mut self, x: NodeId, axis: usize, start: usize, end: usize) -> Result<NodeId> {
+        self.add_node(Op::Slice { axis, start, end }, &[x])
+    }
+
+    pub fn pad(&mut self, x: NodeId, axis: usize, low: usize, high: usize, value: f32) -> Result<NodeId> {
+        self.add_node(Op::Pad { axis, low, high, value }, &[x])
+    }
+
+    pub fn concat(&mut self, xs: &[NodeId], axis: usize) -> Result<NodeId> {
+        self.add_node(Op::Concat { axis }, xs)
+    }
+
+    // ---- contraction and indexing ----
+
+    pub fn matmul(&mut self, a: NodeId, b: NodeId, transpose_a: bool, transpose_b: bool) -> Result<NodeId> {
+        self.add_node(
+            Op::MatMul {
+                transpose_a,
+                transpose_b,
+            },
+            &[a, b],
+        )
+    }
+
+    pub fn gather(&mut self, table: NodeId, indices: NodeId) -> Result<NodeId> {
+        self.add_node(Op::Gather, &[table, indices])
+    }
+
+    pub fn scatter_add(&mut self, updates: NodeId, indices: NodeId, rows: usize) -> Result<NodeId> {
+        self.add_node(Op::ScatterAdd { rows }, &[updates, indices])
+    }
+
+    pub fn one_hot(&mut self, indices: NodeId, depth: usize) -> Result<NodeId> {
+        self.add_node(Op::OneHot { depth }, &[indices])
+    }
+}
+
+fn op_name(op: ReduceOp) -> String {
+    Op::Reduce { op, axes: vec![] }.name()
+}

@@ -1,0 +1,11 @@
+//! The graph IR: primitive ops with shapes and dtypes on a petgraph graph.
+
+mod dtype;
+mod graph;
+mod op;
+mod shape;
+
+pub use dtype::DType;
+pub use graph::{Graph, Node, NodeId};
+pub use op::{BinaryOp, CompareOp, FusionClass, Op, ReduceOp, UnaryOp};
+pub use shape::{strides, Count, Dim, Shape};

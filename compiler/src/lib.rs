@@ -1,0 +1,15 @@
+//! kiln's compiler: the graph IR, the primitive op table, the reference interpreter, autodiff,
+//! and (with the `codegen` feature) Cranelift code generation.
+
+pub mod autodiff;
+pub mod error;
+pub mod interp;
+pub mod ir;
+pub mod tensor;
+
+#[cfg(feature = "codegen")]
+pub mod codegen;
+
+pub use error::{Error, Result};
+pub use ir::{DType, Dim, Graph, NodeId, Op, Shape};
+pub use tensor::{Tensor, TensorData};
