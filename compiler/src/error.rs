@@ -24,7 +24,9 @@ pub enum Error {
         found: String,
     },
     /// An index tensor holds a value outside the valid range.
-    #[error("index out of range in `{name}`: value {value} at position {position} is not in 0..{bound}")]
+    #[error(
+        "index out of range in `{name}`: value {value} at position {position} is not in 0..{bound}"
+    )]
     IndexOutOfRange {
         name: String,
         position: usize,

@@ -119,7 +119,11 @@ impl<'a, 'f> Emit<'a, 'f> {
         let ty = self.ty(a);
         if ty.is_vector() {
             let mty = self.ty(mask);
-            let m = if mty == ty { mask } else { self.bitcast(ty, mask) };
+            let m = if mty == ty {
+                mask
+            } else {
+                self.bitcast(ty, mask)
+            };
             self.b.ins().bitselect(m, a, b)
         } else {
             self.b.ins().select(mask, a, b)
@@ -207,7 +211,10 @@ impl<'a, 'f> Emit<'a, 'f> {
         let (i, vals) = (params[0], params[1..].to_vec());
         // Continue while i + step <= end, so the body always runs whole steps.
         let next_end = self.b.ins().iadd_imm_s(i, step);
-        let go = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next_end, end);
+        let go = self
+            .b
+            .ins()
+            .icmp(IntCC::SignedLessThanOrEqual, next_end, end);
         let exit_args: Vec<BlockArg> = std::iter::once(i)
             .chain(vals.iter().copied())
             .map(BlockArg::Value)
@@ -238,7 +245,6 @@ impl<'a, 'f> Emit<'a, 'f> {
             Vec::new()
         });
     }
-
 }
 
 /// The float type for `lanes` lanes (1 → `F32`, 4 → `F32X4`).

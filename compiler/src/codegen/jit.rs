@@ -88,7 +88,15 @@ impl JitBuilder {
             f.set(k, v).map_err(|e| codegen_err("<isa>", e))
         };
         set(&mut flags, "opt_level", "speed")?;
-        set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
+        set(
+            &mut flags,
+            "enable_verifier",
+            if cfg!(debug_assertions) {
+                "true"
+            } else {
+                "false"
+            },
+        )?;
         set(&mut flags, "use_colocated_libcalls", "false")?;
         set(&mut flags, "is_pic", "false")?;
         let isa = cranelift_native::builder()
@@ -140,7 +148,8 @@ impl JitBuilder {
             b.finalize(frontend_config);
         }
         if self.dump_clif {
-            self.clif.push((name.to_string(), self.ctx.func.display().to_string()));
+            self.clif
+                .push((name.to_string(), self.ctx.func.display().to_string()));
         }
         self.module
             .define_function(id, &mut self.ctx)

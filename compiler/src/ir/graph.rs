@@ -279,9 +279,10 @@ impl Graph {
     /// A reduction over the last axis that keeps it with size 1 (for broadcasting back).
     pub fn reduce_last_keep(&mut self, op: ReduceOp, x: NodeId) -> Result<NodeId> {
         let s = self.shape(x).clone();
-        let last = s.rank().checked_sub(1).ok_or_else(|| {
-            Error::shape(op_name(op), "cannot reduce the last axis of a scalar")
-        })?;
+        let last = s
+            .rank()
+            .checked_sub(1)
+            .ok_or_else(|| Error::shape(op_name(op), "cannot reduce the last axis of a scalar"))?;
         let r = self.reduce(op, x, &[last])?;
         let mut kept = s.0;
         kept[last] = Dim::Fixed(1);
@@ -309,7 +310,10 @@ impl Graph {
     pub fn transpose(&mut self, x: NodeId) -> Result<NodeId> {
         let r = self.shape(x).rank();
         if r < 2 {
-            return Err(Error::shape("transpose", format!("needs rank ≥ 2, found {}", self.shape(x))));
+            return Err(Error::shape(
+                "transpose",
+                format!("needs rank ≥ 2, found {}", self.shape(x)),
+            ));
         }
         let mut perm: Vec<usize> = (0..r).collect();
         perm.swap(r - 2, r - 1);
@@ -331,7 +335,10 @@ impl Graph {
         if r > shape.rank() {
             return Err(Error::shape(
                 "broadcast",
-                format!("cannot broadcast {} to the lower-rank {shape}", self.shape(x)),
+                format!(
+                    "cannot broadcast {} to the lower-rank {shape}",
+                    self.shape(x)
+                ),
             ));
         }
         let axes: Vec<usize> = (shape.rank() - r..shape.rank()).collect();
@@ -370,8 +377,23 @@ impl Graph {
         self.add_node(Op::Slice { axis, start, end }, &[x])
     }
 
-    pub fn pad(&mut self, x: NodeId, axis: usize, low: usize, high: usize, value: f32) -> Result<NodeId> {
-        self.add_node(Op::Pad { axis, low, high, value }, &[x])
+    pub fn pad(
+        &mut self,
+        x: NodeId,
+        axis: usize,
+        low: usize,
+        high: usize,
+        value: f32,
+    ) -> Result<NodeId> {
+        self.add_node(
+            Op::Pad {
+                axis,
+                low,
+                high,
+                value,
+            },
+            &[x],
+        )
     }
 
     pub fn concat(&mut self, xs: &[NodeId], axis: usize) -> Result<NodeId> {
@@ -380,7 +402,13 @@ impl Graph {
 
     // ---- contraction and indexing ----
 
-    pub fn matmul(&mut self, a: NodeId, b: NodeId, transpose_a: bool, transpose_b: bool) -> Result<NodeId> {
+    pub fn matmul(
+        &mut self,
+        a: NodeId,
+        b: NodeId,
+        transpose_a: bool,
+        transpose_b: bool,
+    ) -> Result<NodeId> {
         self.add_node(
             Op::MatMul {
                 transpose_a,

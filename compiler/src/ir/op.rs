@@ -113,7 +113,10 @@ pub enum Op {
         dtype: DType,
     },
     /// A trainable f32 value that persists across runs.
-    Parameter { name: String, shape: Shape },
+    Parameter {
+        name: String,
+        shape: Shape,
+    },
     /// A value known at graph-construction time.
     Constant(Tensor),
     /// The number of elements of `shape` as an f32 scalar (it may depend on the batch size).
@@ -126,26 +129,39 @@ pub enum Op {
     },
     /// Uniform f32 values in `[0, 1)`, a pure function of the i32 scalar operand (the key) and
     /// the element position: counter-based, so reproducible and parallel.
-    RandomUniform { shape: Shape },
+    RandomUniform {
+        shape: Shape,
+    },
     Unary(UnaryOp),
     Binary(BinaryOp),
     Compare(CompareOp),
     /// `select(mask, a, b)`: `a` where the f32 mask is non-zero, else `b`.
     Select,
     /// `min(max(x, lo), hi)`.
-    Clip { lo: f32, hi: f32 },
+    Clip {
+        lo: f32,
+        hi: f32,
+    },
     /// Convert between f32 and i32 (f32 → i32 truncates toward zero, saturating; NaN → 0).
     Cast(DType),
-    Reduce { op: ReduceOp, axes: Vec<usize> },
+    Reduce {
+        op: ReduceOp,
+        axes: Vec<usize>,
+    },
     /// Index (as i32) of the first maximum along `axis`, which is removed.
-    ArgMax { axis: usize },
+    ArgMax {
+        axis: usize,
+    },
     /// Same elements, new shape (same symbolic element count).
     Reshape(Shape),
     /// Output axis `i` is input axis `perm[i]`.
     Permute(Vec<usize>),
     /// Input axis `i` becomes output axis `axes[i]` (its size must be 1 or equal); the other
     /// output axes repeat the input.
-    Broadcast { shape: Shape, axes: Vec<usize> },
+    Broadcast {
+        shape: Shape,
+        axes: Vec<usize>,
+    },
     /// Elements `start..end` along `axis`.
     Slice {
         axis: usize,
@@ -160,7 +176,9 @@ pub enum Op {
         value: f32,
     },
     /// Operands joined along `axis`.
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
     /// Batched matrix product of `[..., M, K] · [..., K, N]`, either operand stored transposed.
     MatMul {
         transpose_a: bool,
@@ -169,9 +187,13 @@ pub enum Op {
     /// `out[i..., :] = table[indices[i...], :]` for a `[V, ...]` table and i32 indices.
     Gather,
     /// `out[v, :] = Σ updates[i..., :] where indices[i...] == v`, with `rows` = V.
-    ScatterAdd { rows: usize },
+    ScatterAdd {
+        rows: usize,
+    },
     /// `out[i..., j] = (indices[i...] == j) as f32` for `j < depth`.
-    OneHot { depth: usize },
+    OneHot {
+        depth: usize,
+    },
 }
 
 impl Op {
@@ -364,13 +386,12 @@ impl Op {
                         }
                     }
                 }
-                let kept = s
-                    .0
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| !seen[*i])
-                    .map(|(_, d)| *d)
-                    .collect();
+                let kept =
+                    s.0.iter()
+                        .enumerate()
+                        .filter(|(i, _)| !seen[*i])
+                        .map(|(_, d)| *d)
+                        .collect();
                 Ok((Shape(kept), DType::F32))
             }
             Op::ArgMax { axis } => {
@@ -481,7 +502,9 @@ impl Op {
                     match s.0[*axis] {
                         Dim::Fixed(n) => total += n,
                         Dim::Batch(_) => {
-                            return Err(err(format!("cannot concatenate along the batch axis {axis}")))
+                            return Err(err(format!(
+                                "cannot concatenate along the batch axis {axis}"
+                            )))
                         }
                     }
                 }
@@ -554,7 +577,9 @@ impl Op {
                 let mut d = vec![Dim::Fixed(*rows)];
                 d.extend_from_slice(&upd.0[idx.rank()..]);
                 if d.iter().any(|d| matches!(d, Dim::Batch(_))) {
-                    return Err(err(format!("the row shape of {upd} cannot depend on the batch")));
+                    return Err(err(format!(
+                        "the row shape of {upd} cannot depend on the batch"
+                    )));
                 }
                 Ok((Shape(d), DType::F32))
             }

@@ -1,0 +1,289 @@
+//! Compiles a graph, specialised for a batch size, into an [`Executable`]: an arena layout
+//! and one JIT kernel per op, in dependency order.
+
+use super::jit::{CodeHandle, JitBuilder, KernelFn};
+use super::kernels::{self, Buf, KernelSpec};
+use crate::error::{Error, Result};
+use crate::ir::{DType, Graph, NodeId, Op, Shape};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Alignment of every buffer in the arena (a cache line).
+pub const ALIGN: usize = 64;
+
+/// A named tensor's place in the arena.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub name: String,
+    pub node: NodeId,
+    pub offset: usize,
+    pub dims: Vec<usize>,
+    pub dtype: DType,
+}
+
+impl Slot {
+    pub fn len(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One compiled kernel.
+#[derive(Clone)]
+pub struct Kernel {
+    pub name: String,
+    pub func: KernelFn,
+    /// Floating-point operations per call.
+    pub flops: u64,
+    /// Bytes of operands read plus output written per call.
+    pub bytes: u64,
+}
+
+/// An index input and the exclusive upper bound of its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexBound {
+    pub input: String,
+    pub bound: usize,
+    pub op: String,
+}
+
+/// A compiled program: what to put where in the arena, and the kernels to call in order.
+pub struct Executable {
+    pub batch: usize,
+    pub arena_bytes: usize,
+    /// Byte offset of the status word kernels write when they detect invalid data; a non-zero
+    /// value `k` names kernel `k - 1`.
+    pub status_offset: usize,
+    pub inputs: Vec<Slot>,
+    pub parameters: Vec<Slot>,
+    pub outputs: Vec<Slot>,
+    /// Constant data to place in the arena once: byte offset and 4-byte words.
+    pub constants: Vec<(usize, Vec<u32>)>,
+    pub kernels: Vec<Kernel>,
+    pub index_bounds: Vec<IndexBound>,
+    pub compile_time: Duration,
+    /// Cranelift IR per kernel, when requested.
+    pub clif: Vec<(String, String)>,
+    /// Keeps the kernels' machine code alive.
+    pub code: Arc<CodeHandle>,
+}
+
+/// Options of [`compile`].
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    /// Keep each kernel's Cranelift IR text in [`Executable::clif`].
+    pub dump_clif: bool,
+}
+
+fn align(n: usize) -> usize {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+/// The nodes `roots` depend on, in topological order.
+fn reachable(graph: &Graph, roots: &[NodeId]) -> Vec<NodeId> {
+    let mut seen = vec![false; graph.len()];
+    let mut stack: Vec<NodeId> = roots.to_vec();
+    while let Some(n) = stack.pop() {
+        if !std::mem::replace(&mut seen[n.index()], true) {
+            stack.extend(graph.operands(n));
+        }
+    }
+    graph.ids().filter(|n| seen[n.index()]).collect()
+}
+
+fn leaf_name(op: &Op) -> Option<&str> {
+    match op {
+        Op::Input { name, .. } | Op::Parameter { name, .. } => Some(name),
+        _ => None,
+    }
+}
+
+/// Compiles the nodes needed for `outputs` and `updates` for a concrete `batch`. Each update
+/// `(parameter, value)` writes `value` into the parameter after all outputs are computed.
+pub fn compile(
+    graph: &Graph,
+    outputs: &[NodeId],
+    updates: &[(NodeId, NodeId)],
+    batch: usize,
+    options: &CompileOptions,
+) -> Result<Executable> {
+    let start = Instant::now();
+    if batch == 0 {
+        return Err(Error::InvalidArgument(
+            "a program needs a batch size of at least 1".into(),
+        ));
+    }
+    let all: Vec<NodeId> = outputs
+        .iter()
+        .chain(updates.iter().flat_map(|(p, v)| [p, v]))
+        .copied()
+        .collect();
+    if let Some(bad) = all.iter().find(|n| n.index() >= graph.len()) {
+        return Err(Error::Graph(format!("node {} does not exist", bad.index())));
+    }
+    for (p, v) in updates {
+        let (pn, vn) = (graph.node(*p), graph.node(*v));
+        if !matches!(pn.op, Op::Parameter { .. }) || pn.shape != vn.shape || vn.dtype != DType::F32
+        {
+            return Err(Error::Graph(format!(
+                "an update must write an f32 value of the parameter's shape into a parameter; \
+                 found {} {} ← {} {}",
+                pn.op.name(),
+                pn.shape,
+                vn.op.name(),
+                vn.shape
+            )));
+        }
+    }
+    let order = reachable(graph, &all);
+    let dims = |n: NodeId| graph.shape(n).concrete(batch);
+
+    // Arena layout: status word, then one buffer per node (reshapes alias their operand).
+    let status_offset = 0;
+    let mut next = ALIGN;
+    let mut offset: HashMap<NodeId, usize> = HashMap::new();
+    let mut constants = Vec::new();
+    let (mut inputs, mut parameters) = (Vec::new(), Vec::new());
+    for &n in &order {
+        let node = graph.node(n);
+        if let Op::Reshape(_) = node.op {
+            offset.insert(n, offset[&graph.operands(n)[0]]);
+            continue;
+        }
+        let bytes = dims(n).iter().product::<usize>() * node.dtype.size();
+        offset.insert(n, next);
+        match &node.op {
+            Op::Constant(t) => constants.push((next, t.to_bits())),
+            Op::ElementCount(s) => {
+                let count = Shape::concrete(s, batch).iter().product::<usize>() as f32;
+                constants.push((next, vec![count.to_bits()]));
+            }
+            _ => {}
+        }
+        if let Some(name) = leaf_name(&node.op) {
+            let slot = Slot {
+                name: name.to_string(),
+                node: n,
+                offset: next,
+                dims: dims(n),
+                dtype: node.dtype,
+            };
+            match node.op {
+                Op::Input { .. } => inputs.push(slot),
+                _ => parameters.push(slot),
+            }
+        }
+        next += align(bytes);
+    }
+    let buf = |n: NodeId| Buf {
+        offset: offset[&n],
+        dims: dims(n),
+        dtype: graph.dtype(n),
+    };
+
+    // Kernels, in topological order, then the parameter updates.
+    let mut jit = JitBuilder::new(options.dump_clif)?;
+    let mut specs: Vec<(String, Op, Vec<Buf>, Buf)> = Vec::new();
+    let mut index_bounds = Vec::new();
+    for &n in &order {
+        let node = graph.node(n);
+        let is_leaf = matches!(
+            node.op,
+            Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::ElementCount(_)
+        );
+        if is_leaf || matches!(node.op, Op::Reshape(_)) {
+            continue;
+        }
+        let operands = graph.operands(n);
+        if let Some((index_operand, bound)) = match &node.op {
+            Op::Gather => Some((operands[1], dims(operands[0])[0])),
+            Op::ScatterAdd { rows } => Some((operands[1], *rows)),
+            Op::OneHot { depth } => Some((operands[0], *depth)),
+            _ => None,
+        } {
+            let mut source = index_operand;
+            while let Op::Reshape(_) = graph.node(source).op {
+                source = graph.operands(source)[0];
+            }
+            if let Op::Input { name, .. } = &graph.node(source).op {
+                index_bounds.push(IndexBound {
+                    input: name.clone(),
+                    bound,
+                    op: node.op.name(),
+                });
+            }
+        }
+        let name = format!("k{}_{}", specs.len(), node.op.name());
+        specs.push((
+            name,
+            node.op.clone(),
+            operands.iter().map(|&o| buf(o)).collect(),
+            buf(n),
+        ));
+    }
+    for (p, v) in updates {
+        // An update is a dense copy, which is exactly a materialised reshape.
+        let name = format!("k{}_assign", specs.len());
+        let op = Op::Reshape(graph.shape(*p).clone());
+        specs.push((name, op, vec![buf(*v)], buf(*p)));
+    }
+
+    let mut ids = Vec::with_capacity(specs.len());
+    let mut kernels_meta = Vec::with_capacity(specs.len());
+    for (k, (name, op, ins, out)) in specs.iter().enumerate() {
+        let scratch_len = kernels::scratch_bytes(op, ins, out);
+        let scratch = next;
+        next += align(scratch_len);
+        let spec = KernelSpec {
+            op,
+            inputs: ins.clone(),
+            output: out.clone(),
+            scratch,
+            status: status_offset,
+            status_code: k as u32 + 1,
+        };
+        ids.push(jit.define(name, |e, arena| kernels::lower(e, arena, &spec))?);
+        let bytes = (ins.iter().map(Buf::len).sum::<usize>() + out.len()) as u64 * 4;
+        kernels_meta.push((name.clone(), kernels::flops(op, ins, out), bytes));
+    }
+    let clif = jit.clif().to_vec();
+    let (code, fns) = jit.finish(&ids)?;
+    let kernels = kernels_meta
+        .into_iter()
+        .zip(fns)
+        .map(|((name, flops, bytes), func)| Kernel {
+            name,
+            func,
+            flops,
+            bytes,
+        })
+        .collect();
+    let outputs = outputs
+        .iter()
+        .map(|&n| Slot {
+            name: graph.node(n).op.name(),
+            node: n,
+            offset: offset[&n],
+            dims: dims(n),
+            dtype: graph.dtype(n),
+        })
+        .collect();
+    Ok(Executable {
+        batch,
+        arena_bytes: next,
+        status_offset,
+        inputs,
+        parameters,
+        outputs,
+        constants,
+        kernels,
+        index_bounds,
+        compile_time: start.elapsed(),
+        clif,
+        code,
+    })
+}

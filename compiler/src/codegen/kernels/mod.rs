@@ -1,0 +1,115 @@
+//! Lowering of primitive ops to Cranelift kernels. Each kernel reads and writes buffers at
+//! constant offsets in the program's arena; all sizes are concrete by now.
+
+mod elementwise;
+mod indexing;
+mod matmul;
+mod movement;
+mod reduce;
+
+pub use elementwise::elementwise_value;
+
+use super::emit::Emit;
+use crate::error::{Error, Result};
+use crate::ir::{DType, Op};
+use cranelift_codegen::ir::{InstBuilder, Value};
+
+/// A buffer in the arena with its concrete shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Buf {
+    /// Byte offset from the arena base.
+    pub offset: usize,
+    pub dims: Vec<usize>,
+    pub dtype: DType,
+}
+
+impl Buf {
+    pub fn len(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Pointer to the buffer's first element.
+    pub(crate) fn ptr(&self, e: &mut Emit, arena: Value) -> Value {
+        e.b.ins().iadd_imm_s(arena, self.offset as i64)
+    }
+}
+
+/// Everything needed to lower one op.
+#[derive(Debug, Clone)]
+pub struct KernelSpec<'a> {
+    pub op: &'a Op,
+    pub inputs: Vec<Buf>,
+    pub output: Buf,
+    /// Byte offset of the kernel's scratch space (see [`scratch_bytes`]).
+    pub scratch: usize,
+    /// Byte offset of the program's status word: a kernel that detects invalid data (an index
+    /// out of range) stores `status_code` there.
+    pub status: usize,
+    pub status_code: u32,
+}
+
+/// Scratch bytes a kernel needs besides its operands and output.
+pub fn scratch_bytes(op: &Op, inputs: &[Buf], output: &Buf) -> usize {
+    match op {
+        Op::MatMul { .. } => matmul::scratch_bytes(op, inputs),
+        Op::Reduce { .. } => reduce::scratch_bytes(op, &inputs[0], output),
+        _ => 0,
+    }
+}
+
+/// Floating-point operations the kernel performs (for profiles and benchmarks).
+pub fn flops(op: &Op, inputs: &[Buf], output: &Buf) -> u64 {
+    match op {
+        Op::MatMul { transpose_a, .. } => {
+            let a = &inputs[0].dims;
+            let k = if *transpose_a {
+                a[a.len() - 2]
+            } else {
+                a[a.len() - 1]
+            };
+            2 * output.len() as u64 * k as u64
+        }
+        Op::Reduce { .. } => inputs[0].len() as u64,
+        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Clip { .. } => {
+            output.len() as u64
+        }
+        _ => 0,
+    }
+}
+
+/// Emits the body of the kernel computing `spec.op`.
+pub fn lower(e: &mut Emit, arena: Value, spec: &KernelSpec) -> Result<()> {
+    if spec.output.is_empty() && !matches!(spec.op, Op::ScatterAdd { .. }) {
+        return Ok(());
+    }
+    match spec.op {
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Select
+        | Op::Clip { .. }
+        | Op::Cast(_) => elementwise::lower_map(e, arena, spec),
+        Op::Iota { axis, .. } => elementwise::lower_iota(e, arena, spec, *axis),
+        Op::RandomUniform { .. } => elementwise::lower_random(e, arena, spec),
+        Op::OneHot { depth } => elementwise::lower_one_hot(e, arena, spec, *depth),
+        Op::Reduce { .. } | Op::ArgMax { .. } => reduce::lower(e, arena, spec),
+        Op::Reshape(_)
+        | Op::Permute(_)
+        | Op::Broadcast { .. }
+        | Op::Slice { .. }
+        | Op::Pad { .. }
+        | Op::Concat { .. } => movement::lower(e, arena, spec),
+        Op::MatMul { .. } => matmul::lower(e, arena, spec),
+        Op::Gather | Op::ScatterAdd { .. } => indexing::lower(e, arena, spec),
+        Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::ElementCount(_) => {
+            Err(Error::Codegen {
+                kernel: spec.op.name(),
+                message: "leaves hold data and have no kernel".into(),
+            })
+        }
+    }
+}

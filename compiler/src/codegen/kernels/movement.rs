@@ -1,0 +1,185 @@
+//! Movement kernels. Every movement op is an index map, so all of them lower to one strided
+//! copy (plus a fill for padding): output multi-index `i` reads input element
+//! `offset + Σ i_k · stride_k`.
+
+use super::elementwise::{elem_addr, for_elements, lane_type};
+use super::KernelSpec;
+use crate::codegen::emit::{mem_readonly, Emit, LANES};
+use crate::error::Result;
+use crate::ir::{strides, DType, Op};
+use cranelift_codegen::ir::{InstBuilder, Value};
+
+/// One axis of a strided copy: extent and the element strides on each side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Axis {
+    pub extent: usize,
+    pub src_stride: usize,
+    pub dst_stride: usize,
+}
+
+/// Drops unit axes and merges adjacent axes that are contiguous on both sides, so the inner
+/// loop runs as long as possible.
+pub(crate) fn coalesce(axes: &[Axis]) -> Vec<Axis> {
+    let mut out: Vec<Axis> = Vec::new();
+    for &a in axes.iter().filter(|a| a.extent != 1) {
+        match out.last_mut() {
+            Some(prev)
+                if prev.src_stride == a.src_stride * a.extent
+                    && prev.dst_stride == a.dst_stride * a.extent =>
+            {
+                prev.extent *= a.extent;
+                prev.src_stride = a.src_stride;
+                prev.dst_stride = a.dst_stride;
+            }
+            _ => out.push(a),
+        }
+    }
+    out
+}
+
+/// Copies a strided region: `dst[Σ i·dst_stride] = src[Σ i·src_stride]` over all axes.
+/// `src` and `dst` point at the first element. The innermost axis is vectorised when it is
+/// contiguous on both sides, or contiguous in `dst` and broadcast (stride 0) in `src`.
+pub(crate) fn copy_strided(e: &mut Emit, dtype: DType, src: Value, dst: Value, axes: &[Axis]) {
+    let axes = coalesce(axes);
+    match axes.split_last() {
+        None => {
+            let v = e.b.ins().load(lane_type(dtype, 1), mem_readonly(), src, 0);
+            e.store(v, dst, 0);
+        }
+        Some((inner, outer)) => copy_nest(e, dtype, src, dst, outer, *inner),
+    }
+}
+
+fn copy_nest(e: &mut Emit, dtype: DType, src: Value, dst: Value, outer: &[Axis], inner: Axis) {
+    if let Some((first, rest)) = outer.split_first() {
+        e.for_count(first.extent, |e, i| {
+            let s = e.addr(src, i, (first.src_stride * 4) as i64);
+            let d = e.addr(dst, i, (first.dst_stride * 4) as i64);
+            copy_nest(e, dtype, s, d, rest, inner);
+        });
+        return;
+    }
+    match (inner.src_stride, inner.dst_stride) {
+        (1, 1) => for_elements(e, inner.extent, |e, i, lanes| {
+            let s = elem_addr(e, src, i);
+            let v =
+                e.b.ins()
+                    .load(lane_type(dtype, lanes), mem_readonly(), s, 0);
+            let d = elem_addr(e, dst, i);
+            e.store(v, d, 0);
+        }),
+        (0, 1) => {
+            let scalar = e.b.ins().load(lane_type(dtype, 1), mem_readonly(), src, 0);
+            let vector = e.b.ins().splat(lane_type(dtype, LANES), scalar);
+            for_elements(e, inner.extent, |e, i, lanes| {
+                let d = elem_addr(e, dst, i);
+                e.store(if lanes == 1 { scalar } else { vector }, d, 0);
+            });
+        }
+        (ss, ds) => e.for_count(inner.extent, |e, i| {
+            let s = e.addr(src, i, (ss * 4) as i64);
+            let v = e.b.ins().load(lane_type(dtype, 1), mem_readonly(), s, 0);
+            let d = e.addr(dst, i, (ds * 4) as i64);
+            e.store(v, d, 0);
+        }),
+    }
+}
+
+/// Fills `n` elements at `dst` with the f32 `value`.
+pub(crate) fn fill(e: &mut Emit, dst: Value, n: usize, value: f32) {
+    let scalar = e.b.ins().f32const(value);
+    let vector = e.b.ins().splat(lane_type(DType::F32, LANES), scalar);
+    for_elements(e, n, |e, i, lanes| {
+        let d = elem_addr(e, dst, i);
+        e.store(if lanes == 1 { scalar } else { vector }, d, 0);
+    });
+}
+
+/// Axes of a plain row-major copy of `dims` into a row-major region with strides `dst_strides`.
+fn dense_axes(dims: &[usize], dst_strides: &[usize]) -> Vec<Axis> {
+    let src_strides = strides(dims);
+    (0..dims.len())
+        .map(|k| Axis {
+            extent: dims[k],
+            src_stride: src_strides[k],
+            dst_stride: dst_strides[k],
+        })
+        .collect()
+}
+
+pub(super) fn lower(e: &mut Emit, arena: Value, spec: &KernelSpec) -> Result<()> {
+    let input = &spec.inputs[0];
+    let out = &spec.output;
+    let dtype = out.dtype;
+    let src = input.ptr(e, arena);
+    let dst = out.ptr(e, arena);
+    let in_strides = strides(&input.dims);
+    let out_strides = strides(&out.dims);
+    match spec.op {
+        Op::Reshape(_) => copy_strided(e, dtype, src, dst, &dense_axes(&[out.len()], &[1])),
+        Op::Permute(perm) => {
+            let axes: Vec<Axis> = perm
+                .iter()
+                .enumerate()
+                .map(|(k, &p)| Axis {
+                    extent: out.dims[k],
+                    src_stride: in_strides[p],
+                    dst_stride: out_strides[k],
+                })
+                .collect();
+            copy_strided(e, dtype, src, dst, &axes);
+        }
+        Op::Broadcast { axes: map, .. } => {
+            let mut src_strides = vec![0; out.dims.len()];
+            for (i, &a) in map.iter().enumerate() {
+                if input.dims[i] != 1 {
+                    src_strides[a] = in_strides[i];
+                }
+            }
+            let axes: Vec<Axis> = (0..out.dims.len())
+                .map(|k| Axis {
+                    extent: out.dims[k],
+                    src_stride: src_strides[k],
+                    dst_stride: out_strides[k],
+                })
+                .collect();
+            copy_strided(e, dtype, src, dst, &axes);
+        }
+        Op::Slice { axis, start, .. } => {
+            let src =
+                e.b.ins()
+                    .iadd_imm_s(src, (start * in_strides[*axis] * 4) as i64);
+            let axes: Vec<Axis> = (0..out.dims.len())
+                .map(|k| Axis {
+                    extent: out.dims[k],
+                    src_stride: in_strides[k],
+                    dst_stride: out_strides[k],
+                })
+                .collect();
+            copy_strided(e, dtype, src, dst, &axes);
+        }
+        Op::Pad {
+            axis, low, value, ..
+        } => {
+            fill(e, dst, out.len(), *value);
+            let dst =
+                e.b.ins()
+                    .iadd_imm_s(dst, (low * out_strides[*axis] * 4) as i64);
+            copy_strided(e, dtype, src, dst, &dense_axes(&input.dims, &out_strides));
+        }
+        Op::Concat { axis } => {
+            let mut at = 0;
+            for part in &spec.inputs {
+                let src = part.ptr(e, arena);
+                let d =
+                    e.b.ins()
+                        .iadd_imm_s(dst, (at * out_strides[*axis] * 4) as i64);
+                copy_strided(e, dtype, src, d, &dense_axes(&part.dims, &out_strides));
+                at += part.dims[*axis];
+            }
+        }
+        other => unreachable!("{} is not a movement op", other.name()),
+    }
+    Ok(())
+}

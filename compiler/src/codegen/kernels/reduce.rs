@@ -1,0 +1,249 @@
+//! Reduction kernels. The operand is viewed as `[A, R, C]`: `A` kept outer positions, `R`
+//! reduced elements, `C` kept inner positions. Rows (`C = 1`) are reduced with several vector
+//! accumulators; columns (`C > 1`) are reduced vectorised across `C`. Reduced axes that are not
+//! one contiguous group are first permuted to the back into scratch space.
+
+use super::elementwise::{elem_addr, for_elements, lane_type};
+use super::movement::{copy_strided, Axis};
+use super::{Buf, KernelSpec};
+use crate::codegen::emit::{mem_readonly, Emit, LANES};
+use crate::error::Result;
+use crate::ir::{strides, DType, Op, ReduceOp};
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::types::{F32, I32};
+use cranelift_codegen::ir::{InstBuilder, Value};
+
+/// The operand as `(A, R, C)`, or `None` when the reduced axes (ignoring unit axes) are not
+/// contiguous.
+fn arc_form(dims: &[usize], reduced: &[bool]) -> Option<(usize, usize, usize)> {
+    let mut groups: Vec<(bool, usize)> = Vec::new();
+    for (&d, &r) in dims.iter().zip(reduced) {
+        if d == 1 {
+            continue;
+        }
+        match groups.last_mut() {
+            Some((kind, n)) if *kind == r => *n *= d,
+            _ => groups.push((r, d)),
+        }
+    }
+    match groups.as_slice() {
+        [] => Some((1, 1, 1)),
+        [(true, r)] => Some((1, *r, 1)),
+        [(false, c)] => Some((1, 1, *c)),
+        [(false, a), (true, r)] => Some((*a, *r, 1)),
+        [(true, r), (false, c)] => Some((1, *r, *c)),
+        [(false, a), (true, r), (false, c)] => Some((*a, *r, *c)),
+        _ => None,
+    }
+}
+
+fn reduced_mask(op: &Op, rank: usize) -> Vec<bool> {
+    let mut mask = vec![false; rank];
+    match op {
+        Op::Reduce { axes, .. } => axes.iter().for_each(|&a| mask[a] = true),
+        Op::ArgMax { axis } => mask[*axis] = true,
+        _ => unreachable!(),
+    }
+    mask
+}
+
+pub(super) fn scratch_bytes(op: &Op, input: &Buf, _output: &Buf) -> usize {
+    let mask = reduced_mask(op, input.dims.len());
+    match arc_form(&input.dims, &mask) {
+        Some(_) => 0,
+        None => input.len() * 4,
+    }
+}
+
+pub(super) fn lower(e: &mut Emit, arena: Value, spec: &KernelSpec) -> Result<()> {
+    let input = &spec.inputs[0];
+    let mask = reduced_mask(spec.op, input.dims.len());
+    let mut src = input.ptr(e, arena);
+    let (a, r, c) = match arc_form(&input.dims, &mask) {
+        Some(arc) => arc,
+        None => {
+            // Permute kept axes to the front and reduced axes to the back, into scratch.
+            let order: Vec<usize> = (0..mask.len())
+                .filter(|&k| !mask[k])
+                .chain((0..mask.len()).filter(|&k| mask[k]))
+                .collect();
+            let in_strides = strides(&input.dims);
+            let permuted: Vec<usize> = order.iter().map(|&k| input.dims[k]).collect();
+            let out_strides = strides(&permuted);
+            let axes: Vec<Axis> = order
+                .iter()
+                .enumerate()
+                .map(|(j, &k)| Axis {
+                    extent: input.dims[k],
+                    src_stride: in_strides[k],
+                    dst_stride: out_strides[j],
+                })
+                .collect();
+            let scratch = e.b.ins().iadd_imm_s(arena, spec.scratch as i64);
+            copy_strided(e, input.dtype, src, scratch, &axes);
+            src = scratch;
+            let r: usize = (0..mask.len())
+                .filter(|&k| mask[k])
+                .map(|k| input.dims[k])
+                .product();
+            (input.len() / r.max(1), r, 1)
+        }
+    };
+    let out = spec.output.ptr(e, arena);
+    match spec.op {
+        Op::Reduce { op, .. } if c == 1 => reduce_rows(e, *op, src, out, a, r),
+        Op::Reduce { op, .. } => reduce_columns(e, *op, src, out, a, r, c),
+        Op::ArgMax { .. } => argmax(e, src, out, a, r, c),
+        _ => unreachable!(),
+    }
+    Ok(())
+}
+
+fn identity(op: ReduceOp) -> f32 {
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => 0.0,
+        ReduceOp::Max => f32::NEG_INFINITY,
+    }
+}
+
+fn combine(e: &mut Emit, op: ReduceOp, acc: Value, x: Value) -> Value {
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => e.b.ins().fadd(acc, x),
+        ReduceOp::Max => e.b.ins().fmax(acc, x),
+    }
+}
+
+/// Mean divides by the reduced count; the others are final already.
+fn finish(e: &mut Emit, op: ReduceOp, acc: Value, r: usize) -> Value {
+    match op {
+        ReduceOp::Mean => {
+            let ty = e.ty(acc);
+            let inv = e.f(ty, 1.0 / r as f32);
+            if r == 0 {
+                let zero = e.f(ty, 0.0);
+                e.b.ins().fdiv(zero, zero)
+            } else {
+                e.b.ins().fmul(acc, inv)
+            }
+        }
+        _ => acc,
+    }
+}
+
+/// Combines the four lanes of a vector accumulator.
+fn horizontal(e: &mut Emit, op: ReduceOp, v: Value) -> Value {
+    let lanes: Vec<Value> = (0..LANES as u8)
+        .map(|l| e.b.ins().extractlane(v, l))
+        .collect();
+    let x = combine(e, op, lanes[0], lanes[1]);
+    let y = combine(e, op, lanes[2], lanes[3]);
+    combine(e, op, x, y)
+}
+
+/// `out[a] = reduce(src[a, 0..r])` with four vector accumulators.
+fn reduce_rows(e: &mut Emit, op: ReduceOp, src: Value, out: Value, a: usize, r: usize) {
+    const ACCS: usize = 4;
+    e.for_count(a, |e, ai| {
+        let row = e.addr(src, ai, (r * 4) as i64);
+        let vty = lane_type(DType::F32, LANES);
+        let init = e.f(vty, identity(op));
+        let zero = e.i64(0);
+        let end = e.i64(r as i64);
+        let (i, accs) = e.for_range(
+            zero,
+            end,
+            (ACCS * LANES) as i64,
+            &[init; ACCS],
+            |e, i, accs| {
+                let p = elem_addr(e, row, i);
+                (0..ACCS)
+                    .map(|k| {
+                        let x =
+                            e.b.ins()
+                                .load(vty, mem_readonly(), p, (k * LANES * 4) as i32);
+                        combine(e, op, accs[k], x)
+                    })
+                    .collect()
+            },
+        );
+        let mut acc = accs[0];
+        for &other in &accs[1..] {
+            acc = combine(e, op, acc, other);
+        }
+        let (i, acc) = e.for_range(i, end, LANES as i64, &[acc], |e, i, acc| {
+            let p = elem_addr(e, row, i);
+            let x = e.b.ins().load(vty, mem_readonly(), p, 0);
+            vec![combine(e, op, acc[0], x)]
+        });
+        let scalar = horizontal(e, op, acc[0]);
+        let (_, acc) = e.for_range(i, end, 1, &[scalar], |e, i, acc| {
+            let p = elem_addr(e, row, i);
+            let x = e.b.ins().load(F32, mem_readonly(), p, 0);
+            vec![combine(e, op, acc[0], x)]
+        });
+        let v = finish(e, op, acc[0], r);
+        let o = elem_addr(e, out, ai);
+        e.store(v, o, 0);
+    });
+}
+
+/// `out[a, c] = reduce(src[a, 0..r, c])`, vectorised across `c`.
+fn reduce_columns(
+    e: &mut Emit,
+    op: ReduceOp,
+    src: Value,
+    out: Value,
+    a: usize,
+    r: usize,
+    c: usize,
+) {
+    e.for_count(a, |e, ai| {
+        let block = e.addr(src, ai, (r * c * 4) as i64);
+        let out_row = e.addr(out, ai, (c * 4) as i64);
+        for_elements(e, c, |e, ci, lanes| {
+            let ty = lane_type(DType::F32, lanes);
+            let col = elem_addr(e, block, ci);
+            let init = e.f(ty, identity(op));
+            let zero = e.i64(0);
+            let end = e.i64(r as i64);
+            let (_, acc) = e.for_range(zero, end, 1, &[init], |e, ri, acc| {
+                let p = e.addr(col, ri, (c * 4) as i64);
+                let x = e.b.ins().load(ty, mem_readonly(), p, 0);
+                vec![combine(e, op, acc[0], x)]
+            });
+            let v = finish(e, op, acc[0], r);
+            let o = elem_addr(e, out_row, ci);
+            e.store(v, o, 0);
+        });
+    });
+}
+
+/// `out[a, c] = first index of the maximum of src[a, 0..r, c]` (a NaN counts as the maximum).
+fn argmax(e: &mut Emit, src: Value, out: Value, a: usize, r: usize, c: usize) {
+    e.for_count(a, |e, ai| {
+        e.for_count(c, |e, ci| {
+            let flat = e.b.ins().imul_imm_s(ai, (r * c) as i64);
+            let flat = e.b.ins().iadd(flat, ci);
+            let col = elem_addr(e, src, flat);
+            let first = e.b.ins().load(F32, mem_readonly(), col, 0);
+            let idx0 = e.b.ins().iconst(I32, 0);
+            let one = e.i64(1);
+            let end = e.i64(r as i64);
+            let (_, best) = e.for_range(one, end, 1, &[first, idx0], |e, ri, best| {
+                let p = e.addr(col, ri, (c * 4) as i64);
+                let x = e.b.ins().load(F32, mem_readonly(), p, 0);
+                let greater = e.fcmp(FloatCC::GreaterThan, x, best[0]);
+                let x_nan = e.fcmp(FloatCC::Unordered, x, x);
+                let best_num = e.fcmp(FloatCC::Ordered, best[0], best[0]);
+                let nan_wins = e.b.ins().band(x_nan, best_num);
+                let take = e.b.ins().bor(greater, nan_wins);
+                let r32 = e.b.ins().ireduce(I32, ri);
+                vec![e.select(take, x, best[0]), e.select(take, r32, best[1])]
+            });
+            let o = e.b.ins().imul_imm_s(ai, c as i64);
+            let o = e.b.ins().iadd(o, ci);
+            let o = elem_addr(e, out, o);
+            e.store(best[1], o, 0);
+        });
+    });
+}

@@ -1,0 +1,108 @@
+//! Helpers shared by the integration tests: random data, and running a graph both through the
+//! JIT and through the reference interpreter.
+#![allow(dead_code)]
+
+use kiln::compiler::interp::{self, Array, Precision};
+use kiln::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+/// Sizes that exercise vector bodies, tails and the degenerate case.
+pub const SIZES: [usize; 7] = [1, 3, 4, 5, 8, 17, 33];
+
+pub fn random_dims(r: &mut StdRng, rank: usize) -> Vec<usize> {
+    (0..rank)
+        .map(|_| SIZES[r.gen_range(0..SIZES.len())])
+        .collect()
+}
+
+pub fn uniform(r: &mut StdRng, dims: &[usize], lo: f32, hi: f32) -> Tensor {
+    let n = dims.iter().product();
+    Tensor::from_f32(dims, (0..n).map(|_| r.gen_range(lo..hi)).collect()).unwrap()
+}
+
+pub fn indices(r: &mut StdRng, dims: &[usize], bound: usize) -> Tensor {
+    let n = dims.iter().product();
+    Tensor::from_i32(dims, (0..n).map(|_| r.gen_range(0..bound as i32)).collect()).unwrap()
+}
+
+/// Tolerance `|jit - reference| <= atol + rtol · |reference|`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tol {
+    pub atol: f64,
+    pub rtol: f64,
+}
+
+pub const EXACT: Tol = Tol {
+    atol: 0.0,
+    rtol: 0.0,
+};
+
+pub fn tol(atol: f64, rtol: f64) -> Tol {
+    Tol { atol, rtol }
+}
+
+/// Compares two value lists; NaNs must match NaNs and infinities must match exactly.
+pub fn assert_close(what: &str, jit: &[f64], reference: &[f64], t: Tol) {
+    assert_eq!(jit.len(), reference.len(), "{what}: lengths differ");
+    for (i, (&a, &b)) in jit.iter().zip(reference).enumerate() {
+        let ok = if b.is_nan() {
+            a.is_nan()
+        } else if b.is_infinite() {
+            a == b
+        } else {
+            (a - b).abs() <= t.atol + t.rtol * b.abs()
+        };
+        assert!(
+            ok,
+            "{what}: element {i}: jit {a} vs reference {b} (tolerance {t:?})"
+        );
+    }
+}
+
+/// Runs `outputs` of `graph` through the JIT (at the feeds' batch size) and the interpreter
+/// (f32 rounding) and compares them. Returns the JIT outputs.
+pub fn check_graph(
+    what: &str,
+    graph: &Graph,
+    outputs: &[NodeId],
+    feeds: &[(&str, &Tensor)],
+    t: Tol,
+) -> Vec<Tensor> {
+    let arrays: Vec<(&str, Array)> = feeds
+        .iter()
+        .map(|(n, v)| (*n, Array::from_tensor(v)))
+        .collect();
+    let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (*n, a)).collect();
+    let shapes: Vec<(&str, &[usize])> = feeds.iter().map(|(n, v)| (*n, v.shape())).collect();
+    let batch = interp::infer_batch(graph, &shapes).unwrap();
+    let expected = interp::evaluate(graph, &refs, outputs, Precision::F32)
+        .unwrap_or_else(|e| panic!("{what}: interpreter failed: {e}"));
+    let mut program = Program::compile(graph, outputs, &[], batch)
+        .unwrap_or_else(|e| panic!("{what}: compile failed: {e}"));
+    let params: Vec<&(&str, &Tensor)> = feeds
+        .iter()
+        .filter(|(n, _)| program.executable().parameters.iter().any(|s| s.name == *n))
+        .collect();
+    for (n, v) in params {
+        program.set_parameter(n, v).unwrap();
+    }
+    let inputs: Vec<(&str, &Tensor)> = feeds
+        .iter()
+        .filter(|(n, _)| program.inputs().iter().any(|s| s.name == *n))
+        .copied()
+        .collect();
+    let got = program
+        .run(&inputs)
+        .unwrap_or_else(|e| panic!("{what}: run failed: {e}"));
+    for (k, (g, want)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(g.shape(), want.shape.as_slice(), "{what}: output {k} shape");
+        assert_eq!(g.dtype(), want.dtype, "{what}: output {k} dtype");
+        assert_close(&format!("{what} (output {k})"), &g.to_f64(), &want.data, t);
+    }
+    got
+}
