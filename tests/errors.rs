@@ -43,10 +43,17 @@ fn wrong_shape_dtype_missing_and_unknown_inputs_are_errors() {
     let good = uniform(&mut r, &[4, 5], 0.0, 1.0);
     let e = p.run(&[("x", &good), ("z", &good)]).unwrap_err();
     assert!(matches!(e, Error::UnknownTensor(ref n) if n == "z"), "{e}");
+    let w = uniform(&mut r, &[5, 3], 0.0, 1.0);
+    let e = p.run(&[("x", &good), ("w", &w)]).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
 
     let empty = Tensor::from_f32(&[0, 5], vec![]).unwrap();
     let e = p.run(&[("x", &empty)]).unwrap_err();
     assert!(matches!(e, Error::InputMismatch { .. }), "{e}");
+
+    // A new batch size is a new specialisation, not an error.
+    let seven = uniform(&mut r, &[7, 5], 0.0, 1.0);
+    assert_eq!(p.run(&[("x", &seven)]).unwrap()[0].shape(), &[7, 3]);
 
     let e = p.set_parameter("w", &good).unwrap_err();
     assert!(

@@ -1,14 +1,32 @@
-//! A compiled program with its arena: validated inputs in, kernels run in order, outputs out.
+//! A compiled program: validated inputs in, kernels run in order, outputs out.
+//!
+//! A program is specialised lazily for each batch size it sees (each specialisation has its own
+//! work arena); all specialisations share one state arena holding parameters and optimizer
+//! state, so training on a last partial batch or evaluating at another batch size sees the
+//! same weights.
 
 use crate::arena::Arena;
-use kiln_compiler::codegen::{compile, CompileOptions, Executable, Slot};
-use kiln_compiler::ir::{Graph, NodeId};
+use kiln_compiler::codegen::{compile, CompileOptions, Executable, Slot, StateLayout};
+use kiln_compiler::interp::infer_batch;
+use kiln_compiler::ir::{Graph, NodeId, Op};
 use kiln_compiler::{Error, Result, Tensor};
+use std::collections::HashMap;
 
-/// A graph compiled for one batch size, with its memory. Parameters persist across runs.
-pub struct Program {
+/// One batch size's executable and work memory.
+struct Specialisation {
     exe: Executable,
-    arena: Arena,
+    work: Arena,
+}
+
+/// A graph's outputs (and parameter updates), compiled per batch size, with persistent state.
+pub struct Program {
+    graph: Graph,
+    outputs: Vec<NodeId>,
+    updates: Vec<(NodeId, NodeId)>,
+    options: CompileOptions,
+    layout: StateLayout,
+    state: Arena,
+    specialisations: HashMap<usize, Specialisation>,
 }
 
 fn describe(dims: &[usize], dtype: impl std::fmt::Display) -> String {
@@ -16,48 +34,88 @@ fn describe(dims: &[usize], dtype: impl std::fmt::Display) -> String {
 }
 
 impl Program {
-    /// Compiles `outputs` (and the `(parameter, new value)` updates applied after each run) of
-    /// `graph` for `batch`.
+    /// A program computing `outputs` of `graph` and then applying the `(parameter, new value)`
+    /// updates. Nothing is compiled until a batch size is known.
+    pub fn new(graph: &Graph, outputs: &[NodeId], updates: &[(NodeId, NodeId)]) -> Result<Self> {
+        Self::with_options(graph, outputs, updates, CompileOptions::default())
+    }
+
+    /// [`Program::new`] with explicit compile options.
+    pub fn with_options(
+        graph: &Graph,
+        outputs: &[NodeId],
+        updates: &[(NodeId, NodeId)],
+        options: CompileOptions,
+    ) -> Result<Self> {
+        let all = outputs
+            .iter()
+            .chain(updates.iter().flat_map(|(p, v)| [p, v]));
+        if let Some(bad) = all.clone().find(|n| n.index() >= graph.len()) {
+            return Err(Error::Graph(format!("node {} does not exist", bad.index())));
+        }
+        let layout = StateLayout::of(graph);
+        Ok(Program {
+            state: Arena::new(layout.bytes),
+            layout,
+            graph: graph.clone(),
+            outputs: outputs.to_vec(),
+            updates: updates.to_vec(),
+            options,
+            specialisations: HashMap::new(),
+        })
+    }
+
+    /// [`Program::new`], then compiles the specialisation for `batch` (so compile errors
+    /// surface here).
     pub fn compile(
         graph: &Graph,
         outputs: &[NodeId],
         updates: &[(NodeId, NodeId)],
         batch: usize,
     ) -> Result<Self> {
-        Self::with_options(graph, outputs, updates, batch, &CompileOptions::default())
+        let mut p = Self::new(graph, outputs, updates)?;
+        p.specialise(batch)?;
+        Ok(p)
     }
 
-    /// [`Program::compile`] with explicit options.
-    pub fn with_options(
-        graph: &Graph,
-        outputs: &[NodeId],
-        updates: &[(NodeId, NodeId)],
-        batch: usize,
-        options: &CompileOptions,
-    ) -> Result<Self> {
-        let exe = compile(graph, outputs, updates, batch, options)?;
-        let mut arena = Arena::new(exe.arena_bytes);
-        for (offset, words) in &exe.constants {
-            arena.write_words(*offset, words);
+    /// Compiles (once) the specialisation for `batch` and returns it.
+    pub fn specialise(&mut self, batch: usize) -> Result<&Executable> {
+        if !self.specialisations.contains_key(&batch) {
+            let exe = compile(
+                &self.graph,
+                &self.outputs,
+                &self.updates,
+                batch,
+                &self.options,
+            )?;
+            let mut work = Arena::new(exe.work_bytes);
+            for (offset, words) in &exe.constants {
+                work.write_words(*offset, words);
+            }
+            self.specialisations
+                .insert(batch, Specialisation { exe, work });
         }
-        Ok(Program { exe, arena })
+        Ok(&self.specialisations[&batch].exe)
     }
 
-    /// The compiled executable (kernels, layout, compile time).
-    pub fn executable(&self) -> &Executable {
-        &self.exe
+    /// The specialisation compiled for `batch`, if any.
+    pub fn executable(&self, batch: usize) -> Option<&Executable> {
+        self.specialisations.get(&batch).map(|s| &s.exe)
     }
 
-    /// The input slots the program expects.
-    pub fn inputs(&self) -> &[Slot] {
-        &self.exe.inputs
+    /// The graph the program was built from.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Where each parameter lives in the state arena.
+    pub fn state_layout(&self) -> &StateLayout {
+        &self.layout
     }
 
     fn parameter_slot(&self, name: &str) -> Result<&Slot> {
-        self.exe
-            .parameters
-            .iter()
-            .find(|s| s.name == name)
+        self.layout
+            .find(name)
             .ok_or_else(|| Error::UnknownTensor(name.to_string()))
     }
 
@@ -65,7 +123,7 @@ impl Program {
     pub fn set_parameter(&mut self, name: &str, value: &Tensor) -> Result<()> {
         let slot = self.parameter_slot(name)?.clone();
         check_tensor(&slot, value)?;
-        self.arena.write_words(slot.offset, &value.to_bits());
+        self.state.write_words(slot.offset, &value.to_bits());
         Ok(())
     }
 
@@ -75,20 +133,44 @@ impl Program {
         Tensor::from_bits(
             &slot.dims,
             slot.dtype,
-            self.arena.words(slot.offset, slot.len()),
+            self.state.words(slot.offset, slot.len()),
         )
     }
 
-    /// Runs the program on named inputs and returns its outputs. Every input is checked (name,
-    /// shape, dtype, and the range of index inputs) before any kernel runs.
+    /// Runs the program on named inputs and returns its outputs. The batch size is inferred
+    /// from the inputs; every input is checked (name, shape, dtype, and the range of index
+    /// inputs) before any kernel runs.
     pub fn run(&mut self, feeds: &[(&str, &Tensor)]) -> Result<Vec<Tensor>> {
         for (name, _) in feeds {
-            if !self.exe.inputs.iter().any(|s| s.name == *name) {
-                return Err(Error::UnknownTensor(name.to_string()));
+            if let Some(Op::Parameter { .. }) =
+                self.graph.find(name).map(|n| &self.graph.node(n).op)
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "`{name}` is a parameter: set it with `set_parameter`, not as an input"
+                )));
             }
         }
-        for slot in &self.exe.inputs {
-            let value = feeds
+        let shapes: Vec<(&str, &[usize])> = feeds.iter().map(|(n, t)| (*n, t.shape())).collect();
+        let batch = infer_batch(&self.graph, &shapes)?;
+        if batch == 0 {
+            let (name, t) = feeds
+                .iter()
+                .find(|(_, t)| t.is_empty())
+                .expect("batch 0 has an empty feed");
+            return Err(Error::InputMismatch {
+                name: name.to_string(),
+                expected: "a batch of at least one item".into(),
+                found: describe(t.shape(), t.dtype()),
+            });
+        }
+        self.specialise(batch)?;
+        let spec = self
+            .specialisations
+            .get_mut(&batch)
+            .expect("specialised above");
+        let exe = &spec.exe;
+        let feed = |slot: &Slot| -> Result<&Tensor> {
+            feeds
                 .iter()
                 .find(|(n, _)| *n == slot.name)
                 .map(|(_, t)| *t)
@@ -96,15 +178,18 @@ impl Program {
                     name: slot.name.clone(),
                     expected: describe(&slot.dims, slot.dtype),
                     found: "nothing (the input was not given)".into(),
-                })?;
-            check_tensor(slot, value)?;
+                })
+        };
+        for slot in &exe.inputs {
+            check_tensor(slot, feed(slot)?)?;
         }
-        for b in &self.exe.index_bounds {
-            let (_, t) = feeds
+        for b in &exe.index_bounds {
+            let slot = exe
+                .inputs
                 .iter()
-                .find(|(n, _)| *n == b.input)
-                .expect("checked above");
-            let values = t.as_i32()?;
+                .find(|s| s.name == b.input)
+                .expect("an input");
+            let values = feed(slot)?.as_i32()?;
             if let Some((position, &v)) = values
                 .iter()
                 .enumerate()
@@ -118,24 +203,19 @@ impl Program {
                 });
             }
         }
-        for slot in &self.exe.inputs {
-            let (_, t) = feeds
-                .iter()
-                .find(|(n, _)| *n == slot.name)
-                .expect("checked above");
-            self.arena.write_words(slot.offset, &t.to_bits());
+        for slot in &exe.inputs {
+            spec.work.write_words(slot.offset, &feed(slot)?.to_bits());
         }
-        self.arena.write_words(self.exe.status_offset, &[0]);
-        let base = self.arena.as_ptr();
-        for k in &self.exe.kernels {
-            // SAFETY: the kernel was compiled for this arena layout; every input was checked
+        spec.work.write_words(exe.status_offset, &[0]);
+        let (state, work) = (self.state.as_ptr(), spec.work.as_ptr());
+        for k in &exe.kernels {
+            // SAFETY: the kernel was compiled for these arena layouts; every input was checked
             // to fill exactly its slot, and kernels check computed indices themselves.
-            unsafe { (k.func)(base) };
+            unsafe { (k.func)(state, work) };
         }
-        let status = self.arena.words(self.exe.status_offset, 1)[0];
+        let status = spec.work.words(exe.status_offset, 1)[0];
         if status != 0 {
-            let kernel = self
-                .exe
+            let kernel = exe
                 .kernels
                 .get(status as usize - 1)
                 .map_or("?".to_string(), |k| k.name.clone());
@@ -144,10 +224,15 @@ impl Program {
                 message: "an index computed by the program is out of range".into(),
             });
         }
-        self.exe
-            .outputs
+        exe.outputs
             .iter()
-            .map(|s| Tensor::from_bits(&s.dims, s.dtype, self.arena.words(s.offset, s.len())))
+            .map(|s| {
+                let arena = match s.region {
+                    kiln_compiler::codegen::Region::State => &self.state,
+                    kiln_compiler::codegen::Region::Work => &spec.work,
+                };
+                Tensor::from_bits(&s.dims, s.dtype, arena.words(s.offset, s.len()))
+            })
             .collect()
     }
 }

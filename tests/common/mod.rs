@@ -84,18 +84,12 @@ pub fn check_graph(
         .unwrap_or_else(|e| panic!("{what}: interpreter failed: {e}"));
     let mut program = Program::compile(graph, outputs, &[], batch)
         .unwrap_or_else(|e| panic!("{what}: compile failed: {e}"));
-    let params: Vec<&(&str, &Tensor)> = feeds
-        .iter()
-        .filter(|(n, _)| program.executable().parameters.iter().any(|s| s.name == *n))
-        .collect();
+    let is_parameter = |n: &str| program.state_layout().find(n).is_some();
+    let (params, inputs): (Vec<(&str, &Tensor)>, Vec<(&str, &Tensor)>) =
+        feeds.iter().partition(|(n, _)| is_parameter(n));
     for (n, v) in params {
         program.set_parameter(n, v).unwrap();
     }
-    let inputs: Vec<(&str, &Tensor)> = feeds
-        .iter()
-        .filter(|(n, _)| program.inputs().iter().any(|s| s.name == *n))
-        .copied()
-        .collect();
     let got = program
         .run(&inputs)
         .unwrap_or_else(|e| panic!("{what}: run failed: {e}"));

@@ -1,8 +1,10 @@
-//! Compiles a graph, specialised for a batch size, into an [`Executable`]: an arena layout
-//! and one JIT kernel per op, in dependency order.
+//! Compiles a graph, specialised for a batch size, into an [`Executable`]: a layout of the
+//! work arena and one JIT kernel per op, in dependency order. Parameters live in the state
+//! arena, whose layout ([`StateLayout`]) depends only on the graph, so every batch-size
+//! specialisation of a program shares one state.
 
 use super::jit::{CodeHandle, JitBuilder, KernelFn};
-use super::kernels::{self, Buf, KernelSpec};
+use super::kernels::{self, Buf, KernelSpec, Region};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, NodeId, Op, Shape};
 use std::collections::HashMap;
@@ -12,11 +14,12 @@ use std::time::{Duration, Instant};
 /// Alignment of every buffer in the arena (a cache line).
 pub const ALIGN: usize = 64;
 
-/// A named tensor's place in the arena.
+/// A named tensor's place in an arena.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Slot {
     pub name: String,
     pub node: NodeId,
+    pub region: Region,
     pub offset: usize,
     pub dims: Vec<usize>,
     pub dtype: DType,
@@ -51,17 +54,54 @@ pub struct IndexBound {
     pub op: String,
 }
 
-/// A compiled program: what to put where in the arena, and the kernels to call in order.
+/// Where every parameter of a graph lives in the state arena: all parameter nodes, in
+/// creation order, whether or not a given program reads them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateLayout {
+    pub parameters: Vec<Slot>,
+    pub bytes: usize,
+}
+
+impl StateLayout {
+    pub fn of(graph: &Graph) -> Self {
+        let mut bytes = 0;
+        let parameters = graph
+            .parameters()
+            .into_iter()
+            .map(|n| {
+                let node = graph.node(n);
+                let dims = node.shape.concrete(1);
+                let slot = Slot {
+                    name: leaf_name(&node.op).unwrap_or_default().to_string(),
+                    node: n,
+                    region: Region::State,
+                    offset: bytes,
+                    dims,
+                    dtype: node.dtype,
+                };
+                bytes += align(slot.len() * node.dtype.size());
+                slot
+            })
+            .collect();
+        StateLayout { parameters, bytes }
+    }
+
+    /// The slot of the parameter named `name`.
+    pub fn find(&self, name: &str) -> Option<&Slot> {
+        self.parameters.iter().find(|s| s.name == name)
+    }
+}
+
+/// A compiled program: what to put where in the work arena, and the kernels to call in order.
 pub struct Executable {
     pub batch: usize,
-    pub arena_bytes: usize,
+    pub work_bytes: usize,
     /// Byte offset of the status word kernels write when they detect invalid data; a non-zero
     /// value `k` names kernel `k - 1`.
     pub status_offset: usize,
     pub inputs: Vec<Slot>,
-    pub parameters: Vec<Slot>,
     pub outputs: Vec<Slot>,
-    /// Constant data to place in the arena once: byte offset and 4-byte words.
+    /// Constant data to place in the work arena once: byte offset and 4-byte words.
     pub constants: Vec<(usize, Vec<u32>)>,
     pub kernels: Vec<Kernel>,
     pub index_bounds: Vec<IndexBound>,
@@ -141,21 +181,29 @@ pub fn compile(
     }
     let order = reachable(graph, &all);
     let dims = |n: NodeId| graph.shape(n).concrete(batch);
+    let state = StateLayout::of(graph);
 
-    // Arena layout: status word, then one buffer per node (reshapes alias their operand).
+    // Work arena layout: status word, then one buffer per node (reshapes alias their operand).
     let status_offset = 0;
     let mut next = ALIGN;
-    let mut offset: HashMap<NodeId, usize> = HashMap::new();
+    let mut place: HashMap<NodeId, (Region, usize)> = state
+        .parameters
+        .iter()
+        .map(|s| (s.node, (Region::State, s.offset)))
+        .collect();
     let mut constants = Vec::new();
-    let (mut inputs, mut parameters) = (Vec::new(), Vec::new());
+    let mut inputs = Vec::new();
     for &n in &order {
         let node = graph.node(n);
         if let Op::Reshape(_) = node.op {
-            offset.insert(n, offset[&graph.operands(n)[0]]);
+            place.insert(n, place[&graph.operands(n)[0]]);
+            continue;
+        }
+        if let Op::Parameter { .. } = node.op {
             continue;
         }
         let bytes = dims(n).iter().product::<usize>() * node.dtype.size();
-        offset.insert(n, next);
+        place.insert(n, (Region::Work, next));
         match &node.op {
             Op::Constant(t) => constants.push((next, t.to_bits())),
             Op::ElementCount(s) => {
@@ -164,23 +212,21 @@ pub fn compile(
             }
             _ => {}
         }
-        if let Some(name) = leaf_name(&node.op) {
-            let slot = Slot {
+        if let Op::Input { name, .. } = &node.op {
+            inputs.push(Slot {
                 name: name.to_string(),
                 node: n,
+                region: Region::Work,
                 offset: next,
                 dims: dims(n),
                 dtype: node.dtype,
-            };
-            match node.op {
-                Op::Input { .. } => inputs.push(slot),
-                _ => parameters.push(slot),
-            }
+            });
         }
         next += align(bytes);
     }
     let buf = |n: NodeId| Buf {
-        offset: offset[&n],
+        region: place[&n].0,
+        offset: place[&n].1,
         dims: dims(n),
         dtype: graph.dtype(n),
     };
@@ -267,17 +313,17 @@ pub fn compile(
         .map(|&n| Slot {
             name: graph.node(n).op.name(),
             node: n,
-            offset: offset[&n],
+            region: place[&n].0,
+            offset: place[&n].1,
             dims: dims(n),
             dtype: graph.dtype(n),
         })
         .collect();
     Ok(Executable {
         batch,
-        arena_bytes: next,
+        work_bytes: next,
         status_offset,
         inputs,
-        parameters,
         outputs,
         constants,
         kernels,

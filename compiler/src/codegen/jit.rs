@@ -1,11 +1,13 @@
 //! The JIT module: creates the host ISA, defines kernel functions and owns their machine code.
 //!
-//! Every kernel has the signature `extern "C" fn(arena: *mut u8)`: all buffers of a program
-//! live in one arena and kernels address them at constant offsets from its base.
+//! Every kernel has the signature `extern "C" fn(state: *mut u8, work: *mut u8)`: parameters
+//! and optimizer state live in the state arena (shared by every batch-size specialisation of a
+//! program), everything else in the work arena; kernels address buffers at constant offsets.
 
 use super::emit::Emit;
+use super::kernels::Bases;
 use crate::error::{Error, Result};
-use cranelift_codegen::ir::{types::I64, AbiParam, InstBuilder, UserFuncName, Value};
+use cranelift_codegen::ir::{types::I64, AbiParam, InstBuilder, UserFuncName};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -13,8 +15,8 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use std::sync::Arc;
 
-/// A compiled kernel: `arena` is the base of the program's buffer arena.
-pub type KernelFn = unsafe extern "C" fn(arena: *mut u8);
+/// A compiled kernel, given the bases of the state and work arenas.
+pub type KernelFn = unsafe extern "C" fn(state: *mut u8, work: *mut u8);
 
 /// Facts about the host CPU that change code generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,13 +121,14 @@ impl JitBuilder {
         self.features
     }
 
-    /// Defines a kernel named `name` whose body is emitted by `body`, given the arena pointer.
+    /// Defines a kernel named `name` whose body is emitted by `body`, given the arena bases.
     pub fn define(
         &mut self,
         name: &str,
-        body: impl FnOnce(&mut Emit, Value) -> Result<()>,
+        body: impl FnOnce(&mut Emit, Bases) -> Result<()>,
     ) -> Result<FuncId> {
         let mut sig = self.module.make_signature();
+        sig.params.push(AbiParam::new(I64));
         sig.params.push(AbiParam::new(I64));
         let id = self
             .module
@@ -141,9 +144,13 @@ impl JitBuilder {
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
             b.seal_block(entry);
-            let arena = b.block_params(entry)[0];
+            let params = b.block_params(entry);
+            let bases = Bases {
+                state: params[0],
+                work: params[1],
+            };
             let mut e = Emit::new(&mut b, self.features.fma);
-            body(&mut e, arena)?;
+            body(&mut e, bases)?;
             e.b.ins().return_(&[]);
             b.finalize(frontend_config);
         }

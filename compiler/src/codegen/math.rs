@@ -242,8 +242,8 @@ pub fn sin(e: &mut Emit, x: Value) -> Value {
     sin_quadrant(e, x, 0)
 }
 
-/// Cosine, ≤ 3e-7 absolute error for `|x| ≤ 10⁴` (in [−1, 1] beyond); `cos(±inf) = NaN`. Computed as
-/// `sin(x + π/2)` by shifting the quadrant of the reduction of [`sin`].
+/// Cosine, ≤ 3e-7 absolute error for `|x| ≤ 10⁴` (in [−1, 1] beyond); `cos(±inf) = NaN`.
+/// Computed as `sin(x + π/2)` by shifting the quadrant of the reduction of [`sin`].
 pub fn cos(e: &mut Emit, x: Value) -> Value {
     sin_quadrant(e, x, 1)
 }
@@ -257,8 +257,8 @@ fn sin_quadrant(e: &mut Emit, x: Value, shift: i32) -> Value {
     let t = e.mul_add(x, two_over_pi, magic);
     let k = e.b.ins().fsub(t, magic);
     let r = reduce(e, x, k, &[PIO2_1, PIO2_2, PIO2_3]);
-    // Only for |x| ≳ 10⁵ (inexact reduction) can r leave [−π/4, π/4] by more than rounding;
-    // clamping keeps the polynomials, and so the result, within [−1, 1].
+    // Beyond |k| = 2¹³ the reduction is inexact and r can leave [−π/4, π/4] by more than
+    // rounding; clamping keeps the polynomials, and so the result, within [−1, 1].
     let r = clamp_above(e, r, R_MAX);
     let r = clamp_below(e, r, -R_MAX);
 

@@ -6,5 +6,8 @@ pub mod jit;
 pub mod kernels;
 pub mod math;
 
-pub use compile::{compile, CompileOptions, Executable, IndexBound, Kernel, Slot, ALIGN};
+pub use compile::{
+    compile, CompileOptions, Executable, IndexBound, Kernel, Slot, StateLayout, ALIGN,
+};
 pub use jit::{host_features, CpuFeatures, JitBuilder, KernelFn};
+pub use kernels::Region;

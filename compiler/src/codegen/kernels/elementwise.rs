@@ -1,7 +1,7 @@
 //! Elementwise kernels: one output element from the same-position operand elements, plus the
 //! position-dependent leaves (iota, random) and one-hot.
 
-use super::KernelSpec;
+use super::{Bases, KernelSpec};
 use crate::codegen::emit::{float_type, int_type, Emit, LANES};
 use crate::codegen::math;
 use crate::error::Result;
@@ -183,7 +183,7 @@ pub(crate) fn elem_addr(e: &mut Emit, ptr: Value, i: Value) -> Value {
 
 /// Kernel for unary, binary, compare, select, clip and cast: operands and output are flat
 /// arrays of equal length.
-pub(super) fn lower_map(e: &mut Emit, arena: Value, spec: &KernelSpec) -> Result<()> {
+pub(super) fn lower_map(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
     let ins: Vec<(Value, DType)> = spec
         .inputs
         .iter()
@@ -209,7 +209,7 @@ pub(super) fn lower_map(e: &mut Emit, arena: Value, spec: &KernelSpec) -> Result
 
 /// `0, 1, 2, …` along one axis: for each outer position and each index along the axis, the
 /// whole inner block gets the index.
-pub(super) fn lower_iota(e: &mut Emit, arena: Value, spec: &KernelSpec, axis: usize) -> Result<()> {
+pub(super) fn lower_iota(e: &mut Emit, arena: Bases, spec: &KernelSpec, axis: usize) -> Result<()> {
     let dims = &spec.output.dims;
     let outer: usize = dims[..axis].iter().product();
     let size = dims[axis];
@@ -257,7 +257,7 @@ fn fmix32(e: &mut Emit, h: Value) -> Value {
 
 /// Counter-based uniform random numbers, bit-identical to [`crate::interp::random_bits`]:
 /// `u = (fmix32(index · 0x9E3779B9 ^ fmix32(key + 0x85EBCA6B)) >> 8) · 2⁻²⁴`.
-pub(super) fn lower_random(e: &mut Emit, arena: Value, spec: &KernelSpec) -> Result<()> {
+pub(super) fn lower_random(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
     let key_ptr = spec.inputs[0].ptr(e, arena);
     let key = e.load(I32, key_ptr, 0);
     let key = e.b.ins().iadd_imm_s(key, 0x85EB_CA6B_u32 as i32 as i64);
@@ -304,7 +304,7 @@ fn lane_offsets(e: &mut Emit) -> Value {
 /// `out[p, j] = (indices[p] == j)`; out-of-range indices give a zero row.
 pub(super) fn lower_one_hot(
     e: &mut Emit,
-    arena: Value,
+    arena: Bases,
     spec: &KernelSpec,
     depth: usize,
 ) -> Result<()> {

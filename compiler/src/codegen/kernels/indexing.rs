@@ -4,21 +4,21 @@
 
 use super::elementwise::{elem_addr, for_elements, lane_type};
 use super::movement::fill;
-use super::KernelSpec;
+use super::{Bases, KernelSpec};
 use crate::codegen::emit::{mem_readonly, Emit};
 use crate::error::Result;
 use crate::ir::{DType, Op};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I32, I64};
-use cranelift_codegen::ir::{InstBuilder, Value};
+use cranelift_codegen::ir::InstBuilder;
 
-pub(super) fn lower(e: &mut Emit, arena: Value, spec: &KernelSpec) -> Result<()> {
+pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
     let (data, idx) = (&spec.inputs[0], &spec.inputs[1]);
     let count = idx.len();
     let out = spec.output.ptr(e, arena);
     let src = data.ptr(e, arena);
     let idx_ptr = idx.ptr(e, arena);
-    let status = e.b.ins().iadd_imm_s(arena, spec.status as i64);
+    let status = e.b.ins().iadd_imm_s(arena.work, spec.status as i64);
     let (rows, row_len, scatter) = match spec.op {
         Op::Gather => (data.dims[0], data.len() / data.dims[0].max(1), false),
         Op::ScatterAdd { rows } => (*rows, spec.output.len() / (*rows).max(1), true),

@@ -6,7 +6,7 @@
 
 use super::elementwise::lane_type;
 use super::movement::{copy_strided, Axis};
-use super::{Buf, KernelSpec};
+use super::{Bases, Buf, KernelSpec};
 use crate::codegen::emit::{mem_readonly, Emit, LANES};
 use crate::error::Result;
 use crate::ir::{DType, Op};
@@ -59,7 +59,7 @@ struct Layout {
     k: usize,
 }
 
-pub(super) fn lower(e: &mut Emit, arena: Value, spec: &KernelSpec) -> Result<()> {
+pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
     let (a, b) = (&spec.inputs[0], &spec.inputs[1]);
     let (batch, m, k, n) = dims(spec.op, a, b);
     let Op::MatMul {
@@ -72,7 +72,7 @@ pub(super) fn lower(e: &mut Emit, arena: Value, spec: &KernelSpec) -> Result<()>
     let a_ptr = a.ptr(e, arena);
     let mut b_ptr = b.ptr(e, arena);
     if *transpose_b {
-        let packed = e.b.ins().iadd_imm_s(arena, spec.scratch as i64);
+        let packed = e.b.ins().iadd_imm_s(arena.work, spec.scratch as i64);
         let axes = [
             Axis {
                 extent: batch,

@@ -1,5 +1,5 @@
 //! Lowering of primitive ops to Cranelift kernels. Each kernel reads and writes buffers at
-//! constant offsets in the program's arena; all sizes are concrete by now.
+//! constant offsets in the program's two arenas (see [`Region`]); all sizes are concrete.
 
 mod elementwise;
 mod indexing;
@@ -14,9 +14,26 @@ use crate::error::{Error, Result};
 use crate::ir::{DType, Op};
 use cranelift_codegen::ir::{InstBuilder, Value};
 
-/// A buffer in the arena with its concrete shape.
+/// Which arena a buffer lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Region {
+    /// Parameters and optimizer state: persistent, shared by all batch sizes.
+    State,
+    /// Inputs, constants, intermediates, outputs and scratch of one specialisation.
+    Work,
+}
+
+/// The base pointers of the two arenas inside a kernel.
+#[derive(Debug, Clone, Copy)]
+pub struct Bases {
+    pub state: Value,
+    pub work: Value,
+}
+
+/// A buffer in an arena with its concrete shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Buf {
+    pub region: Region,
     /// Byte offset from the arena base.
     pub offset: usize,
     pub dims: Vec<usize>,
@@ -33,8 +50,12 @@ impl Buf {
     }
 
     /// Pointer to the buffer's first element.
-    pub(crate) fn ptr(&self, e: &mut Emit, arena: Value) -> Value {
-        e.b.ins().iadd_imm_s(arena, self.offset as i64)
+    pub(crate) fn ptr(&self, e: &mut Emit, bases: Bases) -> Value {
+        let base = match self.region {
+            Region::State => bases.state,
+            Region::Work => bases.work,
+        };
+        e.b.ins().iadd_imm_s(base, self.offset as i64)
     }
 }
 
@@ -44,10 +65,10 @@ pub struct KernelSpec<'a> {
     pub op: &'a Op,
     pub inputs: Vec<Buf>,
     pub output: Buf,
-    /// Byte offset of the kernel's scratch space (see [`scratch_bytes`]).
+    /// Byte offset of the kernel's scratch space in the work arena (see [`scratch_bytes`]).
     pub scratch: usize,
-    /// Byte offset of the program's status word: a kernel that detects invalid data (an index
-    /// out of range) stores `status_code` there.
+    /// Byte offset (in the work arena) of the program's status word: a kernel that detects
+    /// invalid data (an index out of range) stores `status_code` there.
     pub status: usize,
     pub status_code: u32,
 }
@@ -82,7 +103,7 @@ pub fn flops(op: &Op, inputs: &[Buf], output: &Buf) -> u64 {
 }
 
 /// Emits the body of the kernel computing `spec.op`.
-pub fn lower(e: &mut Emit, arena: Value, spec: &KernelSpec) -> Result<()> {
+pub fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
     if spec.output.is_empty() && !matches!(spec.op, Op::ScatterAdd { .. }) {
         return Ok(());
     }

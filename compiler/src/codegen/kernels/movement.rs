@@ -3,7 +3,7 @@
 //! `offset + Σ i_k · stride_k`.
 
 use super::elementwise::{elem_addr, for_elements, lane_type};
-use super::KernelSpec;
+use super::{Bases, KernelSpec};
 use crate::codegen::emit::{mem_readonly, Emit, LANES};
 use crate::error::Result;
 use crate::ir::{strides, DType, Op};
@@ -108,7 +108,7 @@ fn dense_axes(dims: &[usize], dst_strides: &[usize]) -> Vec<Axis> {
         .collect()
 }
 
-pub(super) fn lower(e: &mut Emit, arena: Value, spec: &KernelSpec) -> Result<()> {
+pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
     let input = &spec.inputs[0];
     let out = &spec.output;
     let dtype = out.dtype;

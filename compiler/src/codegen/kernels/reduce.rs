@@ -5,7 +5,7 @@
 
 use super::elementwise::{elem_addr, for_elements, lane_type};
 use super::movement::{copy_strided, Axis};
-use super::{Buf, KernelSpec};
+use super::{Bases, Buf, KernelSpec};
 use crate::codegen::emit::{mem_readonly, Emit, LANES};
 use crate::error::Result;
 use crate::ir::{strides, DType, Op, ReduceOp};
@@ -55,7 +55,7 @@ pub(super) fn scratch_bytes(op: &Op, input: &Buf, _output: &Buf) -> usize {
     }
 }
 
-pub(super) fn lower(e: &mut Emit, arena: Value, spec: &KernelSpec) -> Result<()> {
+pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
     let input = &spec.inputs[0];
     let mask = reduced_mask(spec.op, input.dims.len());
     let mut src = input.ptr(e, arena);
@@ -79,7 +79,7 @@ pub(super) fn lower(e: &mut Emit, arena: Value, spec: &KernelSpec) -> Result<()>
                     dst_stride: out_strides[j],
                 })
                 .collect();
-            let scratch = e.b.ins().iadd_imm_s(arena, spec.scratch as i64);
+            let scratch = e.b.ins().iadd_imm_s(arena.work, spec.scratch as i64);
             copy_strided(e, input.dtype, src, scratch, &axes);
             src = scratch;
             let r: usize = (0..mask.len())
