@@ -85,8 +85,8 @@ pub fn check_graph(
     let mut program = Program::compile(graph, outputs, &[], batch)
         .unwrap_or_else(|e| panic!("{what}: compile failed: {e}"));
     let is_parameter = |n: &str| program.state_layout().find(n).is_some();
-    let (params, inputs): (Vec<(&str, &Tensor)>, Vec<(&str, &Tensor)>) =
-        feeds.iter().partition(|(n, _)| is_parameter(n));
+    type Feeds<'a> = Vec<(&'a str, &'a Tensor)>;
+    let (params, inputs): (Feeds, Feeds) = feeds.iter().partition(|(n, _)| is_parameter(n));
     for (n, v) in params {
         program.set_parameter(n, v).unwrap();
     }
