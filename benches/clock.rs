@@ -38,10 +38,11 @@ impl Clock {
     }
 
     /// Prints the clock and the peaks as a small table.
-    pub fn print(&self, iterations: u64, trials: usize) {
+    pub fn print(&self, adds: u64, trials: usize) {
         println!(
-            "core clock   {:6.3} GHz   (dependent `add reg,reg` chain, {:.0e} adds, best of {trials})",
-            self.ghz, iterations as f64
+            "core clock   {:6.3} GHz   (dependent `add reg,reg` chain: fastest of {trials} trials \
+             of {:.0e} adds)",
+            self.ghz, adds as f64
         );
         println!(
             "peak 128-bit {:6.1} GFLOP/s per core ({FLOP_PER_CYCLE_128} flop/cycle, FMA f32x4)",
@@ -82,8 +83,10 @@ fn add_chain(adds: u64) {
     }
 }
 
-/// Measures the core clock: `adds` dependent adds per trial, the fastest of `trials` (after
-/// one warm-up trial). `None` off x86-64.
+/// Measures the core clock: the fastest of `trials` runs (after one warm-up run) of `adds`
+/// dependent adds each. Many short trials beat a few long ones: on a busy machine a long trial
+/// is almost always preempted and under-reads the clock, while the fastest short trial is not.
+/// `None` off x86-64.
 pub fn measure_clock(adds: u64, trials: usize) -> Option<Clock> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -102,6 +105,12 @@ pub fn measure_clock(adds: u64, trials: usize) -> Option<Clock> {
         let _ = (adds, trials);
         None
     }
+}
+
+/// The 1-, 5- and 15-minute load averages (Linux), to judge how busy the machine was.
+pub fn load_average() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 /// The wall time of one call of `f`.

@@ -13,7 +13,7 @@ mod clock;
 
 use clock::{gflops, ms, sample, Budget, Clock, Stats};
 use kiln::compiler::autodiff;
-use kiln::compiler::codegen::{Executable, KernelFn, ALIGN};
+use kiln::compiler::codegen::{Executable, KernelFn, Region, ALIGN};
 use kiln::compiler::ir::{ReduceOp, UnaryOp};
 use kiln::prelude::*;
 use std::time::Duration;
@@ -21,16 +21,15 @@ use std::time::Duration;
 fn main() -> kiln::Result<()> {
     let quick = clock::quick();
     println!(
-        "kiln foundation benchmark{}",
-        if quick { " (quick)" } else { "" }
+        "kiln foundation benchmark{}; {} cores; load average {}",
+        if quick { " (quick)" } else { "" },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        clock::load_average().unwrap_or_else(|| "n/a".into()),
     );
 
     println!("\n== clock ==");
-    let (adds, trials) = if quick {
-        (20_000_000, 3)
-    } else {
-        (100_000_000, 7)
-    };
+    // Short trials (about 0.7 ms each), many of them: see `clock::measure_clock`.
+    let (adds, trials) = (2_000_000, if quick { 50 } else { 200 });
     let clock = clock::measure_clock(adds, trials);
     match &clock {
         Some(c) => c.print(adds, trials),
@@ -45,8 +44,9 @@ fn main() -> kiln::Result<()> {
 
     if let Some(after) = clock::measure_clock(adds, trials) {
         println!(
-            "\ncore clock at the end: {:.3} GHz (the clock drifts)",
-            after.ghz
+            "\ncore clock at the end: {:.3} GHz (it drifts); load average {}",
+            after.ghz,
+            clock::load_average().unwrap_or_else(|| "n/a".into()),
         );
     }
     Ok(())
@@ -74,61 +74,91 @@ fn fill(seed: u64, shape: &[usize]) -> kiln::Result<Tensor> {
 #[repr(C, align(64))]
 struct Line([u8; ALIGN]);
 
-/// A program's kernels with an arena of their own, so they can be timed without the input
-/// checks and copies of [`Program::run`]. Borrows the program, which keeps the code mapped.
-struct Direct<'p> {
-    exe: &'p Executable,
-    arena: Vec<Line>,
-}
+/// A zeroed, 64-byte-aligned buffer addressed in 4-byte words.
+struct Buffer(Vec<Line>);
 
-impl<'p> Direct<'p> {
-    /// Lays out constants and `feeds` (every input and parameter, by name) as `program` would.
-    fn new(program: &'p Program, feeds: &[(&str, &Tensor)]) -> Self {
-        let exe = program.executable();
-        let mut d = Direct {
-            exe,
-            arena: vec![Line([0; ALIGN]); exe.arena_bytes.div_ceil(ALIGN)],
-        };
-        for (offset, words) in &exe.constants {
-            d.write(*offset, words);
-        }
-        for slot in exe.inputs.iter().chain(&exe.parameters) {
-            let (_, t) = feeds
-                .iter()
-                .find(|(n, _)| *n == slot.name)
-                .unwrap_or_else(|| panic!("no value for {}", slot.name));
-            assert_eq!(t.shape(), slot.dims.as_slice(), "shape of {}", slot.name);
-            assert_eq!(t.dtype(), slot.dtype, "dtype of {}", slot.name);
-            d.write(slot.offset, &t.to_bits());
-        }
-        d
+impl Buffer {
+    fn new(bytes: usize) -> Self {
+        Buffer(vec![Line([0; ALIGN]); bytes.div_ceil(ALIGN)])
     }
 
     fn words(&mut self) -> &mut [u32] {
-        let len = self.arena.len() * ALIGN / 4;
+        let len = self.0.len() * ALIGN / 4;
         // SAFETY: `Line` is plain bytes, 64-aligned, and the slice covers exactly the vector.
-        unsafe { std::slice::from_raw_parts_mut(self.arena.as_mut_ptr().cast(), len) }
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast(), len) }
     }
 
     fn write(&mut self, offset: usize, words: &[u32]) {
         self.words()[offset / 4..][..words.len()].copy_from_slice(words);
     }
 
+    fn read(&mut self, offset: usize, len: usize) -> Vec<u32> {
+        self.words()[offset / 4..][..len].to_vec()
+    }
+
+    fn as_ptr(&mut self) -> *mut u8 {
+        self.0.as_mut_ptr().cast()
+    }
+}
+
+/// One specialisation's kernels with arenas of their own, so they can be timed without the
+/// input checks and copies of [`Program::run`]. Borrows the program, which keeps the code
+/// mapped.
+struct Direct<'p> {
+    exe: &'p Executable,
+    state: Buffer,
+    work: Buffer,
+}
+
+impl<'p> Direct<'p> {
+    /// Lays out the constants and `feeds` (every input and parameter, by name) of `program`'s
+    /// specialisation for `batch`, as the program would.
+    fn new(program: &'p Program, batch: usize, feeds: &[(&str, &Tensor)]) -> Self {
+        let exe = program.executable(batch).expect("compiled for this batch");
+        let layout = program.state_layout();
+        let mut d = Direct {
+            exe,
+            state: Buffer::new(layout.bytes),
+            work: Buffer::new(exe.work_bytes),
+        };
+        for (offset, words) in &exe.constants {
+            d.work.write(*offset, words);
+        }
+        for slot in exe.inputs.iter().chain(&layout.parameters) {
+            let (_, t) = feeds
+                .iter()
+                .find(|(n, _)| *n == slot.name)
+                .unwrap_or_else(|| panic!("no value for {}", slot.name));
+            assert_eq!(t.shape(), slot.dims.as_slice(), "shape of {}", slot.name);
+            assert_eq!(t.dtype(), slot.dtype, "dtype of {}", slot.name);
+            d.arena(slot.region).write(slot.offset, &t.to_bits());
+        }
+        d
+    }
+
+    fn arena(&mut self, region: Region) -> &mut Buffer {
+        match region {
+            Region::State => &mut self.state,
+            Region::Work => &mut self.work,
+        }
+    }
+
     /// Calls every kernel in order.
     fn run(&mut self) {
-        let base = self.arena.as_mut_ptr().cast::<u8>();
+        let (state, work) = (self.state.as_ptr(), self.work.as_ptr());
         for k in &self.exe.kernels {
             let f: KernelFn = k.func;
-            // SAFETY: the arena has the executable's size and alignment, holds its constants,
-            // and every input and parameter was checked to fill exactly its slot.
-            unsafe { f(base) };
+            // SAFETY: the arenas have the layouts' sizes and alignment, hold the constants, and
+            // every input and parameter was checked to fill exactly its slot.
+            unsafe { f(state, work) };
         }
     }
 
     /// The first output's words.
     fn output(&mut self) -> Vec<u32> {
-        let slot = self.exe.outputs[0].clone();
-        self.words()[slot.offset / 4..][..slot.len()].to_vec()
+        let slot = &self.exe.outputs[0];
+        let (region, offset, len) = (slot.region, slot.offset, slot.len());
+        self.arena(region).read(offset, len)
     }
 }
 
@@ -144,22 +174,22 @@ fn matmul_table(clock: Option<&Clock>) -> kiln::Result<()> {
     ];
     let budget = Budget::new(Duration::from_millis(1500), 5, 200);
     println!(
-        "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>5}",
+        "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>4}",
         "m×k · k×n",
         "compile",
         "kernel",
         "kernel",
         "GFLOP/s",
         "GFLOP/s",
-        "run",
         "% 128b",
         "% 512b",
+        "run",
         "run",
         "n"
     );
     println!(
-        "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>5}",
-        "", "ms", "best ms", "med ms", "best", "median", "GFLOP/s", "best", "best", "med ms", ""
+        "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>4}",
+        "", "ms", "best ms", "med ms", "best", "median", "best", "best", "med ms", "GFLOP/s", ""
     );
     for &(m, k, n) in shapes {
         let mut g = Graph::new();
@@ -169,13 +199,13 @@ fn matmul_table(clock: Option<&Clock>) -> kiln::Result<()> {
         let mut program = Program::compile(&g, &[c], &[], 1)?;
         let (ta, tb) = (fill(1, &[m, k])?, fill(2, &[k, n])?);
         let feeds = [("a", &ta), ("b", &tb)];
-        let exe = program.executable();
+        let exe = program.executable(1).expect("compiled for batch 1");
         let flops: u64 = exe.kernels.iter().map(|k| k.flops).sum();
         assert_eq!(flops, 2 * (m * k * n) as u64, "flop count of the matmul");
         let compile = exe.compile_time;
 
         let (kernel, direct_out) = {
-            let mut direct = Direct::new(&program, &feeds);
+            let mut direct = Direct::new(&program, 1, &feeds);
             let stats = sample(budget, || direct.run());
             (stats, direct.output())
         };
@@ -195,24 +225,24 @@ fn matmul_table(clock: Option<&Clock>) -> kiln::Result<()> {
             None => "n/a".into(),
         };
         println!(
-            "{:<18} {:>8.2} {:>8.3} {:>8.3} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>7} {:>8.3} {:>5}",
+            "{:<22} {:>8.2} {:>8.3} {:>8.3} {:>8.2} {:>8.2} {:>7} {:>7} {:>8.3} {:>8.2} {:>4}",
             format!("{m}×{k} · {k}×{n}"),
             ms(compile),
             ms(kernel.best()),
             ms(kernel.median()),
             best,
             gflops(flops, kernel.median()),
-            gflops(flops, run.median()),
             percent(clock.map(Clock::peak_128)),
             percent(clock.map(Clock::peak_512)),
             ms(run.median()),
+            gflops(flops, run.median()),
             kernel.count(),
         );
     }
     println!(
         "kernel: the program's kernels called directly on a pre-filled arena (no copies);\n\
          run: Program::run, which also checks and copies the inputs in and the output out;\n\
-         % of the single-core peak at the measured clock; n: kernel timings taken"
+         % of the single-core peak at the measured clock; n: kernel timings (best, median)"
     );
     Ok(())
 }
@@ -233,13 +263,12 @@ fn mixed_graph() -> kiln::Result<(Graph, NodeId, Vec<NodeId>)> {
     let beta = g.parameter("beta", Shape::fixed(&[64]))?;
     let w3 = g.parameter("w3", Shape::fixed(&[64, 16]))?;
 
-    // Dense → relu → dense → tanh, plus a residual.
+    // Dense → relu → dense, plus a residual.
     let h = g.matmul(x, w1, false, false)?;
     let h = g.add(h, b1)?;
     let h = g.unary(UnaryOp::Relu, h)?;
     let h = g.matmul(h, w2, false, false)?;
     let h = g.add(h, b2)?;
-    let h = g.unary(UnaryOp::Tanh, h)?;
     let r = g.add(x, h)?;
 
     // Layer norm over the features.
@@ -262,15 +291,14 @@ fn mixed_graph() -> kiln::Result<(Graph, NodeId, Vec<NodeId>)> {
     let z = g.reduce_last_keep(ReduceOp::Sum, e)?;
     let p = g.div(e, z)?;
 
-    // Movement: swap the two halves of the classes through a transpose, slices, a pad and a
-    // concat, then a loss that reads both.
+    // Movement: transpose to classes × batch and swap the two halves of the classes through
+    // slices, a pad and a concat, then a loss that reads both orders.
     let t = g.transpose(p)?;
     let top = g.slice(t, 0, 0, 8)?;
     let bottom = g.slice(t, 0, 8, 15)?;
     let bottom = g.pad(bottom, 0, 0, 1, 0.0)?;
     let swapped = g.concat(&[bottom, top], 0)?;
-    let back = g.transpose(swapped)?;
-    let prod = g.mul(back, p)?;
+    let prod = g.mul(swapped, t)?;
     let loss = g.sum_all(prod)?;
 
     assert_eq!(g.len(), 50, "the mixed graph should have 50 nodes");
@@ -288,8 +316,9 @@ fn compile_times(
     let mut kernels = 0;
     for _ in 0..repeats {
         let program = Program::compile(graph, outputs, &[], batch)?;
-        times.push(program.executable().compile_time);
-        kernels = program.executable().kernels.len();
+        let exe = program.executable(batch).expect("compiled for this batch");
+        times.push(exe.compile_time);
+        kernels = exe.kernels.len();
     }
     Ok((Stats::new(times), kernels))
 }
