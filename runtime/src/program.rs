@@ -103,6 +103,14 @@ impl Program {
         self.specialisations.get(&batch).map(|s| &s.exe)
     }
 
+    /// Total time spent compiling the specialisations so far.
+    pub fn compile_time(&self) -> std::time::Duration {
+        self.specialisations
+            .values()
+            .map(|s| s.exe.compile_time)
+            .sum()
+    }
+
     /// The graph the program was built from.
     pub fn graph(&self) -> &Graph {
         &self.graph

@@ -72,7 +72,7 @@ impl StateLayout {
                 let node = graph.node(n);
                 let dims = node.shape.concrete(1);
                 let slot = Slot {
-                    name: leaf_name(&node.op).unwrap_or_default().to_string(),
+                    name: node.op.leaf_name().unwrap_or_default().to_string(),
                     node: n,
                     region: Region::State,
                     offset: bytes,
@@ -133,13 +133,6 @@ fn reachable(graph: &Graph, roots: &[NodeId]) -> Vec<NodeId> {
         }
     }
     graph.ids().filter(|n| seen[n.index()]).collect()
-}
-
-fn leaf_name(op: &Op) -> Option<&str> {
-    match op {
-        Op::Input { name, .. } | Op::Parameter { name, .. } => Some(name),
-        _ => None,
-    }
 }
 
 /// Compiles the nodes needed for `outputs` and `updates` for a concrete `batch`. Each update

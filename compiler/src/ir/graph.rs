@@ -83,10 +83,8 @@ impl Graph {
 
     /// Looks up an input or parameter by name.
     pub fn find(&self, name: &str) -> Option<NodeId> {
-        self.ids().find(|&id| match &self.g[id].op {
-            Op::Input { name: n, .. } | Op::Parameter { name: n, .. } => n == name,
-            _ => false,
-        })
+        self.ids()
+            .find(|&id| self.g[id].op.leaf_name() == Some(name))
     }
 
     /// All parameter nodes, in creation order.
@@ -105,10 +103,20 @@ impl Graph {
 
     /// Runs `f` with `name` pushed on the scope stack, so nodes it creates carry the name.
     pub fn scoped<T>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> T) -> T {
-        self.scope.push(name.to_string());
+        self.push_scope(name);
         let out = f(self);
-        self.scope.pop();
+        self.pop_scope();
         out
+    }
+
+    /// Enters a scope (prefer [`Graph::scoped`]; pair every push with a pop).
+    pub fn push_scope(&mut self, name: &str) {
+        self.scope.push(name.to_string());
+    }
+
+    /// Leaves the innermost scope.
+    pub fn pop_scope(&mut self) {
+        self.scope.pop();
     }
 
     fn check_ids(&self, ids: &[NodeId]) -> Result<()> {

@@ -227,6 +227,14 @@ impl Op {
         }
     }
 
+    /// The name of an input or parameter.
+    pub fn leaf_name(&self) -> Option<&str> {
+        match self {
+            Op::Input { name, .. } | Op::Parameter { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
     /// The op's fusion class.
     pub fn fusion_class(&self) -> FusionClass {
         match self {

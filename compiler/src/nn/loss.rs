@@ -1,0 +1,158 @@
+//! Losses as graph builders, with Keras 3's formulas and its mean over the batch
+//! (`sum_over_batch_size`).
+
+use super::{log_softmax, Activation, ModelBuilder};
+use crate::error::{Error, Result};
+use crate::ir::{DType, Graph, NodeId, ReduceOp, Shape, UnaryOp};
+
+/// Keras's fuzz factor for losses computed from probabilities.
+const EPSILON: f32 = 1e-7;
+
+/// A loss between a model's prediction and a target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Loss {
+    /// Integer class labels against class scores (`[B, …]` i32 targets for `[B, …, C]`).
+    SparseCategoricalCrossentropy {
+        from_logits: bool,
+    },
+    /// One-hot (or soft) f32 targets against class scores.
+    CategoricalCrossentropy {
+        from_logits: bool,
+    },
+    /// f32 targets in `[0, 1]` against independent probabilities.
+    BinaryCrossentropy {
+        from_logits: bool,
+    },
+    MeanSquaredError,
+}
+
+impl Loss {
+    /// The Keras name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Loss::SparseCategoricalCrossentropy { .. } => "sparse_categorical_crossentropy",
+            Loss::CategoricalCrossentropy { .. } => "categorical_crossentropy",
+            Loss::BinaryCrossentropy { .. } => "binary_crossentropy",
+            Loss::MeanSquaredError => "mean_squared_error",
+        }
+    }
+
+    /// The shape and dtype of the target for a prediction of shape `prediction`.
+    pub fn target(&self, prediction: &Shape) -> Result<(Shape, DType)> {
+        match self {
+            Loss::SparseCategoricalCrossentropy { .. } => {
+                if prediction.rank() < 2 {
+                    return Err(Error::shape(
+                        self.name(),
+                        format!("needs class scores of rank ≥ 2, found {prediction}"),
+                    ));
+                }
+                let mut d = prediction.dims().to_vec();
+                d.pop();
+                Ok((Shape(d), DType::I32))
+            }
+            _ => Ok((prediction.clone(), DType::F32)),
+        }
+    }
+
+    /// The mean loss of `prediction` against `target` (a scalar). When the prediction is the
+    /// output of a softmax (sigmoid) and the loss expects probabilities, the loss is computed
+    /// from the logits, as Keras does, which is exact where `log(softmax(x))` would underflow.
+    pub fn build(
+        &self,
+        b: &mut ModelBuilder,
+        prediction: NodeId,
+        target: NodeId,
+    ) -> Result<NodeId> {
+        let logits = |want: Activation, from_logits: bool| {
+            if from_logits {
+                Some(prediction)
+            } else {
+                b.logits_of(prediction)
+                    .filter(|(a, _)| *a == want)
+                    .map(|(_, z)| z)
+            }
+        };
+        let per_class_target = |g: &mut Graph| -> Result<NodeId> {
+            match self {
+                Loss::SparseCategoricalCrossentropy { .. } => {
+                    let classes = g.shape(prediction).dims().last().and_then(|d| d.fixed());
+                    let classes = classes
+                        .ok_or_else(|| Error::shape(self.name(), "the class axis must be known"))?;
+                    g.one_hot(target, classes)
+                }
+                _ => Ok(target),
+            }
+        };
+        let loss = match *self {
+            Loss::SparseCategoricalCrossentropy { from_logits }
+            | Loss::CategoricalCrossentropy { from_logits } => {
+                let z = logits(Activation::Softmax, from_logits);
+                let g = &mut *b.graph;
+                g.scoped("loss", |g| {
+                    let t = per_class_target(g)?;
+                    let log_p = match z {
+                        Some(z) => log_softmax(g, z)?,
+                        None => {
+                            let total = g.reduce_last_keep(ReduceOp::Sum, prediction)?;
+                            let p = g.div(prediction, total)?;
+                            let p = g.clip(p, EPSILON, 1.0 - EPSILON)?;
+                            g.unary(UnaryOp::Log, p)?
+                        }
+                    };
+                    let tl = g.mul(t, log_p)?;
+                    let last = g.shape(tl).rank() - 1;
+                    let per_sample = g.sum(tl, &[last])?;
+                    let mean = mean_all(g, per_sample)?;
+                    g.neg(mean)
+                })?
+            }
+            Loss::BinaryCrossentropy { from_logits } => {
+                let z = logits(Activation::Sigmoid, from_logits);
+                let g = &mut *b.graph;
+                g.scoped("loss", |g| {
+                    let elementwise = match z {
+                        // max(z, 0) − z·t + log(1 + exp(−|z|))
+                        Some(z) => {
+                            let relu = g.unary(UnaryOp::Relu, z)?;
+                            let zt = g.mul(z, target)?;
+                            let a = g.sub(relu, zt)?;
+                            let abs = g.unary(UnaryOp::Abs, z)?;
+                            let neg = g.neg(abs)?;
+                            let e = g.unary(UnaryOp::Exp, neg)?;
+                            let one = g.scalar(1.0)?;
+                            let e1 = g.add(e, one)?;
+                            let softplus = g.unary(UnaryOp::Log, e1)?;
+                            g.add(a, softplus)?
+                        }
+                        // −(t·log p + (1 − t)·log(1 − p)), p clipped to [ε, 1 − ε]
+                        None => {
+                            let p = g.clip(prediction, EPSILON, 1.0 - EPSILON)?;
+                            let log_p = g.unary(UnaryOp::Log, p)?;
+                            let one = g.scalar(1.0)?;
+                            let q = g.sub(one, p)?;
+                            let log_q = g.unary(UnaryOp::Log, q)?;
+                            let u = g.sub(one, target)?;
+                            let a = g.mul(target, log_p)?;
+                            let c = g.mul(u, log_q)?;
+                            let s = g.add(a, c)?;
+                            g.neg(s)?
+                        }
+                    };
+                    mean_all(g, elementwise)
+                })?
+            }
+            Loss::MeanSquaredError => b.graph.scoped("loss", |g| {
+                let d = g.sub(prediction, target)?;
+                let sq = g.mul(d, d)?;
+                mean_all(g, sq)
+            })?,
+        };
+        Ok(loss)
+    }
+}
+
+fn mean_all(g: &mut Graph, x: NodeId) -> Result<NodeId> {
+    let axes: Vec<usize> = (0..g.shape(x).rank()).collect();
+    g.mean(x, &axes)
+}

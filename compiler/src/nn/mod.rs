@@ -1,0 +1,18 @@
+//! Layers, activations, losses and optimizer updates: graph builders made of primitives, in
+//! one place (DESIGN.md rule 1). Nothing here has a kernel of its own.
+
+mod activation;
+mod builder;
+mod layer;
+mod loss;
+mod optimizer;
+mod sequential;
+mod training;
+
+pub use activation::{log_softmax, softmax, Activation};
+pub use builder::{Architecture, Init, LayerInfo, ModelBuilder, ParamSpec};
+pub use layer::Layer;
+pub use loss::Loss;
+pub use optimizer::{Adam, AdamW, Optimizer, RmsProp, Sgd, ITERATIONS};
+pub use sequential::Sequential;
+pub use training::{forward_graph, loss_graph, ForwardGraph, LossGraph, Metric, TARGET};

@@ -1,0 +1,47 @@
+//! A linear stack of layers (Keras `Sequential`).
+
+use super::{Architecture, Layer, ModelBuilder};
+use crate::error::Result;
+use crate::ir::{DType, NodeId};
+
+/// A model whose layers each take the previous layer's output. Its input is named `x`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sequential {
+    /// The shape of one input item (without the batch axis).
+    pub input: Vec<usize>,
+    /// The layers in order, each with an optional user-given name.
+    pub layers: Vec<(Option<String>, Layer)>,
+}
+
+impl Sequential {
+    /// An empty model taking items of shape `input`.
+    pub fn new(input: &[usize]) -> Self {
+        Sequential {
+            input: input.to_vec(),
+            layers: Vec::new(),
+        }
+    }
+
+    /// Appends a layer with a default (Keras-style) name.
+    #[allow(clippy::should_implement_trait)] // Keras's name for it, not arithmetic.
+    pub fn add(mut self, layer: Layer) -> Self {
+        self.layers.push((None, layer));
+        self
+    }
+
+    /// Appends a layer with the given name.
+    pub fn add_named(mut self, name: &str, layer: Layer) -> Self {
+        self.layers.push((Some(name.to_string()), layer));
+        self
+    }
+}
+
+impl Architecture for Sequential {
+    fn build(&self, b: &mut ModelBuilder) -> Result<NodeId> {
+        let mut x = b.input("x", &self.input, DType::F32)?;
+        for (name, layer) in &self.layers {
+            x = layer.build(b, name.as_deref(), &[x])?;
+        }
+        Ok(x)
+    }
+}

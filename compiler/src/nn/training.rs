@@ -1,0 +1,161 @@
+//! The graphs a model compiles to: inference, evaluation (prediction, loss, metrics) and the
+//! training step (forward, loss, backward and optimizer update in ONE graph, DESIGN.md rule 2).
+
+use super::{Architecture, LayerInfo, Loss, ModelBuilder, Optimizer, ParamSpec};
+use crate::autodiff;
+use crate::error::Result;
+use crate::ir::{CompareOp, Graph, NodeId};
+
+/// A metric reported by `fit` and `evaluate` besides the loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Keras's `"accuracy"`: sparse categorical, categorical or binary accuracy, chosen from
+    /// the loss as Keras does.
+    Accuracy,
+}
+
+impl Metric {
+    /// The Keras name (the key in histories).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Metric::Accuracy => "accuracy",
+        }
+    }
+
+    /// The batch mean of the metric.
+    fn build(
+        &self,
+        g: &mut Graph,
+        loss: &Loss,
+        prediction: NodeId,
+        target: NodeId,
+    ) -> Result<NodeId> {
+        g.scoped("metrics", |g| {
+            let hits = match loss {
+                Loss::SparseCategoricalCrossentropy { .. } => {
+                    let last = g.shape(prediction).rank() - 1;
+                    let class = g.argmax(prediction, last)?;
+                    g.compare(CompareOp::Eq, class, target)?
+                }
+                Loss::CategoricalCrossentropy { .. } => {
+                    let last = g.shape(prediction).rank() - 1;
+                    let class = g.argmax(prediction, last)?;
+                    let truth = g.argmax(target, last)?;
+                    g.compare(CompareOp::Eq, class, truth)?
+                }
+                Loss::BinaryCrossentropy { .. } | Loss::MeanSquaredError => {
+                    let half = g.scalar(0.5)?;
+                    let predicted = g.compare(CompareOp::Lt, half, prediction)?;
+                    let truth = g.compare(CompareOp::Lt, half, target)?;
+                    g.compare(CompareOp::Eq, predicted, truth)?
+                }
+            };
+            let axes: Vec<usize> = (0..g.shape(hits).rank()).collect();
+            g.mean(hits, &axes)
+        })
+    }
+}
+
+/// A model's forward graph with what its layers declared.
+pub struct ForwardGraph {
+    pub graph: Graph,
+    pub inputs: Vec<NodeId>,
+    pub output: NodeId,
+    pub params: Vec<ParamSpec>,
+    pub layers: Vec<LayerInfo>,
+    /// i32 scalar inputs to feed with a fresh random key at every step (dropout).
+    pub random_keys: Vec<NodeId>,
+}
+
+impl ForwardGraph {
+    /// The name of each input, in order.
+    pub fn input_names(&self) -> Vec<String> {
+        self.inputs
+            .iter()
+            .filter_map(|&i| self.graph.node(i).op.leaf_name())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A forward graph plus target, loss and metrics (and, for training, the updates).
+pub struct LossGraph {
+    pub forward: ForwardGraph,
+    pub target: NodeId,
+    pub loss: NodeId,
+    /// `(name, node)` of each metric, in the order given.
+    pub metrics: Vec<(&'static str, NodeId)>,
+    /// `(variable, new value)`: empty for evaluation.
+    pub updates: Vec<(NodeId, NodeId)>,
+}
+
+/// The target input's name.
+pub const TARGET: &str = "target";
+
+/// Builds `arch` in a fresh graph; `then` may add to it with the same builder (to compute a
+/// loss from the output's logits). Returns the forward graph and what `then` returned.
+fn build<T>(
+    arch: &dyn Architecture,
+    training: bool,
+    then: impl FnOnce(&mut ModelBuilder, NodeId) -> Result<T>,
+) -> Result<(ForwardGraph, T)> {
+    let mut graph = Graph::new();
+    let mut b = ModelBuilder::new(&mut graph, training);
+    let output = arch.build(&mut b)?;
+    let extra = then(&mut b, output)?;
+    let (inputs, params, layers, random_keys) = (
+        b.inputs().to_vec(),
+        b.params().to_vec(),
+        b.layers().to_vec(),
+        b.random_keys().to_vec(),
+    );
+    let forward = ForwardGraph {
+        graph,
+        inputs,
+        output,
+        params,
+        layers,
+        random_keys,
+    };
+    Ok((forward, extra))
+}
+
+/// The inference graph (dropout off).
+pub fn forward_graph(arch: &dyn Architecture) -> Result<ForwardGraph> {
+    Ok(build(arch, false, |_, _| Ok(()))?.0)
+}
+
+/// Prediction, loss and metrics on a target input; with `optimizer`, the training step:
+/// gradients of the loss for every parameter and the optimizer's updates.
+pub fn loss_graph(
+    arch: &dyn Architecture,
+    loss: &Loss,
+    metrics: &[Metric],
+    optimizer: Option<&Optimizer>,
+) -> Result<LossGraph> {
+    let (mut forward, (target, loss_node)) = build(arch, optimizer.is_some(), |b, prediction| {
+        let (shape, dtype) = loss.target(b.graph.shape(prediction))?;
+        let target = b.graph.input(TARGET, shape, dtype)?;
+        Ok((target, loss.build(b, prediction, target)?))
+    })?;
+    let g = &mut forward.graph;
+    let metrics = metrics
+        .iter()
+        .map(|m| Ok((m.name(), m.build(g, loss, forward.output, target)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let updates = match optimizer {
+        Some(opt) => {
+            let params: Vec<NodeId> = forward.params.iter().map(|p| p.node).collect();
+            let grads = autodiff::grad(g, loss_node, &params)?;
+            opt.build(g, &params, &grads)?
+        }
+        None => Vec::new(),
+    };
+    Ok(LossGraph {
+        forward,
+        target,
+        loss: loss_node,
+        metrics,
+        updates,
+    })
+}
