@@ -133,7 +133,7 @@ impl Model {
         if self.predictor.is_none() {
             let forward = forward_graph(self.arch.as_ref())?;
             let input = single_input(&forward.input_names())?;
-            let program = Program::new(&forward.graph, &[forward.output], &[])?;
+            let program = Program::new(&forward.graph, &[forward.output], &[])?.named("predict");
             self.predictor = Some((program, input));
         }
         let (mut program, input) = self.predictor.take().expect("built above");

@@ -6,20 +6,27 @@
 //! same weights.
 
 use crate::arena::Arena;
-use kiln_compiler::codegen::{compile, CompileOptions, Executable, Slot, StateLayout};
+use crate::cache::get_or_compile;
+use crate::dump::{DumpConfig, Profile};
+use kiln_compiler::codegen::{CompileOptions, Executable, Slot, StateLayout};
 use kiln_compiler::interp::infer_batch;
 use kiln_compiler::ir::{Graph, NodeId, Op};
 use kiln_compiler::{Error, Result, Tensor};
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// One batch size's executable and work memory.
+/// One batch size's executable (shared through the cache), work memory and profile.
 struct Specialisation {
-    exe: Executable,
+    exe: Arc<Executable>,
     work: Arena,
+    profile: Profile,
 }
 
 /// A graph's outputs (and parameter updates), compiled per batch size, with persistent state.
 pub struct Program {
+    name: String,
+    dump: DumpConfig,
     graph: Graph,
     outputs: Vec<NodeId>,
     updates: Vec<(NodeId, NodeId)>,
@@ -54,7 +61,12 @@ impl Program {
             return Err(Error::Graph(format!("node {} does not exist", bad.index())));
         }
         let layout = StateLayout::of(graph);
+        let dump = DumpConfig::from_env();
+        let mut options = options;
+        options.dump_clif |= dump.clif;
         Ok(Program {
+            name: "program".into(),
+            dump,
             state: Arena::new(layout.bytes),
             layout,
             graph: graph.clone(),
@@ -63,6 +75,12 @@ impl Program {
             options,
             specialisations: HashMap::new(),
         })
+    }
+
+    /// Names the program in dumps and profiles (`KILN_DUMP`).
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
     }
 
     /// [`Program::new`], then compiles the specialisation for `batch` (so compile errors
@@ -81,7 +99,7 @@ impl Program {
     /// Compiles (once) the specialisation for `batch` and returns it.
     pub fn specialise(&mut self, batch: usize) -> Result<&Executable> {
         if !self.specialisations.contains_key(&batch) {
-            let exe = compile(
+            let exe = get_or_compile(
                 &self.graph,
                 &self.outputs,
                 &self.updates,
@@ -92,18 +110,39 @@ impl Program {
             for (offset, words) in &exe.constants {
                 work.write_words(*offset, words);
             }
+            self.dump.specialisation(&self.name, &self.graph, &exe);
+            let profile = Profile {
+                calls: 0,
+                time: vec![Duration::ZERO; exe.kernels.len()],
+            };
             self.specialisations
-                .insert(batch, Specialisation { exe, work });
+                .insert(batch, Specialisation { exe, work, profile });
         }
         Ok(&self.specialisations[&batch].exe)
     }
 
     /// The specialisation compiled for `batch`, if any.
     pub fn executable(&self, batch: usize) -> Option<&Executable> {
-        self.specialisations.get(&batch).map(|s| &s.exe)
+        self.specialisations.get(&batch).map(|s| &*s.exe)
     }
 
-    /// Total time spent compiling the specialisations so far.
+    /// The per-kernel time profile of each specialisation's runs so far (kernels are timed only
+    /// when `KILN_DUMP` includes `profile`).
+    pub fn profile_report(&self) -> String {
+        let mut batches: Vec<&usize> = self.specialisations.keys().collect();
+        batches.sort();
+        batches
+            .into_iter()
+            .map(|b| {
+                let s = &self.specialisations[b];
+                s.profile.report(&s.exe)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Time the compiler spent on this program's specialisations (a specialisation found in
+    /// the program cache counts with the time it took when first compiled).
     pub fn compile_time(&self) -> std::time::Duration {
         self.specialisations
             .values()
@@ -216,11 +255,16 @@ impl Program {
         }
         spec.work.write_words(exe.status_offset, &[0]);
         let (state, work) = (self.state.as_ptr(), spec.work.as_ptr());
-        for k in &exe.kernels {
+        for (i, k) in exe.kernels.iter().enumerate() {
+            let started = self.dump.profile.then(Instant::now);
             // SAFETY: the kernel was compiled for these arena layouts; every input was checked
             // to fill exactly its slot, and kernels check computed indices themselves.
             unsafe { (k.func)(state, work) };
+            if let Some(t) = started {
+                spec.profile.time[i] += t.elapsed();
+            }
         }
+        spec.profile.calls += 1;
         let status = spec.work.words(exe.status_offset, 1)[0];
         if status != 0 {
             let kernel = exe
@@ -242,6 +286,14 @@ impl Program {
                 Tensor::from_bits(&s.dims, s.dtype, arena.words(s.offset, s.len()))
             })
             .collect()
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        if self.dump.profile && !self.specialisations.is_empty() {
+            self.dump.profile(&self.name, &self.profile_report());
+        }
     }
 }
 

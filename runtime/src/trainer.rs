@@ -94,7 +94,7 @@ struct Compiled {
 }
 
 impl Compiled {
-    fn new(graph: LossGraph) -> Result<Self> {
+    fn new(graph: LossGraph, name: &str) -> Result<Self> {
         let fw = &graph.forward;
         let input = single_input(&fw.input_names())?;
         let mut outputs = vec![graph.loss];
@@ -109,7 +109,7 @@ impl Compiled {
             .map(str::to_string)
             .collect();
         Ok(Compiled {
-            program: Program::new(&fw.graph, &outputs, &graph.updates)?,
+            program: Program::new(&fw.graph, &outputs, &graph.updates)?.named(name),
             input,
             outputs: names,
             random_keys,
@@ -183,8 +183,8 @@ impl<'m> Trainer<'m> {
         metrics: &[Metric],
     ) -> Result<Self> {
         let arch = model.architecture();
-        let train = Compiled::new(loss_graph(arch, &loss, metrics, Some(&optimizer))?)?;
-        let eval = Compiled::new(loss_graph(arch, &loss, metrics, None)?)?;
+        let train = Compiled::new(loss_graph(arch, &loss, metrics, Some(&optimizer))?, "train")?;
+        let eval = Compiled::new(loss_graph(arch, &loss, metrics, None)?, "evaluate")?;
         let mut t = Trainer {
             model,
             train,

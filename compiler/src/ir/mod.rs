@@ -1,6 +1,8 @@
 //! The graph IR: primitive ops with shapes and dtypes on a petgraph graph.
 
+mod dot;
 mod dtype;
+mod fingerprint;
 mod graph;
 mod op;
 mod shape;

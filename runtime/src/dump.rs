@@ -1,0 +1,109 @@
+//! Observability (DESIGN.md rule 11): `KILN_DUMP=graph,fusion,clif,asm,profile` (any subset,
+//! or `all`) with `KILN_DUMP_DIR` (default `kiln-dump`) writes, per program and batch size,
+//! the graph as DOT, each kernel's Cranelift IR, and a per-kernel time profile of its runs.
+
+use kiln_compiler::codegen::Executable;
+use kiln_compiler::ir::Graph;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What to dump, read once from the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DumpConfig {
+    pub graph: bool,
+    pub fusion: bool,
+    pub clif: bool,
+    pub asm: bool,
+    pub profile: bool,
+    pub dir: PathBuf,
+}
+
+impl DumpConfig {
+    /// From `KILN_DUMP` and `KILN_DUMP_DIR`; unknown items are reported on stderr and ignored.
+    pub fn from_env() -> Self {
+        let dir = std::env::var_os("KILN_DUMP_DIR")
+            .map_or_else(|| PathBuf::from("kiln-dump"), PathBuf::from);
+        let mut c = DumpConfig {
+            dir,
+            ..Self::default()
+        };
+        for item in std::env::var("KILN_DUMP").unwrap_or_default().split(',') {
+            match item.trim() {
+                "" => {}
+                "graph" => c.graph = true,
+                "fusion" => c.fusion = true,
+                "clif" => c.clif = true,
+                "asm" => c.asm = true,
+                "profile" => c.profile = true,
+                "all" => {
+                    (c.graph, c.fusion, c.clif, c.asm, c.profile) = (true, true, true, true, true)
+                }
+                other => eprintln!(
+                    "kiln: ignoring unknown KILN_DUMP item `{other}` (known: graph, fusion, clif, asm, profile, all)"
+                ),
+            }
+        }
+        c
+    }
+
+    fn write(&self, file: &str, contents: &str) {
+        let path = self.dir.join(file);
+        let result =
+            std::fs::create_dir_all(&self.dir).and_then(|_| std::fs::write(&path, contents));
+        if let Err(e) = result {
+            eprintln!("kiln: cannot write dump {}: {e}", path.display());
+        }
+    }
+
+    /// Dumps what was asked for about a new specialisation of program `name`.
+    pub fn specialisation(&self, name: &str, graph: &Graph, exe: &Executable) {
+        let stem = format!("{name}.b{}", exe.batch);
+        if self.graph {
+            self.write(&format!("{name}.graph.dot"), &graph.to_dot());
+        }
+        if self.clif {
+            for (kernel, clif) in &exe.clif {
+                self.write(&format!("{stem}.{kernel}.clif"), clif);
+            }
+        }
+    }
+
+    /// Writes the profile of program `name` (see [`Profile::report`]).
+    pub fn profile(&self, name: &str, report: &str) {
+        if self.profile {
+            self.write(&format!("{name}.profile.txt"), report);
+        }
+    }
+}
+
+/// Calls and time per kernel of one specialisation.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    pub calls: u64,
+    pub time: Vec<Duration>,
+}
+
+impl Profile {
+    /// A table: per kernel, calls, total and mean time, GFLOP/s and GB/s.
+    pub fn report(&self, exe: &Executable) -> String {
+        let mut s = format!(
+            "batch {}: {} runs\n{:<28} {:>8} {:>10} {:>10} {:>9} {:>8}\n",
+            exe.batch, self.calls, "kernel", "calls", "total ms", "mean us", "GFLOP/s", "GB/s"
+        );
+        let total: Duration = self.time.iter().sum();
+        for (k, t) in exe.kernels.iter().zip(&self.time) {
+            let secs = t.as_secs_f64().max(1e-12);
+            let calls = self.calls as f64;
+            s += &format!(
+                "{:<28} {:>8} {:>10.3} {:>10.2} {:>9.2} {:>8.2}\n",
+                k.name,
+                self.calls,
+                secs * 1e3,
+                secs * 1e6 / calls.max(1.0),
+                k.flops as f64 * calls / secs / 1e9,
+                k.bytes as f64 * calls / secs / 1e9
+            );
+        }
+        s + &format!("total {:.3} ms\n", total.as_secs_f64() * 1e3)
+    }
+}
