@@ -12,14 +12,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// Entries kept; the oldest is dropped beyond this (programs using it keep their code alive).
 const CAPACITY: usize = 128;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     graph: u64,
     /// How many of the fingerprinted roots are outputs (the rest are update pairs).
     outputs: usize,
     batch: usize,
     features: CpuFeatures,
-    dump_clif: bool,
+    options: CompileOptions,
 }
 
 #[derive(Default)]
@@ -70,7 +70,7 @@ pub(crate) fn get_or_compile(
         outputs: outputs.len(),
         batch,
         features: host_features(),
-        dump_clif: options.dump_clif,
+        options: options.clone(),
     };
     let cache = CACHE.get_or_init(Mutex::default);
     if let Some(exe) = cache.lock().ok().and_then(|c| c.entries.get(&key).cloned()) {
@@ -80,7 +80,7 @@ pub(crate) fn get_or_compile(
     MISSES.fetch_add(1, Ordering::Relaxed);
     let exe = Arc::new(compile(graph, outputs, updates, batch, options)?);
     if let Ok(mut c) = cache.lock() {
-        if c.entries.insert(key, exe.clone()).is_none() {
+        if c.entries.insert(key.clone(), exe.clone()).is_none() {
             c.order.push_back(key);
         }
         while c.order.len() > CAPACITY {

@@ -1,6 +1,7 @@
 //! Observability (DESIGN.md rule 11): `KILN_DUMP=graph,fusion,clif,asm,profile` (any subset,
 //! or `all`) with `KILN_DUMP_DIR` (default `kiln-dump`) writes, per program and batch size,
-//! the graph as DOT, each kernel's Cranelift IR, and a per-kernel time profile of its runs.
+//! the graph as DOT, the fusion groups with the reason of every decision, each kernel's
+//! Cranelift IR, and a per-kernel time profile of its runs.
 
 use kiln_compiler::codegen::Executable;
 use kiln_compiler::ir::Graph;
@@ -60,6 +61,9 @@ impl DumpConfig {
         let stem = format!("{name}.b{}", exe.batch);
         if self.graph {
             self.write(&format!("{name}.graph.dot"), &graph.to_dot());
+        }
+        if self.fusion {
+            self.write(&format!("{stem}.fusion.txt"), &exe.fusion_report);
         }
         if self.clif {
             for (kernel, clif) in &exe.clif {

@@ -2,6 +2,7 @@
 //! JIT and through the reference interpreter.
 #![allow(dead_code)]
 
+use kiln::compiler::codegen::CompileOptions;
 use kiln::compiler::interp::{self, Array, Precision};
 use kiln::prelude::*;
 use rand::rngs::StdRng;
@@ -64,8 +65,9 @@ pub fn assert_close(what: &str, jit: &[f64], reference: &[f64], t: Tol) {
     }
 }
 
-/// Runs `outputs` of `graph` through the JIT (at the feeds' batch size) and the interpreter
-/// (f32 rounding) and compares them. Returns the JIT outputs.
+/// Runs `outputs` of `graph` through the JIT (at the feeds' batch size), with fusion on and
+/// with fusion off, and through the interpreter (f32 rounding), and compares each JIT result
+/// with the interpreter's. Returns the fused JIT outputs.
 pub fn check_graph(
     what: &str,
     graph: &Graph,
@@ -78,11 +80,37 @@ pub fn check_graph(
         .map(|(n, v)| (*n, Array::from_tensor(v)))
         .collect();
     let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (*n, a)).collect();
-    let shapes: Vec<(&str, &[usize])> = feeds.iter().map(|(n, v)| (*n, v.shape())).collect();
-    let batch = interp::infer_batch(graph, &shapes).unwrap();
     let expected = interp::evaluate(graph, &refs, outputs, Precision::F32)
         .unwrap_or_else(|e| panic!("{what}: interpreter failed: {e}"));
-    let mut program = Program::compile(graph, outputs, &[], batch)
+    let mut fused = Vec::new();
+    for fusion in [true, false] {
+        let what = format!("{what} (fusion {})", if fusion { "on" } else { "off" });
+        let got = run_jit(&what, graph, outputs, feeds, fusion);
+        for (k, (g, want)) in got.iter().zip(&expected).enumerate() {
+            assert_eq!(g.shape(), want.shape.as_slice(), "{what}: output {k} shape");
+            assert_eq!(g.dtype(), want.dtype, "{what}: output {k} dtype");
+            assert_close(&format!("{what} (output {k})"), &g.to_f64(), &want.data, t);
+        }
+        if fusion {
+            fused = got;
+        }
+    }
+    fused
+}
+
+/// Runs `outputs` of `graph` through the JIT, feeding parameters with `set_parameter`.
+pub fn run_jit(
+    what: &str,
+    graph: &Graph,
+    outputs: &[NodeId],
+    feeds: &[(&str, &Tensor)],
+    fusion: bool,
+) -> Vec<Tensor> {
+    let options = CompileOptions {
+        fusion,
+        ..CompileOptions::default()
+    };
+    let mut program = Program::with_options(graph, outputs, &[], options)
         .unwrap_or_else(|e| panic!("{what}: compile failed: {e}"));
     let is_parameter = |n: &str| program.state_layout().find(n).is_some();
     type Feeds<'a> = Vec<(&'a str, &'a Tensor)>;
@@ -90,13 +118,7 @@ pub fn check_graph(
     for (n, v) in params {
         program.set_parameter(n, v).unwrap();
     }
-    let got = program
+    program
         .run(&inputs)
-        .unwrap_or_else(|e| panic!("{what}: run failed: {e}"));
-    for (k, (g, want)) in got.iter().zip(&expected).enumerate() {
-        assert_eq!(g.shape(), want.shape.as_slice(), "{what}: output {k} shape");
-        assert_eq!(g.dtype(), want.dtype, "{what}: output {k} dtype");
-        assert_close(&format!("{what} (output {k})"), &g.to_f64(), &want.data, t);
-    }
-    got
+        .unwrap_or_else(|e| panic!("{what}: run failed: {e}"))
 }

@@ -1,18 +1,20 @@
 //! Compiles a graph, specialised for a batch size, into an [`Executable`]: a layout of the
 //! work arena and one JIT kernel per op, in dependency order. Parameters live in the state
 //! arena, whose layout ([`StateLayout`]) depends only on the graph, so every batch-size
-//! specialisation of a program shares one state.
+//! specialisation of a program shares one state. The work arena is planned from the live
+//! intervals of its buffers (see [`super::memory`]), so buffers that are never live at the same
+//! time share memory.
 
+use super::fusion;
 use super::jit::{CodeHandle, JitBuilder, KernelFn};
+use super::kernels::fused::{self, FusedSpec};
 use super::kernels::{self, Buf, KernelSpec, Region};
+use super::memory::{self, align, Request, ALIGN};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, NodeId, Op, Shape};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Alignment of every buffer in the arena (a cache line).
-pub const ALIGN: usize = 64;
 
 /// A named tensor's place in an arena.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,10 +94,28 @@ impl StateLayout {
     }
 }
 
+/// A work-arena buffer as planned: what it holds, where, and when it is live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Buffer {
+    /// The node (op name and node index) or kernel (for scratch) the buffer belongs to.
+    pub name: String,
+    /// Byte offset in the work arena.
+    pub offset: usize,
+    /// Size and live interval, in kernel steps; outputs are live until step `kernels.len()`.
+    pub live: Request,
+}
+
 /// A compiled program: what to put where in the work arena, and the kernels to call in order.
 pub struct Executable {
     pub batch: usize,
+    /// Size of the work arena.
     pub work_bytes: usize,
+    /// The planned work-arena size (equal to `work_bytes`): the program's peak work memory.
+    pub peak_bytes: usize,
+    /// What the work arena would take if no buffers shared memory (for reporting).
+    pub unplanned_bytes: usize,
+    /// Every planned buffer (inputs, constants, node values, kernel scratch).
+    pub buffers: Vec<Buffer>,
     /// Byte offset of the status word kernels write when they detect invalid data; a non-zero
     /// value `k` names kernel `k - 1`.
     pub status_offset: usize,
@@ -108,19 +128,55 @@ pub struct Executable {
     pub compile_time: Duration,
     /// Cranelift IR per kernel, when requested.
     pub clif: Vec<(String, String)>,
+    /// The fusion groups and every decision with its reason (for `KILN_DUMP=fusion`).
+    pub fusion_report: String,
     /// Keeps the kernels' machine code alive.
     pub code: Arc<CodeHandle>,
 }
 
 /// Options of [`compile`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CompileOptions {
     /// Keep each kernel's Cranelift IR text in [`Executable::clif`].
     pub dump_clif: bool,
+    /// Fuse ops into shared kernels (see [`fusion`](super::fusion)); off, every op is a kernel.
+    pub fusion: bool,
 }
 
-fn align(n: usize) -> usize {
-    n.div_ceil(ALIGN) * ALIGN
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            dump_clif: false,
+            fusion: true,
+        }
+    }
+}
+
+impl CompileOptions {
+    /// The defaults, with fusion off when the environment sets `KILN_FUSION=0`.
+    pub fn from_env() -> Self {
+        CompileOptions {
+            fusion: std::env::var("KILN_FUSION").map_or(true, |v| v != "0"),
+            ..Self::default()
+        }
+    }
+}
+
+/// What one kernel computes.
+enum Body {
+    /// One op on its operands.
+    Op(Op),
+    /// A fused elementwise group (members in topological order, root last).
+    Fused(Vec<NodeId>),
+}
+
+/// One kernel of the program: its body, the values it reads and the value it writes.
+struct Planned {
+    name: String,
+    body: Body,
+    /// Operands read from memory (for a fused group: the members' operands outside it).
+    reads: Vec<NodeId>,
+    result: NodeId,
 }
 
 /// The nodes `roots` depend on, in topological order.
@@ -175,68 +231,18 @@ pub fn compile(
     let order = reachable(graph, &all);
     let dims = |n: NodeId| graph.shape(n).concrete(batch);
     let state = StateLayout::of(graph);
-
-    // Work arena layout: status word, then one buffer per node (reshapes alias their operand).
-    let status_offset = 0;
-    let mut next = ALIGN;
-    let mut place: HashMap<NodeId, (Region, usize)> = state
-        .parameters
-        .iter()
-        .map(|s| (s.node, (Region::State, s.offset)))
-        .collect();
-    let mut constants = Vec::new();
-    let mut inputs = Vec::new();
-    for &n in &order {
-        let node = graph.node(n);
-        if let Op::Reshape(_) = node.op {
-            place.insert(n, place[&graph.operands(n)[0]]);
-            continue;
+    // Reshapes alias their operand: the memory of `n` is that of `root(n)`.
+    let root = |mut n: NodeId| {
+        while let Op::Reshape(_) = graph.node(n).op {
+            n = graph.operands(n)[0];
         }
-        if let Op::Parameter { .. } = node.op {
-            continue;
-        }
-        let bytes = dims(n).iter().product::<usize>() * node.dtype.size();
-        place.insert(n, (Region::Work, next));
-        match &node.op {
-            Op::Constant(t) => constants.push((next, t.to_bits())),
-            Op::ElementCount(s) => {
-                let count = Shape::concrete(s, batch).iter().product::<usize>() as f32;
-                constants.push((next, vec![count.to_bits()]));
-            }
-            _ => {}
-        }
-        if let Op::Input { name, .. } = &node.op {
-            inputs.push(Slot {
-                name: name.to_string(),
-                node: n,
-                region: Region::Work,
-                offset: next,
-                dims: dims(n),
-                dtype: node.dtype,
-            });
-        }
-        next += align(bytes);
-    }
-    let buf = |n: NodeId| Buf {
-        region: place[&n].0,
-        offset: place[&n].1,
-        dims: dims(n),
-        dtype: graph.dtype(n),
+        n
     };
 
-    // Kernels, in topological order, then the parameter updates.
-    let mut jit = JitBuilder::new(options.dump_clif)?;
-    let mut specs: Vec<(String, Op, Vec<Buf>, Buf)> = Vec::new();
+    // Index inputs, checked by the runtime before any kernel runs.
     let mut index_bounds = Vec::new();
     for &n in &order {
         let node = graph.node(n);
-        let is_leaf = matches!(
-            node.op,
-            Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::ElementCount(_)
-        );
-        if is_leaf || matches!(node.op, Op::Reshape(_)) {
-            continue;
-        }
         let operands = graph.operands(n);
         if let Some((index_operand, bound)) = match &node.op {
             Op::Gather => Some((operands[1], dims(operands[0])[0])),
@@ -244,11 +250,7 @@ pub fn compile(
             Op::OneHot { depth } => Some((operands[0], *depth)),
             _ => None,
         } {
-            let mut source = index_operand;
-            while let Op::Reshape(_) = graph.node(source).op {
-                source = graph.operands(source)[0];
-            }
-            if let Op::Input { name, .. } = &graph.node(source).op {
+            if let Op::Input { name, .. } = &graph.node(root(index_operand)).op {
                 index_bounds.push(IndexBound {
                     input: name.clone(),
                     bound,
@@ -256,38 +258,205 @@ pub fn compile(
                 });
             }
         }
-        let name = format!("k{}_{}", specs.len(), node.op.name());
-        specs.push((
-            name,
-            node.op.clone(),
-            operands.iter().map(|&o| buf(o)).collect(),
-            buf(n),
-        ));
-    }
-    for (p, v) in updates {
-        // An update is a dense copy, which is exactly a materialised reshape.
-        let name = format!("k{}_assign", specs.len());
-        let op = Op::Reshape(graph.shape(*p).clone());
-        specs.push((name, op, vec![buf(*v)], buf(*p)));
     }
 
+    // Kernels: one per fusion group, in dependency order, then the parameter updates.
+    let fusion = fusion::plan(graph, &order, &all, options.fusion);
+    let mut member_of_fused: HashMap<NodeId, NodeId> = HashMap::new();
+    let mut specs: Vec<Planned> = Vec::new();
+    for group in &fusion.groups {
+        let root_node = group.root();
+        let (body, reads, label) = if group.is_fused() {
+            let mut reads: Vec<NodeId> = Vec::new();
+            for &m in &group.nodes {
+                member_of_fused.insert(m, root_node);
+                for o in graph.operands(m) {
+                    if !group.nodes.contains(&o) && !reads.contains(&o) {
+                        reads.push(o);
+                    }
+                }
+            }
+            (Body::Fused(group.nodes.clone()), reads, "fused".to_string())
+        } else {
+            let op = graph.node(root_node).op.clone();
+            let label = op.name();
+            (Body::Op(op), graph.operands(root_node), label)
+        };
+        specs.push(Planned {
+            name: format!("k{}_{label}", specs.len()),
+            body,
+            reads,
+            result: root_node,
+        });
+    }
+    for &(p, v) in updates {
+        // An update is a dense copy, which is exactly a materialised reshape.
+        specs.push(Planned {
+            name: format!("k{}_assign", specs.len()),
+            body: Body::Op(Op::Reshape(graph.shape(p).clone())),
+            reads: vec![v],
+            result: p,
+        });
+    }
+
+    // Work-arena buffers and their live intervals in kernel steps. A value is live from the
+    // kernel that writes it to the last kernel that reads it (through any reshape), so a
+    // kernel's output never shares memory with its operands or its scratch; outputs are read
+    // after the last step. Inputs and constants (written by the runtime before the run, or
+    // once per specialisation) are pinned.
+    let end = specs.len();
+    let mut buffers: Vec<Buffer> = Vec::new();
+    let mut buffer_of: HashMap<NodeId, usize> = HashMap::new();
+    for &n in &order {
+        let node = graph.node(n);
+        // Non-root members of a fused group live in registers only.
+        let in_registers = member_of_fused.get(&n).is_some_and(|&r| r != n);
+        if matches!(node.op, Op::Reshape(_) | Op::Parameter { .. }) || in_registers {
+            continue;
+        }
+        let pinned = matches!(
+            node.op,
+            Op::Input { .. } | Op::Constant(_) | Op::ElementCount(_)
+        );
+        buffer_of.insert(n, buffers.len());
+        buffers.push(Buffer {
+            name: format!("{} n{}", node.op.name(), n.index()),
+            offset: 0,
+            live: Request {
+                size_bytes: dims(n).iter().product::<usize>() * node.dtype.size(),
+                first: 0,
+                last: if pinned { end } else { 0 },
+                pinned,
+            },
+        });
+    }
+    for (k, p) in specs.iter().enumerate() {
+        if let Some(&b) = buffer_of.get(&root(p.result)) {
+            buffers[b].live.first = k;
+            buffers[b].live.last = k;
+        }
+        for o in &p.reads {
+            if let Some(&b) = buffer_of.get(&root(*o)) {
+                buffers[b].live.last = buffers[b].live.last.max(k);
+            }
+        }
+    }
+    for n in outputs {
+        if let Some(&b) = buffer_of.get(&root(*n)) {
+            buffers[b].live.last = end;
+        }
+    }
+    // Each kernel's scratch is live during that kernel only; its size depends only on shapes.
+    let shaped = |n: NodeId| Buf {
+        region: Region::Work,
+        offset: 0,
+        dims: dims(n),
+        dtype: graph.dtype(n),
+    };
+    let mut scratch_of = Vec::with_capacity(specs.len());
+    for (k, p) in specs.iter().enumerate() {
+        let size_bytes = match &p.body {
+            Body::Op(op) => {
+                let ins: Vec<Buf> = p.reads.iter().map(|&o| shaped(o)).collect();
+                kernels::scratch_bytes(op, &ins, &shaped(p.result))
+            }
+            Body::Fused(_) => 0,
+        };
+        scratch_of.push((size_bytes > 0).then_some(buffers.len()));
+        if size_bytes > 0 {
+            buffers.push(Buffer {
+                name: format!("scratch of {}", p.name),
+                offset: 0,
+                live: Request {
+                    size_bytes,
+                    first: k,
+                    last: k,
+                    pinned: false,
+                },
+            });
+        }
+    }
+    // The status word takes the first line; the plan starts after it.
+    let status_offset = 0;
+    let requests: Vec<Request> = buffers.iter().map(|b| b.live).collect();
+    let plan = memory::plan(&requests);
+    for (b, offset) in buffers.iter_mut().zip(&plan.offsets) {
+        b.offset = ALIGN + offset;
+    }
+    let parameter_offsets: HashMap<NodeId, usize> = state
+        .parameters
+        .iter()
+        .map(|s| (s.node, s.offset))
+        .collect();
+    let place = |n: NodeId| match buffer_of.get(&root(n)) {
+        Some(&b) => (Region::Work, buffers[b].offset),
+        None => (Region::State, parameter_offsets[&root(n)]),
+    };
+    let buf = |n: NodeId| Buf {
+        region: place(n).0,
+        offset: place(n).1,
+        dims: dims(n),
+        dtype: graph.dtype(n),
+    };
+    let slot = |n: NodeId, name: String| Slot {
+        name,
+        node: n,
+        region: place(n).0,
+        offset: place(n).1,
+        dims: dims(n),
+        dtype: graph.dtype(n),
+    };
+    let mut constants = Vec::new();
+    let mut inputs = Vec::new();
+    for &n in &order {
+        match &graph.node(n).op {
+            Op::Constant(t) => constants.push((place(n).1, t.to_bits())),
+            Op::ElementCount(s) => {
+                let count = Shape::concrete(s, batch).iter().product::<usize>() as f32;
+                constants.push((place(n).1, vec![count.to_bits()]));
+            }
+            Op::Input { name, .. } => inputs.push(slot(n, name.to_string())),
+            _ => {}
+        }
+    }
+
+    let mut jit = JitBuilder::new(options.dump_clif)?;
     let mut ids = Vec::with_capacity(specs.len());
     let mut kernels_meta = Vec::with_capacity(specs.len());
-    for (k, (name, op, ins, out)) in specs.iter().enumerate() {
-        let scratch_len = kernels::scratch_bytes(op, ins, out);
-        let scratch = next;
-        next += align(scratch_len);
-        let spec = KernelSpec {
-            op,
-            inputs: ins.clone(),
-            output: out.clone(),
-            scratch,
-            status: status_offset,
-            status_code: k as u32 + 1,
+    for (k, p) in specs.iter().enumerate() {
+        let ins: Vec<Buf> = p.reads.iter().map(|&o| buf(o)).collect();
+        let out = buf(p.result);
+        let flops = match &p.body {
+            Body::Op(op) => {
+                let spec = KernelSpec {
+                    op,
+                    inputs: ins.clone(),
+                    output: out.clone(),
+                    // A kernel without scratch never reads this offset.
+                    scratch: scratch_of[k].map_or(0, |b| buffers[b].offset),
+                    status: status_offset,
+                    status_code: k as u32 + 1,
+                };
+                ids.push(jit.define(&p.name, |e, arena| kernels::lower(e, arena, &spec))?);
+                kernels::flops(op, &ins, &out)
+            }
+            Body::Fused(nodes) => {
+                let inputs: HashMap<NodeId, Buf> = p.reads.iter().map(|&o| (o, buf(o))).collect();
+                let spec = FusedSpec {
+                    graph,
+                    nodes,
+                    inputs: &inputs,
+                    output: out.clone(),
+                };
+                ids.push(jit.define(&p.name, |e, arena| fused::lower(e, arena, &spec))?);
+                nodes
+                    .iter()
+                    .map(|&m| kernels::flops(&graph.node(m).op, &[], &shaped(m)))
+                    .sum()
+            }
         };
-        ids.push(jit.define(name, |e, arena| kernels::lower(e, arena, &spec))?);
         let bytes = (ins.iter().map(Buf::len).sum::<usize>() + out.len()) as u64 * 4;
-        kernels_meta.push((name.clone(), kernels::flops(op, ins, out), bytes));
+        kernels_meta.push((p.name.clone(), flops, bytes));
     }
     let clif = jit.clif().to_vec();
     let (code, fns) = jit.finish(&ids)?;
@@ -303,18 +472,14 @@ pub fn compile(
         .collect();
     let outputs = outputs
         .iter()
-        .map(|&n| Slot {
-            name: graph.node(n).op.name(),
-            node: n,
-            region: place[&n].0,
-            offset: place[&n].1,
-            dims: dims(n),
-            dtype: graph.dtype(n),
-        })
+        .map(|&n| slot(n, graph.node(n).op.name()))
         .collect();
     Ok(Executable {
         batch,
-        work_bytes: next,
+        work_bytes: ALIGN + plan.peak,
+        peak_bytes: ALIGN + plan.peak,
+        unplanned_bytes: ALIGN + plan.naive,
+        buffers,
         status_offset,
         inputs,
         outputs,
@@ -323,6 +488,7 @@ pub fn compile(
         index_bounds,
         compile_time: start.elapsed(),
         clif,
+        fusion_report: fusion.describe(graph),
         code,
     })
 }

@@ -246,12 +246,3 @@ impl<'a, 'f> Emit<'a, 'f> {
         });
     }
 }
-
-/// The float type for `lanes` lanes (1 → `F32`, 4 → `F32X4`).
-pub fn float_lanes(lanes: usize) -> Type {
-    if lanes == 1 {
-        F32
-    } else {
-        F32X4
-    }
-}

@@ -2,12 +2,15 @@
 
 mod compile;
 pub mod emit;
+pub mod fusion;
 pub mod jit;
 pub mod kernels;
 pub mod math;
+pub mod memory;
 
 pub use compile::{
-    compile, CompileOptions, Executable, IndexBound, Kernel, Slot, StateLayout, ALIGN,
+    compile, Buffer, CompileOptions, Executable, IndexBound, Kernel, Slot, StateLayout,
 };
 pub use jit::{host_features, CpuFeatures, JitBuilder, KernelFn};
 pub use kernels::Region;
+pub use memory::ALIGN;

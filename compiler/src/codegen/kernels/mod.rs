@@ -2,6 +2,7 @@
 //! constant offsets in the program's two arenas (see [`Region`]); all sizes are concrete.
 
 mod elementwise;
+pub mod fused;
 mod indexing;
 mod matmul;
 mod movement;

@@ -96,16 +96,33 @@ pub(crate) fn fill(e: &mut Emit, dst: Value, n: usize, value: f32) {
     });
 }
 
-/// Axes of a plain row-major copy of `dims` into a row-major region with strides `dst_strides`.
-fn dense_axes(dims: &[usize], dst_strides: &[usize]) -> Vec<Axis> {
-    let src_strides = strides(dims);
-    (0..dims.len())
+/// Axes from per-axis extents and strides.
+fn zip_axes(extents: &[usize], src: &[usize], dst: &[usize]) -> Vec<Axis> {
+    (0..extents.len())
         .map(|k| Axis {
-            extent: dims[k],
-            src_stride: src_strides[k],
-            dst_stride: dst_strides[k],
+            extent: extents[k],
+            src_stride: src[k],
+            dst_stride: dst[k],
         })
         .collect()
+}
+
+/// The element strides with which a broadcast's output axes read its operand (0 on the axes
+/// it repeats).
+pub(crate) fn broadcast_strides(operand: &[usize], out_rank: usize, axes: &[usize]) -> Vec<usize> {
+    let own = strides(operand);
+    let mut s = vec![0; out_rank];
+    for (i, &a) in axes.iter().enumerate() {
+        if operand[i] != 1 {
+            s[a] = own[i];
+        }
+    }
+    s
+}
+
+/// Axes of a plain row-major copy of `dims` into a row-major region with strides `dst_strides`.
+fn dense_axes(dims: &[usize], dst_strides: &[usize]) -> Vec<Axis> {
+    zip_axes(dims, &strides(dims), dst_strides)
 }
 
 pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
@@ -119,45 +136,36 @@ pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()>
     match spec.op {
         Op::Reshape(_) => copy_strided(e, dtype, src, dst, &dense_axes(&[out.len()], &[1])),
         Op::Permute(perm) => {
-            let axes: Vec<Axis> = perm
-                .iter()
-                .enumerate()
-                .map(|(k, &p)| Axis {
-                    extent: out.dims[k],
-                    src_stride: in_strides[p],
-                    dst_stride: out_strides[k],
-                })
-                .collect();
-            copy_strided(e, dtype, src, dst, &axes);
+            let src_strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+            copy_strided(
+                e,
+                dtype,
+                src,
+                dst,
+                &zip_axes(&out.dims, &src_strides, &out_strides),
+            );
         }
         Op::Broadcast { axes: map, .. } => {
-            let mut src_strides = vec![0; out.dims.len()];
-            for (i, &a) in map.iter().enumerate() {
-                if input.dims[i] != 1 {
-                    src_strides[a] = in_strides[i];
-                }
-            }
-            let axes: Vec<Axis> = (0..out.dims.len())
-                .map(|k| Axis {
-                    extent: out.dims[k],
-                    src_stride: src_strides[k],
-                    dst_stride: out_strides[k],
-                })
-                .collect();
-            copy_strided(e, dtype, src, dst, &axes);
+            let src_strides = broadcast_strides(&input.dims, out.dims.len(), map);
+            copy_strided(
+                e,
+                dtype,
+                src,
+                dst,
+                &zip_axes(&out.dims, &src_strides, &out_strides),
+            );
         }
         Op::Slice { axis, start, .. } => {
             let src =
                 e.b.ins()
                     .iadd_imm_s(src, (start * in_strides[*axis] * 4) as i64);
-            let axes: Vec<Axis> = (0..out.dims.len())
-                .map(|k| Axis {
-                    extent: out.dims[k],
-                    src_stride: in_strides[k],
-                    dst_stride: out_strides[k],
-                })
-                .collect();
-            copy_strided(e, dtype, src, dst, &axes);
+            copy_strided(
+                e,
+                dtype,
+                src,
+                dst,
+                &zip_axes(&out.dims, &in_strides, &out_strides),
+            );
         }
         Op::Pad {
             axis, low, value, ..

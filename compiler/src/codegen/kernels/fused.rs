@@ -1,0 +1,207 @@
+//! A fused elementwise kernel: one loop nest over the group's shape evaluating all of its ops
+//! per element (per vector), reading each input through its own strides. Broadcasts in the
+//! group are not materialised: they are stride-0 axes of their operand's reads.
+
+use super::elementwise::{elementwise_value, for_elements, lane_type};
+use super::movement::broadcast_strides;
+use super::{Bases, Buf};
+use crate::codegen::emit::{mem_readonly, Emit, LANES};
+use crate::error::Result;
+use crate::ir::{strides, Graph, NodeId, Op};
+use cranelift_codegen::ir::{InstBuilder, Value};
+use std::collections::HashMap;
+
+/// A group of elementwise ops (and broadcasts) to lower as one kernel.
+pub struct FusedSpec<'a> {
+    pub graph: &'a Graph,
+    /// Members in topological order; the last is the root, whose value is stored.
+    pub nodes: &'a [NodeId],
+    /// The buffer of every operand that is not a member.
+    pub inputs: &'a HashMap<NodeId, Buf>,
+    pub output: Buf,
+}
+
+/// One strided read of an input buffer.
+#[derive(Debug, Clone, PartialEq)]
+struct Access {
+    buf: Buf,
+    /// Element stride per axis of the output shape (0 where broadcast).
+    strides: Vec<usize>,
+}
+
+/// Merges adjacent axes that are contiguous for every stride set, drops unit axes.
+fn coalesce(extents: &[usize], sets: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let mut ext: Vec<usize> = Vec::new();
+    let mut out: Vec<Vec<usize>> = vec![Vec::new(); sets.len()];
+    for (k, &e) in extents.iter().enumerate() {
+        if e == 1 {
+            continue;
+        }
+        let mergeable = !ext.is_empty()
+            && sets
+                .iter()
+                .zip(&out)
+                .all(|(s, o)| *o.last().expect("same length") == s[k] * e);
+        if mergeable {
+            *ext.last_mut().expect("non-empty") *= e;
+            for (s, o) in sets.iter().zip(out.iter_mut()) {
+                *o.last_mut().expect("non-empty") = s[k];
+            }
+        } else {
+            ext.push(e);
+            for (s, o) in sets.iter().zip(out.iter_mut()) {
+                o.push(s[k]);
+            }
+        }
+    }
+    (ext, out)
+}
+
+pub fn lower(e: &mut Emit, arena: Bases, spec: &FusedSpec) -> Result<()> {
+    let dims = &spec.output.dims;
+    let contiguous = strides(dims);
+    // Every distinct strided read, and which one each (member, operand slot) uses.
+    let mut accesses: Vec<Access> = Vec::new();
+    let mut read_of: HashMap<(NodeId, usize), usize> = HashMap::new();
+    let mut access = |buf: &Buf, strides: Vec<usize>| -> usize {
+        let a = Access {
+            buf: buf.clone(),
+            strides,
+        };
+        accesses.iter().position(|x| *x == a).unwrap_or_else(|| {
+            accesses.push(a);
+            accesses.len() - 1
+        })
+    };
+    for &m in spec.nodes {
+        let node = spec.graph.node(m);
+        for (slot, o) in spec.graph.operands(m).into_iter().enumerate() {
+            let Some(buf) = spec.inputs.get(&o) else {
+                continue;
+            };
+            let s = match &node.op {
+                Op::Broadcast { axes, .. } => broadcast_strides(&buf.dims, dims.len(), axes),
+                _ => contiguous.clone(),
+            };
+            read_of.insert((m, slot), access(buf, s));
+        }
+    }
+    let mut sets: Vec<Vec<usize>> = accesses.iter().map(|a| a.strides.clone()).collect();
+    sets.push(contiguous.clone());
+    let (extents, sets) = coalesce(dims, &sets);
+    let mut ptrs: Vec<Value> = accesses.iter().map(|a| a.buf.ptr(e, arena)).collect();
+    ptrs.push(spec.output.ptr(e, arena));
+    nest(e, spec, &read_of, &accesses, &extents, &sets, ptrs);
+    Ok(())
+}
+
+/// Loops over the outer axes, advancing every pointer by its stride, then runs the inner axis.
+fn nest(
+    e: &mut Emit,
+    spec: &FusedSpec,
+    read_of: &HashMap<(NodeId, usize), usize>,
+    accesses: &[Access],
+    extents: &[usize],
+    sets: &[Vec<usize>],
+    ptrs: Vec<Value>,
+) {
+    match extents.split_first() {
+        Some((&n, rest)) if !rest.is_empty() => {
+            let axis = sets[0].len() - extents.len();
+            e.for_count(n, |e, i| {
+                let moved: Vec<Value> = ptrs
+                    .iter()
+                    .zip(sets)
+                    .map(|(&p, s)| e.addr(p, i, (s[axis] * 4) as i64))
+                    .collect();
+                nest(e, spec, read_of, accesses, rest, sets, moved);
+            });
+        }
+        Some((&n, _)) => {
+            let axis = sets[0].len() - 1;
+            inner(
+                e,
+                spec,
+                read_of,
+                accesses,
+                n,
+                sets.iter().map(|s| s[axis]).collect(),
+                &ptrs,
+            );
+        }
+        None => inner(e, spec, read_of, accesses, 1, vec![0; sets.len()], &ptrs),
+    }
+}
+
+/// The innermost axis: vectorised when every read is contiguous (stride 1) or broadcast
+/// (stride 0) along it, element by element otherwise.
+fn inner(
+    e: &mut Emit,
+    spec: &FusedSpec,
+    read_of: &HashMap<(NodeId, usize), usize>,
+    accesses: &[Access],
+    n: usize,
+    inner_strides: Vec<usize>,
+    ptrs: &[Value],
+) {
+    let vectorisable = inner_strides.iter().all(|&s| s <= 1);
+    // Stride-0 reads are loaded (and splatted) once, outside the loop.
+    let hoisted: Vec<Option<(Value, Value)>> = accesses
+        .iter()
+        .zip(&inner_strides)
+        .zip(ptrs)
+        .map(|((a, &s), &p)| {
+            (s == 0).then(|| {
+                let scalar =
+                    e.b.ins()
+                        .load(lane_type(a.buf.dtype, 1), mem_readonly(), p, 0);
+                (
+                    scalar,
+                    e.b.ins().splat(lane_type(a.buf.dtype, LANES), scalar),
+                )
+            })
+        })
+        .collect();
+    let body = |e: &mut Emit, i: Value, lanes: usize| {
+        let reads: Vec<Value> = accesses
+            .iter()
+            .enumerate()
+            .map(|(k, a)| match hoisted[k] {
+                Some((scalar, _)) if lanes == 1 => scalar,
+                Some((_, vector)) => vector,
+                None => {
+                    let p = e.addr(ptrs[k], i, (inner_strides[k] * 4) as i64);
+                    e.b.ins()
+                        .load(lane_type(a.buf.dtype, lanes), mem_readonly(), p, 0)
+                }
+            })
+            .collect();
+        let mut values: HashMap<NodeId, Value> = HashMap::new();
+        for &m in spec.nodes {
+            let node = spec.graph.node(m);
+            let args: Vec<Value> = spec
+                .graph
+                .operands(m)
+                .into_iter()
+                .enumerate()
+                .map(|(slot, o)| match read_of.get(&(m, slot)) {
+                    Some(&k) => reads[k],
+                    None => values[&o],
+                })
+                .collect();
+            let v = match node.op {
+                Op::Broadcast { .. } => args[0],
+                _ => elementwise_value(e, &node.op, &args),
+            };
+            values.insert(m, v);
+        }
+        let out = e.addr(ptrs[accesses.len()], i, 4);
+        let root = *spec.nodes.last().expect("a group has a root");
+        e.store(values[&root], out, 0);
+    };
+    if vectorisable {
+        for_elements(e, n, body);
+    } else {
+        e.for_count(n, |e, i| body(e, i, 1));
+    }
+}
