@@ -1,11 +1,12 @@
 //! kiln's compiler: the graph IR, the primitive op table, the reference interpreter, autodiff,
-//! and (with the `codegen` feature) Cranelift code generation.
+//! simplification passes and (with the `codegen` feature) Cranelift code generation.
 
 pub mod autodiff;
 pub mod error;
 pub mod interp;
 pub mod ir;
 pub mod nn;
+pub mod passes;
 pub mod tensor;
 
 #[cfg(feature = "codegen")]

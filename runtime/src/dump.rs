@@ -1,10 +1,9 @@
 //! Observability (DESIGN.md rule 11): `KILN_DUMP=graph,fusion,clif,asm,profile` (any subset,
 //! or `all`) with `KILN_DUMP_DIR` (default `kiln-dump`) writes, per program and batch size,
-//! the graph as DOT, the fusion groups with the reason of every decision, each kernel's
+//! the graph as DOT before and after each pass, the fusion groups with the reason of every decision, each kernel's
 //! Cranelift IR, and a per-kernel time profile of its runs.
 
 use kiln_compiler::codegen::Executable;
-use kiln_compiler::ir::Graph;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -56,11 +55,12 @@ impl DumpConfig {
         }
     }
 
-    /// Dumps what was asked for about a new specialisation of program `name`.
-    pub fn specialisation(&self, name: &str, graph: &Graph, exe: &Executable) {
+    /// Dumps what was asked for about a new specialisation of program `name`: the graph after
+    /// each stage (`NAME.bB.NN_STAGE.dot`), the fusion report and each kernel's IR.
+    pub fn specialisation(&self, name: &str, exe: &Executable) {
         let stem = format!("{name}.b{}", exe.batch);
-        if self.graph {
-            self.write(&format!("{name}.graph.dot"), &graph.to_dot());
+        for (i, (stage, dot)) in exe.graphs.iter().enumerate() {
+            self.write(&format!("{stem}.{i:02}_{stage}.dot"), dot);
         }
         if self.fusion {
             self.write(&format!("{stem}.fusion.txt"), &exe.fusion_report);

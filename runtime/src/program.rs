@@ -65,6 +65,7 @@ impl Program {
         let dump = DumpConfig::from_env();
         let mut options = options;
         options.dump_clif |= dump.clif;
+        options.dump_graphs |= dump.graph;
         Ok(Program {
             name: "program".into(),
             dump,
@@ -111,7 +112,7 @@ impl Program {
             for (offset, words) in &exe.constants {
                 work.write_words(*offset, words);
             }
-            self.dump.specialisation(&self.name, &self.graph, &exe);
+            self.dump.specialisation(&self.name, &exe);
             let profile = Profile {
                 calls: 0,
                 time: vec![Duration::ZERO; exe.kernels.len()],

@@ -12,6 +12,7 @@ use super::kernels::{self, Buf, KernelSpec, Region};
 use super::memory::{self, align, Request, ALIGN};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, NodeId, Op, Shape};
+use crate::passes;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,6 +131,8 @@ pub struct Executable {
     pub clif: Vec<(String, String)>,
     /// The fusion groups and every decision with its reason (for `KILN_DUMP=fusion`).
     pub fusion_report: String,
+    /// `(stage, DOT)`: the graph as given and after each pass that changed it, when requested.
+    pub graphs: Vec<(String, String)>,
     /// Keeps the kernels' machine code alive.
     pub code: Arc<CodeHandle>,
 }
@@ -141,6 +144,10 @@ pub struct CompileOptions {
     pub dump_clif: bool,
     /// Fuse ops into shared kernels (see [`fusion`](super::fusion)); off, every op is a kernel.
     pub fusion: bool,
+    /// Run the simplification passes ([`crate::passes`]) first.
+    pub simplify: bool,
+    /// Keep the graph as DOT before and after each pass in [`Executable::graphs`].
+    pub dump_graphs: bool,
 }
 
 impl Default for CompileOptions {
@@ -148,6 +155,8 @@ impl Default for CompileOptions {
         CompileOptions {
             dump_clif: false,
             fusion: true,
+            simplify: true,
+            dump_graphs: false,
         }
     }
 }
@@ -228,6 +237,31 @@ pub fn compile(
             )));
         }
     }
+    let mut graphs = Vec::new();
+    if options.dump_graphs {
+        graphs.push(("input".to_string(), graph.to_dot()));
+    }
+    let simplified;
+    let (graph, outputs, updates, all) = if options.simplify {
+        simplified = passes::simplify_observed(graph, &all, |pass, g| {
+            if options.dump_graphs {
+                graphs.push((format!("after_{pass}"), g.to_dot()));
+            }
+        })?;
+        let map = |n: NodeId| simplified.get(n);
+        let outputs = outputs
+            .iter()
+            .map(|&n| map(n))
+            .collect::<Result<Vec<_>>>()?;
+        let updates = updates
+            .iter()
+            .map(|&(p, v)| Ok((map(p)?, map(v)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let all = all.iter().map(|&n| map(n)).collect::<Result<Vec<_>>>()?;
+        (&simplified.graph, outputs, updates, all)
+    } else {
+        (graph, outputs.to_vec(), updates.to_vec(), all)
+    };
     let order = reachable(graph, &all);
     let dims = |n: NodeId| graph.shape(n).concrete(batch);
     let state = StateLayout::of(graph);
@@ -289,7 +323,7 @@ pub fn compile(
             result: root_node,
         });
     }
-    for &(p, v) in updates {
+    for &(p, v) in &updates {
         // An update is a dense copy, which is exactly a materialised reshape.
         specs.push(Planned {
             name: format!("k{}_assign", specs.len()),
@@ -341,7 +375,7 @@ pub fn compile(
             }
         }
     }
-    for n in outputs {
+    for n in &outputs {
         if let Some(&b) = buffer_of.get(&root(*n)) {
             buffers[b].live.last = end;
         }
@@ -489,6 +523,7 @@ pub fn compile(
         compile_time: start.elapsed(),
         clif,
         fusion_report: fusion.describe(graph),
+        graphs,
         code,
     })
 }
