@@ -109,10 +109,8 @@ pub struct Buffer {
 /// A compiled program: what to put where in the work arena, and the kernels to call in order.
 pub struct Executable {
     pub batch: usize,
-    /// Size of the work arena.
+    /// Size of the work arena as planned: the program's peak work memory, known before it runs.
     pub work_bytes: usize,
-    /// The planned work-arena size (equal to `work_bytes`): the program's peak work memory.
-    pub peak_bytes: usize,
     /// What the work arena would take if no buffers shared memory (for reporting).
     pub unplanned_bytes: usize,
     /// Every planned buffer (inputs, constants, node values, kernel scratch).
@@ -511,7 +509,6 @@ pub fn compile(
     Ok(Executable {
         batch,
         work_bytes: ALIGN + plan.peak,
-        peak_bytes: ALIGN + plan.peak,
         unplanned_bytes: ALIGN + plan.naive,
         buffers,
         status_offset,
