@@ -13,7 +13,7 @@ use super::memory::{self, align, Request, ALIGN};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, NodeId, Op, Shape};
 use crate::passes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -177,13 +177,29 @@ enum Body {
     Fused(Vec<NodeId>),
 }
 
-/// One kernel of the program: its body, the values it reads and the value it writes.
+/// One kernel of the program: its body, the values it reads and the values it writes.
 struct Planned {
     name: String,
     body: Body,
     /// Operands read from memory (for a fused group: the members' operands outside it).
     reads: Vec<NodeId>,
-    result: NodeId,
+    /// Values stored (one for a single op; a fused group's outputs).
+    results: Vec<NodeId>,
+}
+
+impl Planned {
+    /// Whether the kernel reads `value` (if at all) only at the positions it writes, so an
+    /// output of `value`'s shape may overwrite it in place: true for elementwise kernels that
+    /// do not broadcast it.
+    fn reads_in_place(&self, graph: &Graph, value: NodeId) -> bool {
+        match &self.body {
+            Body::Op(op) => fusion::is_elementwise_map(op),
+            Body::Fused(nodes) => nodes.iter().all(|&m| {
+                !matches!(graph.node(m).op, Op::Broadcast { .. })
+                    || !graph.operands(m).contains(&value)
+            }),
+        }
+    }
 }
 
 /// The nodes `roots` depend on, in topological order.
@@ -294,14 +310,17 @@ pub fn compile(
 
     // Kernels: one per fusion group, in dependency order, then the parameter updates.
     let fusion = fusion::plan(graph, &order, &all, options.fusion);
-    let mut member_of_fused: HashMap<NodeId, NodeId> = HashMap::new();
+    // Members of fused groups that are not stored live in registers only.
+    let mut in_registers: HashSet<NodeId> = HashSet::new();
     let mut specs: Vec<Planned> = Vec::new();
     for group in &fusion.groups {
         let root_node = group.root();
         let (body, reads, label) = if group.is_fused() {
             let mut reads: Vec<NodeId> = Vec::new();
             for &m in &group.nodes {
-                member_of_fused.insert(m, root_node);
+                if !group.outputs.contains(&m) {
+                    in_registers.insert(m);
+                }
                 for o in graph.operands(m) {
                     if !group.nodes.contains(&o) && !reads.contains(&o) {
                         reads.push(o);
@@ -318,16 +337,42 @@ pub fn compile(
             name: format!("k{}_{label}", specs.len()),
             body,
             reads,
-            result: root_node,
+            results: group.outputs.clone(),
         });
     }
+    // Updates in place: the kernel computing a parameter's new value writes it straight into
+    // the parameter when it reads operands only at the positions it writes and no later kernel
+    // reads the parameter. Other updates copy the value at the end.
+    let kernel_of: HashMap<NodeId, usize> = specs
+        .iter()
+        .enumerate()
+        .flat_map(|(k, p)| p.results.iter().map(move |&r| (r, k)))
+        .collect();
+    let reads_of = |k: usize, p: NodeId| specs[k].reads.iter().any(|&r| root(r) == p);
+    let mut in_place: HashMap<NodeId, NodeId> = HashMap::new();
     for &(p, v) in &updates {
+        let Some(&k) = kernel_of.get(&v) else {
+            continue;
+        };
+        let safe = specs[k].reads_in_place(graph, p)
+            && specs[k].reads.iter().all(|&r| root(r) != p || r == p)
+            && !(k + 1..specs.len()).any(|later| reads_of(later, p))
+            && !outputs.contains(&p)
+            && updates.iter().filter(|&&(q, w)| q == p || w == v).count() == 1;
+        if safe {
+            in_place.insert(v, p);
+        }
+    }
+    for &(p, v) in &updates {
+        if in_place.get(&v) == Some(&p) {
+            continue;
+        }
         // An update is a dense copy, which is exactly a materialised reshape.
         specs.push(Planned {
             name: format!("k{}_assign", specs.len()),
             body: Body::Op(Op::Reshape(graph.shape(p).clone())),
             reads: vec![v],
-            result: p,
+            results: vec![p],
         });
     }
 
@@ -341,9 +386,8 @@ pub fn compile(
     let mut buffer_of: HashMap<NodeId, usize> = HashMap::new();
     for &n in &order {
         let node = graph.node(n);
-        // Non-root members of a fused group live in registers only.
-        let in_registers = member_of_fused.get(&n).is_some_and(|&r| r != n);
-        if matches!(node.op, Op::Reshape(_) | Op::Parameter { .. }) || in_registers {
+        let elsewhere = in_registers.contains(&n) || in_place.contains_key(&n);
+        if matches!(node.op, Op::Reshape(_) | Op::Parameter { .. }) || elsewhere {
             continue;
         }
         let pinned = matches!(
@@ -363,9 +407,11 @@ pub fn compile(
         });
     }
     for (k, p) in specs.iter().enumerate() {
-        if let Some(&b) = buffer_of.get(&root(p.result)) {
-            buffers[b].live.first = k;
-            buffers[b].live.last = k;
+        for r in &p.results {
+            if let Some(&b) = buffer_of.get(&root(*r)) {
+                buffers[b].live.first = k;
+                buffers[b].live.last = k;
+            }
         }
         for o in &p.reads {
             if let Some(&b) = buffer_of.get(&root(*o)) {
@@ -390,7 +436,7 @@ pub fn compile(
         let size_bytes = match &p.body {
             Body::Op(op) => {
                 let ins: Vec<Buf> = p.reads.iter().map(|&o| shaped(o)).collect();
-                kernels::scratch_bytes(op, &ins, &shaped(p.result))
+                kernels::scratch_bytes(op, &ins, &shaped(p.results[0]))
             }
             Body::Fused(_) => 0,
         };
@@ -420,9 +466,15 @@ pub fn compile(
         .iter()
         .map(|s| (s.node, s.offset))
         .collect();
-    let place = |n: NodeId| match buffer_of.get(&root(n)) {
-        Some(&b) => (Region::Work, buffers[b].offset),
-        None => (Region::State, parameter_offsets[&root(n)]),
+    let place = |n: NodeId| {
+        let n = root(n);
+        match buffer_of.get(&n) {
+            Some(&b) => (Region::Work, buffers[b].offset),
+            None => (
+                Region::State,
+                parameter_offsets[in_place.get(&n).unwrap_or(&n)],
+            ),
+        }
     };
     let buf = |n: NodeId| Buf {
         region: place(n).0,
@@ -457,20 +509,20 @@ pub fn compile(
     let mut kernels_meta = Vec::with_capacity(specs.len());
     for (k, p) in specs.iter().enumerate() {
         let ins: Vec<Buf> = p.reads.iter().map(|&o| buf(o)).collect();
-        let out = buf(p.result);
+        let outs: Vec<Buf> = p.results.iter().map(|&r| buf(r)).collect();
         let flops = match &p.body {
             Body::Op(op) => {
                 let spec = KernelSpec {
                     op,
                     inputs: ins.clone(),
-                    output: out.clone(),
+                    output: outs[0].clone(),
                     // A kernel without scratch never reads this offset.
                     scratch: scratch_of[k].map_or(0, |b| buffers[b].offset),
                     status: status_offset,
                     status_code: k as u32 + 1,
                 };
                 ids.push(jit.define(&p.name, |e, arena| kernels::lower(e, arena, &spec))?);
-                kernels::flops(op, &ins, &out)
+                kernels::flops(op, &ins, &outs[0])
             }
             Body::Fused(nodes) => {
                 let inputs: HashMap<NodeId, Buf> = p.reads.iter().map(|&o| (o, buf(o))).collect();
@@ -478,7 +530,12 @@ pub fn compile(
                     graph,
                     nodes,
                     inputs: &inputs,
-                    output: out.clone(),
+                    outputs: p
+                        .results
+                        .iter()
+                        .copied()
+                        .zip(outs.iter().cloned())
+                        .collect(),
                 };
                 ids.push(jit.define(&p.name, |e, arena| fused::lower(e, arena, &spec))?);
                 nodes
@@ -487,7 +544,8 @@ pub fn compile(
                     .sum()
             }
         };
-        let bytes = (ins.iter().map(Buf::len).sum::<usize>() + out.len()) as u64 * 4;
+        let moved = ins.iter().chain(&outs).map(Buf::len).sum::<usize>();
+        let bytes = moved as u64 * 4;
         kernels_meta.push((p.name.clone(), flops, bytes));
     }
     let clif = jit.clif().to_vec();

@@ -4,8 +4,10 @@
 //! Rule implemented so far: **elementwise chains fuse into their consumers.** Working from the
 //! last node backwards, an elementwise op (or a broadcast, which becomes index arithmetic) joins
 //! the group of an elementwise consumer of the same shape when *all* of its users are in that
-//! group. So only a group's root is read outside the group: groups stay acyclic and no producer
-//! is ever computed twice. Reductions, contractions and the optimizer update come next.
+//! group. So no kernel outside a group reads a non-root member: groups stay acyclic and no
+//! producer is ever computed twice. A member that is a result of the program (an output, or an
+//! optimizer's new state) is also stored: a group may have several outputs, which is what makes
+//! one parameter's whole optimizer update one kernel. Reductions and contractions come next.
 
 use crate::ir::{FusionClass, Graph, NodeId, Op};
 use std::collections::HashMap;
@@ -15,6 +17,8 @@ use std::collections::HashMap;
 pub struct Group {
     /// Members in topological order; the last is the root.
     pub nodes: Vec<NodeId>,
+    /// The members the kernel stores: the root, and members that are results of the program.
+    pub outputs: Vec<NodeId>,
 }
 
 impl Group {
@@ -71,12 +75,8 @@ fn refusal(
     producer: NodeId,
     consumer: NodeId,
     group_of: &HashMap<NodeId, usize>,
-    results: &[NodeId],
 ) -> Option<String> {
     let (p, c) = (graph.node(producer), graph.node(consumer));
-    if results.contains(&producer) {
-        return Some("its value is a result of the program (an output or an update)".into());
-    }
     if !is_elementwise_map(&c.op) {
         return Some(format!(
             "the consumer {} is not an elementwise map",
@@ -135,7 +135,7 @@ pub fn plan(graph: &Graph, order: &[NodeId], results: &[NodeId], enabled: bool) 
                     continue;
                 }
                 let reason = if enabled {
-                    refusal(graph, producer, consumer, &group_of, results)
+                    refusal(graph, producer, consumer, &group_of)
                 } else {
                     Some("fusion is disabled (KILN_FUSION=0)".into())
                 };
@@ -145,7 +145,13 @@ pub fn plan(graph: &Graph, order: &[NodeId], results: &[NodeId], enabled: bool) 
                     consumer,
                     fused,
                     reason: reason.unwrap_or_else(|| {
-                        "elementwise producer with every user in the group".into()
+                        if results.contains(&producer) {
+                            "elementwise producer with every user in the group; stored too, as a \
+                             result of the program"
+                                .into()
+                        } else {
+                            "elementwise producer with every user in the group".into()
+                        }
                     }),
                 });
                 if fused {
@@ -160,7 +166,13 @@ pub fn plan(graph: &Graph, order: &[NodeId], results: &[NodeId], enabled: bool) 
         .into_iter()
         .map(|mut nodes| {
             nodes.sort_unstable();
-            Group { nodes }
+            let root = *nodes.last().expect("a group has a root");
+            let outputs = nodes
+                .iter()
+                .copied()
+                .filter(|&n| n == root || results.contains(&n))
+                .collect();
+            Group { nodes, outputs }
         })
         .collect();
     groups.sort_unstable_by_key(Group::root);

@@ -1,6 +1,7 @@
 //! A fused elementwise kernel: one loop nest over the group's shape evaluating all of its ops
-//! per element (per vector), reading each input through its own strides. Broadcasts in the
-//! group are not materialised: they are stride-0 axes of their operand's reads.
+//! per element (per vector), reading each input through its own strides and storing each of
+//! the group's outputs. Broadcasts in the group are not materialised: they are stride-0 axes of
+//! their operand's reads.
 
 use super::elementwise::{elementwise_value, for_elements, lane_type};
 use super::movement::broadcast_strides;
@@ -14,11 +15,12 @@ use std::collections::HashMap;
 /// A group of elementwise ops (and broadcasts) to lower as one kernel.
 pub struct FusedSpec<'a> {
     pub graph: &'a Graph,
-    /// Members in topological order; the last is the root, whose value is stored.
+    /// Members in topological order.
     pub nodes: &'a [NodeId],
     /// The buffer of every operand that is not a member.
     pub inputs: &'a HashMap<NodeId, Buf>,
-    pub output: Buf,
+    /// The members stored, with their buffers (all of the group's shape).
+    pub outputs: Vec<(NodeId, Buf)>,
 }
 
 /// One strided read of an input buffer.
@@ -58,7 +60,7 @@ fn coalesce(extents: &[usize], sets: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usiz
 }
 
 pub fn lower(e: &mut Emit, arena: Bases, spec: &FusedSpec) -> Result<()> {
-    let dims = &spec.output.dims;
+    let dims = &spec.outputs[0].1.dims;
     let contiguous = strides(dims);
     // Every distinct strided read, and which one each (member, operand slot) uses.
     let mut accesses: Vec<Access> = Vec::new();
@@ -87,10 +89,10 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &FusedSpec) -> Result<()> {
         }
     }
     let mut sets: Vec<Vec<usize>> = accesses.iter().map(|a| a.strides.clone()).collect();
-    sets.push(contiguous.clone());
+    sets.extend(spec.outputs.iter().map(|_| contiguous.clone()));
     let (extents, sets) = coalesce(dims, &sets);
     let mut ptrs: Vec<Value> = accesses.iter().map(|a| a.buf.ptr(e, arena)).collect();
-    ptrs.push(spec.output.ptr(e, arena));
+    ptrs.extend(spec.outputs.iter().map(|(_, b)| b.ptr(e, arena)));
     nest(e, spec, &read_of, &accesses, &extents, &sets, ptrs);
     Ok(())
 }
@@ -195,9 +197,10 @@ fn inner(
             };
             values.insert(m, v);
         }
-        let out = e.addr(ptrs[accesses.len()], i, 4);
-        let root = *spec.nodes.last().expect("a group has a root");
-        e.store(values[&root], out, 0);
+        for (k, (node, _)) in spec.outputs.iter().enumerate() {
+            let out = e.addr(ptrs[accesses.len() + k], i, 4);
+            e.store(values[node], out, 0);
+        }
     };
     if vectorisable {
         for_elements(e, n, body);
