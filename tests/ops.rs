@@ -418,3 +418,32 @@ fn symbolic_batch_specialises_to_each_batch_size() {
         );
     }
 }
+
+#[test]
+fn matmul_large_odd_shapes_cross_block_boundaries() {
+    // Odd sizes beyond the matmul's cache blocks (at most ~680 deep from a 48 KiB L1; ~115 rows
+    // and ~232 columns per block at depth ~550 from a 2 MiB L2), so that the block loops, the
+    // depth-block accumulation in C, packed and in-place operands and the edge tiles all run,
+    // for every transpose and with a batch dimension.
+    let mut r = rng(12);
+    for (m, k, n) in [(130, 517, 67), (131, 1103, 237)] {
+        for trial in 0..4 {
+            let (ta, tb) = (trial % 2 == 1, trial / 2 == 1);
+            let ad = if ta { [2, k, m] } else { [2, m, k] };
+            let bd = if tb { [2, n, k] } else { [2, k, n] };
+            let mut g = Graph::new();
+            let a = g.input("a", Shape::fixed(&ad), DType::F32).unwrap();
+            let b = g.input("b", Shape::fixed(&bd), DType::F32).unwrap();
+            let c = g.matmul(a, b, ta, tb).unwrap();
+            let av = uniform(&mut r, &ad, -1.0, 1.0);
+            let bv = uniform(&mut r, &bd, -1.0, 1.0);
+            check_graph(
+                &format!("matmul {ad:?}{ta} · {bd:?}{tb}"),
+                &g,
+                &[c],
+                &[("a", &av), ("b", &bv)],
+                tol(2e-6 * k as f64, 1e-6),
+            );
+        }
+    }
+}

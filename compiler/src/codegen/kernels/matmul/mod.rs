@@ -1,0 +1,410 @@
+//! Batched matmul `C[..., M, N] = A[..., M, K] · B[..., K, N]`, either operand stored
+//! transposed, as a BLIS-style loop nest around a register-blocked `f32x4` microkernel.
+//!
+//! For each batch item, `N` is cut into column blocks of `nc`, `K` into depth blocks of `kc` and
+//! `M` into row blocks of `mc` (sizes from the host's L1 and L2, see [`Plan::new`]):
+//!
+//! ```text
+//! for jc in 0..N step nc                 B block [kc × nc]: NR-column panels, [kc][NR] each,
+//!   for pc in 0..K step kc                 packed once per (jc, pc), zero-padded to NR
+//!     pack B[pc.., jc..]
+//!     for ic in 0..M step mc               A block [mc × kc]: MR-row panels, [kc][MR] each,
+//!       pack A[ic.., pc..]                   zero-padded to MR (when A is packed)
+//!       for each NR panel of the B block     stays in L1 while …
+//!         for each MR panel of the A block   … the A panels stream past it from L2
+//!           microkernel: acc[MR × NR] = A panel · B panel over kc
+//!           store: C tile (+)= acc, epilogue after the last depth block
+//! ```
+//!
+//! Packing absorbs the transposes: a transposed B and a row-major A would be gathers, so they
+//! are packed four depths at a time with 4×4 in-register transposes, and every layout reaches
+//! the same microkernel at the same speed. A row-major A is contiguous along `k`, so the
+//! microkernel reads it in place (its row stride is just a load displacement), as it reads the
+//! full panels of a row-major B when `M` is so small that packing would cost more than the
+//! product (see [`Plan::new`] for the measurements behind both choices).
+//!
+//! The store path writes only the valid rows and columns of an edge tile (sizes are
+//! compile-time constants, so each edge gets exact straight-line code), adds the partial sum
+//! already in `C` for every depth block but the first, and passes each value through the
+//! caller's [`Epilogue`] after the last one: this is where fused bias, activation and residual
+//! epilogues go.
+
+mod microkernel;
+mod pack;
+#[cfg(test)]
+mod tests;
+
+use super::{Bases, Buf, KernelSpec};
+use crate::codegen::emit::{Emit, LANES};
+use crate::error::Result;
+use crate::ir::Op;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{InstBuilder, Value};
+use std::sync::OnceLock;
+
+/// Rows of the register tile (and of a packed `A` panel). The tile is 5 × 8: 10 `f32x4`
+/// accumulators. 6 × 8 (12 accumulators) is the best shape of `CRANELIFT_NOTES.md` in isolation,
+/// but its unrolled loop needs all 16 xmm registers (12 accumulators, 2 B vectors, 2 broadcasts)
+/// and whether the register allocator then spills depends on the code around the loop: on 256²
+/// and 512² it ran at 87–94 % of the 128-bit peak depending on the layout, 5 × 8 at a steady
+/// 91–95 %. 4 × 8 is front-end bound (81 %).
+pub(crate) const MR: usize = 5;
+/// Columns of the register tile (and of a packed `B` panel): two vectors.
+pub(crate) const NR: usize = 8;
+/// Vectors per tile row.
+const NV: usize = NR / LANES;
+
+/// An elementwise function applied to each output value before it is stored:
+/// `epilogue(e, acc, row, col, lanes)` gets the finished sum `acc` (an `f32x4` when
+/// `lanes == 4`, an `f32` when `lanes == 1`) of the `lanes` outputs at row `row` (an `i64`
+/// counting rows of the output viewed as `[batch · M, N]`, so `row · N + col` is the flat
+/// output index) and columns `col .. col + lanes`, and returns the value to store.
+pub(crate) type Epilogue<'a> = &'a dyn Fn(&mut Emit, Value, Value, Value, usize) -> Value;
+
+/// Data cache sizes of the host in bytes: (L1 data, L2).
+fn cache_sizes() -> (usize, usize) {
+    static SIZES: OnceLock<(usize, usize)> = OnceLock::new();
+    *SIZES.get_or_init(|| {
+        let l1 = cache_bytes(1).unwrap_or(32 << 10);
+        let l2 = cache_bytes(2).unwrap_or(1 << 20);
+        (l1, l2)
+    })
+}
+
+/// The size of the level-`level` data (or unified) cache of cpu0, from Linux's sysfs.
+fn cache_bytes(level: u32) -> Option<usize> {
+    let dir = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache");
+    (0..8).find_map(|i| {
+        let index = dir.join(format!("index{i}"));
+        let read = |f: &str| std::fs::read_to_string(index.join(f)).ok();
+        let ty = read("type")?;
+        if read("level")?.trim().parse::<u32>().ok()? != level || ty.trim() == "Instruction" {
+            return None;
+        }
+        let size = read("size")?;
+        let size = size.trim();
+        let (digits, unit) = size.split_at(size.find(|c: char| !c.is_ascii_digit())?);
+        let scale = match unit {
+            "K" => 1 << 10,
+            "M" => 1 << 20,
+            "G" => 1 << 30,
+            _ => return None,
+        };
+        Some(digits.parse::<usize>().ok()? * scale)
+    })
+}
+
+/// Splits `total` into the fewest blocks of at most `max`, of equal size rounded up to a
+/// multiple of `multiple` (the last block may be smaller).
+fn balanced(total: usize, max: usize, multiple: usize) -> usize {
+    let total = total.max(1);
+    let count = total.div_ceil(max);
+    total.div_ceil(count).div_ceil(multiple) * multiple
+}
+
+/// The shape of one matmul and how it is blocked.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    transpose_a: bool,
+    transpose_b: bool,
+    /// Depth of a `K` block.
+    kc: usize,
+    /// Rows of an `M` block (a multiple of `MR`).
+    mc: usize,
+    /// Columns of an `N` block (a multiple of `NR`).
+    nc: usize,
+    /// Whether `A` is packed; otherwise the microkernel reads it in place.
+    pack_a: bool,
+    /// Whether `B` is packed; otherwise the microkernel reads its full panels in place and only
+    /// a partial last panel is packed.
+    pack_b: bool,
+}
+
+impl Plan {
+    /// The plan for the operands `a` and `b` of `op` on this host.
+    fn new(op: &Op, a: &Buf, b: &Buf) -> Plan {
+        let Op::MatMul {
+            transpose_a,
+            transpose_b,
+        } = *op
+        else {
+            unreachable!("not a matmul")
+        };
+        let r = a.dims.len();
+        let batch = a.dims[..r - 2].iter().product();
+        let (m, k) = if transpose_a {
+            (a.dims[r - 1], a.dims[r - 2])
+        } else {
+            (a.dims[r - 2], a.dims[r - 1])
+        };
+        let n = if transpose_b {
+            b.dims[r - 2]
+        } else {
+            b.dims[r - 1]
+        };
+        let (l1, l2) = cache_sizes();
+        // The B panel [kc × NR] the A panels stream past, plus two A panels [MR × kc] (the one
+        // in use and the next), fit in L1: 680 on a 48 KiB L1.
+        let kc_max = (l1 / (4 * (NR + 2 * MR))).clamp(64, 1024);
+        let kc = balanced(k, kc_max, 1);
+        // The A block [mc × kc] takes an eighth of L2 and the B block [kc × nc] a quarter, so
+        // both stay in L2 with room to spare (95 rows, 192 columns at depth 680 on a 2 MiB L2). Blocking
+        // hardly matters at f32x4 speed (the microkernel reads 52 bytes per 10 FMAs): measured
+        // on 512² to 2048×1024², mc from 30 to 745 and nc from 256 to 1496 stay within 3 %,
+        // with small mc slightly ahead. These bounds also keep the scratch space small.
+        let mc_max = (l2 / 8 / (4 * kc)).max(MR) / MR * MR;
+        let nc_max = (l2 / 4 / (4 * kc)).max(NR) / NR * NR;
+        Plan {
+            batch,
+            m,
+            k,
+            n,
+            transpose_a,
+            transpose_b,
+            kc,
+            mc: balanced(m, mc_max, MR),
+            nc: balanced(n, nc_max, NR),
+            // A row-major A is read in place: its rows are contiguous along k, so a tile's
+            // broadcasts are MR sequential streams, and packing it measured no faster (and 8 %
+            // slower on 128×784 · 784×64, where each packed element is reused only 8 times).
+            // A transposed A is strided along k (a new cache line, often a new page, every
+            // step) and is packed unless at most one full panel of columns would reuse it.
+            pack_a: transpose_a && n > NR + LANES,
+            // B panels are packed unless B is row-major and M is tiny: then every element is
+            // used by at most a few row tiles and packing costs more than it saves (measured:
+            // 1 × 784 · 784 × 64 runs 2.4× faster in place; from M = 32 packing wins).
+            pack_b: transpose_b || m > 16,
+        }
+    }
+
+    /// Bytes of one packed A panel (`kc × MR`) and of the whole packed A block.
+    fn a_panel_bytes(&self) -> usize {
+        self.kc * MR * 4
+    }
+
+    fn a_bytes(&self) -> usize {
+        if self.pack_a {
+            self.mc / MR * self.a_panel_bytes()
+        } else {
+            0
+        }
+    }
+
+    /// Bytes of one packed B panel (`kc × NR`) and of the whole packed B block.
+    fn b_panel_bytes(&self) -> usize {
+        self.kc * NR * 4
+    }
+
+    fn b_bytes(&self) -> usize {
+        if self.pack_b {
+            self.nc / NR * self.b_panel_bytes()
+        } else if !self.n.is_multiple_of(NR) {
+            self.b_panel_bytes()
+        } else {
+            0
+        }
+    }
+
+    /// Element strides of `A` along `m` and `k`.
+    fn a_strides(&self) -> (usize, usize) {
+        if self.transpose_a {
+            (1, self.m)
+        } else {
+            (self.k, 1)
+        }
+    }
+
+    /// Element strides of `B` along `k` and `n`.
+    fn b_strides(&self) -> (usize, usize) {
+        if self.transpose_b {
+            (1, self.k)
+        } else {
+            (self.n, 1)
+        }
+    }
+
+    /// Where the packed B block starts in scratch (after the A block, cache-line aligned).
+    fn b_offset(&self) -> usize {
+        self.a_bytes().div_ceil(64) * 64
+    }
+
+    fn scratch_bytes(&self) -> usize {
+        self.b_offset() + self.b_bytes()
+    }
+
+    /// Depth blocks.
+    fn k_blocks(&self) -> usize {
+        self.k.div_ceil(self.kc).max(1)
+    }
+}
+
+pub(super) fn scratch_bytes(op: &Op, inputs: &[Buf]) -> usize {
+    Plan::new(op, &inputs[0], &inputs[1]).scratch_bytes()
+}
+
+pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
+    lower_with_epilogue(e, arena, spec, None)
+}
+
+/// Lowers the matmul of `spec`, passing every output value through `epilogue` (see
+/// [`Epilogue`]) right before it is stored, once its sum over all of `K` is complete. The
+/// epilogue runs exactly once per output element; its code is emitted once per store variant
+/// (full and edge tiles, and the last of several depth blocks), so it should be small.
+pub(crate) fn lower_with_epilogue(
+    e: &mut Emit,
+    arena: Bases,
+    spec: &KernelSpec,
+    epilogue: Option<Epilogue>,
+) -> Result<()> {
+    let plan = Plan::new(spec.op, &spec.inputs[0], &spec.inputs[1]);
+    emit(e, arena, spec, plan, epilogue);
+    Ok(())
+}
+
+/// Emits the loop nest of `p` (its scratch space, [`Plan::scratch_bytes`], at `spec.scratch`).
+fn emit(e: &mut Emit, arena: Bases, spec: &KernelSpec, p: Plan, epilogue: Option<Epilogue>) {
+    let a_base = spec.inputs[0].ptr(e, arena);
+    let b_base = spec.inputs[1].ptr(e, arena);
+    let c_base = spec.output.ptr(e, arena);
+    let a_pack = e.b.ins().iadd_imm_s(arena.work, spec.scratch as i64);
+    let b_pack = e.b.ins().iadd_imm_s(a_pack, p.b_offset() as i64);
+    let (m, k, n) = (p.m, p.k, p.n);
+    let ctx = Ctx {
+        p,
+        a_pack,
+        b_pack,
+        epilogue,
+    };
+    counted(e, p.batch, 1, |e, bi| {
+        let a = e.addr(a_base, bi, (m * k * 4) as i64);
+        let b = e.addr(b_base, bi, (k * n * 4) as i64);
+        let c = e.addr(c_base, bi, (m * n * 4) as i64);
+        let row0 = e.b.ins().imul_imm_s(bi, m as i64);
+        counted(e, n, p.nc, |e, jc| {
+            // One (empty) depth block even when K = 0, so that C is still written.
+            counted(e, k.max(1), p.kc, |e, pc| {
+                let kc = if p.k_blocks() == 1 {
+                    e.i64(k as i64)
+                } else {
+                    let kc = e.i64(p.kc as i64);
+                    let k = e.i64(k as i64);
+                    let left = e.b.ins().isub(k, pc);
+                    e.b.ins().umin(kc, left)
+                };
+                let block = Block {
+                    a,
+                    b,
+                    c,
+                    row0,
+                    jc,
+                    pc,
+                    kc,
+                };
+                pack::b_block(e, &ctx, &block);
+                counted(e, m, p.mc, |e, ic| {
+                    if p.pack_a {
+                        pack::a_block(e, &ctx, &block, ic);
+                    }
+                    microkernel::tiles(e, &ctx, &block, ic);
+                });
+            });
+        });
+    });
+}
+
+/// What every part of the loop nest needs.
+struct Ctx<'a> {
+    p: Plan,
+    /// Packed A and B blocks in scratch.
+    a_pack: Value,
+    b_pack: Value,
+    epilogue: Option<Epilogue<'a>>,
+}
+
+/// One (batch item, column block, depth block): operand and output bases of the batch item,
+/// its first output row (in `[batch · M, N]`), the block's first column and first depth index,
+/// and the block's depth (all `i64`).
+struct Block {
+    a: Value,
+    b: Value,
+    c: Value,
+    row0: Value,
+    jc: Value,
+    pc: Value,
+    kc: Value,
+}
+
+/// `for i in (0..total).step_by(step)` over i64 values; a single iteration is emitted without
+/// a loop (with `i` the constant 0), so its bounds stay constants.
+fn counted(e: &mut Emit, total: usize, step: usize, mut body: impl FnMut(&mut Emit, Value)) {
+    if total <= step {
+        if total > 0 {
+            let zero = e.i64(0);
+            body(e, zero);
+        }
+        return;
+    }
+    let start = e.i64(0);
+    // `for_range` runs while `i + step <= end`: with `end = total + step - 1` that is `i < total`.
+    let end = e.i64((total + step - 1) as i64);
+    e.for_range(start, end, step as i64, &[], |e, i, _| {
+        body(e, i);
+        Vec::new()
+    });
+}
+
+/// Emits `then` only when `cond` holds at run time (`None`: always).
+fn when(e: &mut Emit, cond: Option<Value>, then: impl FnOnce(&mut Emit)) {
+    let Some(cond) = cond else {
+        then(e);
+        return;
+    };
+    let yes = e.b.create_block();
+    let done = e.b.create_block();
+    e.b.ins().brif(cond, yes, &[], done, &[]);
+    e.b.switch_to_block(yes);
+    e.b.seal_block(yes);
+    then(e);
+    e.b.ins().jump(done, &[]);
+    e.b.switch_to_block(done);
+    e.b.seal_block(done);
+}
+
+/// `if cond { then } else { otherwise }`.
+fn if_else(
+    e: &mut Emit,
+    cond: Value,
+    then: impl FnOnce(&mut Emit),
+    otherwise: impl FnOnce(&mut Emit),
+) {
+    let yes = e.b.create_block();
+    let no = e.b.create_block();
+    let done = e.b.create_block();
+    e.b.ins().brif(cond, yes, &[], no, &[]);
+    e.b.switch_to_block(yes);
+    e.b.seal_block(yes);
+    then(e);
+    e.b.ins().jump(done, &[]);
+    e.b.switch_to_block(no);
+    e.b.seal_block(no);
+    otherwise(e);
+    e.b.ins().jump(done, &[]);
+    e.b.switch_to_block(done);
+    e.b.seal_block(done);
+}
+
+/// Whether the block starting at `start` (of blocks of `step` over `total`) is the last one;
+/// `None` when there is only one block, so it always is.
+fn is_last_block(e: &mut Emit, start: Value, step: usize, total: usize) -> Option<Value> {
+    (total > step).then(|| {
+        e.b.ins().icmp_imm_s(
+            IntCC::SignedGreaterThanOrEqual,
+            start,
+            (total - step) as i64,
+        )
+    })
+}
