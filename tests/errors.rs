@@ -163,3 +163,31 @@ fn shape_errors_show_expected_and_found() {
     let e = g.parameter("p", Shape::batched(&[3])).unwrap_err();
     assert!(e.to_string().contains("batch"), "{e}");
 }
+
+#[test]
+fn unknown_node_ids_are_errors_not_panics() {
+    let mut g = Graph::new();
+    let x = g.input("x", Shape::batched(&[3]), DType::F32).unwrap();
+    let mut other = Graph::new();
+    for _ in 0..5 {
+        other.scalar(1.0).unwrap();
+    }
+    let foreign = other.scalar(2.0).unwrap(); // id 5: not a node of `g`
+    let results = [
+        g.reshape(foreign, Shape::fixed(&[1])),
+        g.broadcast_to(foreign, &Shape::batched(&[3])),
+        g.sum_all(foreign),
+        g.transpose(foreign),
+        g.cast(foreign, DType::I32),
+        g.reduce_keep(kiln::compiler::ir::ReduceOp::Sum, foreign, &[0]),
+        g.add(x, foreign),
+        g.matmul(foreign, x, false, false),
+    ];
+    for r in results {
+        assert!(matches!(r, Err(Error::Graph(_))), "{r:?}");
+    }
+    assert!(matches!(
+        Program::new(&g, &[foreign], &[]),
+        Err(Error::Graph(_))
+    ));
+}

@@ -286,15 +286,7 @@ fn random_step(
             let op = *[ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max]
                 .choose(rng)
                 .unwrap();
-            let reduced = g.reduce(op, a, &axes).unwrap();
-            let kept = (0..rank).map(|i| {
-                if axes.contains(&i) {
-                    Dim::Fixed(1)
-                } else {
-                    shape.0[i]
-                }
-            });
-            g.reshape(reduced, Shape(kept.collect())).unwrap()
+            g.reduce_keep(op, a, &axes).unwrap()
         }
         Step::MatMul => {
             let rows: Vec<NodeId> = pool

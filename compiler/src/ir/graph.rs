@@ -258,6 +258,7 @@ impl Graph {
     }
 
     pub fn cast(&mut self, x: NodeId, to: DType) -> Result<NodeId> {
+        self.check_ids(&[x])?;
         if self.dtype(x) == to {
             return Ok(x);
         }
@@ -281,19 +282,28 @@ impl Graph {
     }
     /// Sum over all axes, to a scalar.
     pub fn sum_all(&mut self, x: NodeId) -> Result<NodeId> {
+        self.check_ids(&[x])?;
         let axes: Vec<usize> = (0..self.shape(x).rank()).collect();
         self.sum(x, &axes)
     }
     /// A reduction over the last axis that keeps it with size 1 (for broadcasting back).
     pub fn reduce_last_keep(&mut self, op: ReduceOp, x: NodeId) -> Result<NodeId> {
-        let s = self.shape(x).clone();
-        let last = s
-            .rank()
-            .checked_sub(1)
-            .ok_or_else(|| Error::shape(op_name(op), "cannot reduce the last axis of a scalar"))?;
-        let r = self.reduce(op, x, &[last])?;
-        let mut kept = s.0;
-        kept[last] = Dim::Fixed(1);
+        self.check_ids(&[x])?;
+        let last =
+            self.shape(x).rank().checked_sub(1).ok_or_else(|| {
+                Error::shape(op_name(op), "cannot reduce the last axis of a scalar")
+            })?;
+        self.reduce_keep(op, x, &[last])
+    }
+
+    /// A reduction over `axes` that keeps them with size 1 (for broadcasting back).
+    pub fn reduce_keep(&mut self, op: ReduceOp, x: NodeId, axes: &[usize]) -> Result<NodeId> {
+        self.check_ids(&[x])?;
+        let mut kept = self.shape(x).0.clone();
+        let r = self.reduce(op, x, axes)?;
+        for &a in axes {
+            kept[a] = Dim::Fixed(1);
+        }
         self.reshape(r, Shape(kept))
     }
 
@@ -304,6 +314,7 @@ impl Graph {
     // ---- movement ----
 
     pub fn reshape(&mut self, x: NodeId, shape: Shape) -> Result<NodeId> {
+        self.check_ids(&[x])?;
         if *self.shape(x) == shape {
             return Ok(x);
         }
@@ -316,6 +327,7 @@ impl Graph {
 
     /// Swaps the last two axes.
     pub fn transpose(&mut self, x: NodeId) -> Result<NodeId> {
+        self.check_ids(&[x])?;
         let r = self.shape(x).rank();
         if r < 2 {
             return Err(Error::shape(
@@ -330,6 +342,7 @@ impl Graph {
 
     /// Explicit broadcast: input axis `i` goes to output axis `axes[i]`.
     pub fn broadcast(&mut self, x: NodeId, shape: Shape, axes: &[usize]) -> Result<NodeId> {
+        self.check_ids(&[x])?;
         if *self.shape(x) == shape {
             return Ok(x);
         }
@@ -339,6 +352,7 @@ impl Graph {
 
     /// NumPy-style broadcast (dimensions aligned from the right).
     pub fn broadcast_to(&mut self, x: NodeId, shape: &Shape) -> Result<NodeId> {
+        self.check_ids(&[x])?;
         let r = self.shape(x).rank();
         if r > shape.rank() {
             return Err(Error::shape(
