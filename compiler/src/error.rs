@@ -48,6 +48,15 @@ pub enum Error {
     /// A file or byte stream is not in the expected format.
     #[error("malformed {what}: {message}")]
     Format { what: String, message: String },
+    /// A well-formed checkpoint does not fit the model or trainer it is loaded into: another
+    /// architecture, a missing or unexpected tensor, another shape or element type.
+    #[error("checkpoint {path} does not fit: {what}: expected {expected}, found {found}")]
+    CheckpointMismatch {
+        path: String,
+        what: String,
+        expected: String,
+        found: String,
+    },
     /// A dataset or batch is unusable (empty, mismatched lengths, ...).
     #[error("data error: {0}")]
     Data(String),

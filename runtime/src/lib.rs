@@ -1,16 +1,23 @@
 //! kiln's runtime: compiled programs and their memory, models, training and data.
 
 mod arena;
+mod atomic;
 mod cache;
+mod callbacks;
+mod checkpoint;
 pub mod data;
 mod dump;
 mod init;
 mod model;
 mod program;
 mod progress;
+mod summary;
 mod trainer;
 
 pub use cache::{cache_stats, CacheStats};
+pub use callbacks::{
+    Callback, Control, EarlyStopping, LambdaCallback, Mode, ModelCheckpoint, TerminateOnNaN,
+};
 pub use data::Dataset;
 pub use kiln_compiler::{Error, Result, Tensor};
 pub use model::Model;

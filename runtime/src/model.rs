@@ -1,11 +1,13 @@
 //! A model: an architecture with its parameter values. `compile` gives a [`Trainer`].
 
+use crate::checkpoint::{self, describe_architecture, Contents, Wanted};
 use crate::init::initialise;
 use crate::program::Program;
+use crate::summary;
 use crate::trainer::Trainer;
 use kiln_compiler::nn::{forward_graph, Architecture, LayerInfo, Loss, Metric, Optimizer};
 use kiln_compiler::{Error, Result, Tensor};
-use std::fmt::Write;
+use std::path::Path;
 
 /// An architecture and its current parameter values.
 pub struct Model {
@@ -14,6 +16,8 @@ pub struct Model {
     params: Vec<(String, Tensor)>,
     layers: Vec<LayerInfo>,
     input_item: Vec<Vec<usize>>,
+    /// The canonical description of the architecture that checkpoints are checked against.
+    description: String,
     predictor: Option<(Program, String)>,
 }
 
@@ -37,6 +41,7 @@ impl Model {
         Ok(Model {
             arch: Box::new(arch),
             params,
+            description: describe_architecture(&forward),
             layers: forward.layers,
             input_item,
             predictor: None,
@@ -63,20 +68,69 @@ impl Model {
 
     /// Replaces the value of the parameter `name`; its shape must not change.
     pub fn set_parameter(&mut self, name: &str, value: Tensor) -> Result<()> {
+        self.check_parameter(name, &value)?;
         let slot = self
             .params
             .iter_mut()
             .find(|(n, _)| n == name)
-            .ok_or_else(|| Error::UnknownTensor(name.to_string()))?;
-        if slot.1.shape() != value.shape() || value.dtype() != slot.1.dtype() {
+            .expect("checked above");
+        slot.1 = value;
+        Ok(())
+    }
+
+    /// Errors unless `name` is a parameter and `value` has its shape and dtype.
+    pub(crate) fn check_parameter(&self, name: &str, value: &Tensor) -> Result<()> {
+        let current = self.parameter(name)?;
+        if current.shape() != value.shape() || value.dtype() != current.dtype() {
             return Err(Error::InputMismatch {
                 name: name.to_string(),
-                expected: format!("{} {:?}", slot.1.dtype(), slot.1.shape()),
+                expected: format!("{} {:?}", current.dtype(), current.shape()),
                 found: format!("{} {:?}", value.dtype(), value.shape()),
             });
         }
-        slot.1 = value;
         Ok(())
+    }
+
+    /// Saves the parameters to `path` in the safetensors format, under their layer-based names,
+    /// with a description and fingerprint of the architecture (see [`Model::load`]). The write
+    /// is atomic: `path` holds either its old contents or the whole new file.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        checkpoint::save(path.as_ref(), &self.description, None, &self.params)
+    }
+
+    /// Loads parameters saved by [`Model::save`] (or by a trainer's `save_weights` or
+    /// `save_checkpoint`, whose optimizer state is then ignored). Errors — leaving the model
+    /// untouched — if the file is missing, is not a kiln safetensors file, is truncated or
+    /// damaged (its checksum disagrees), comes from another architecture, or lacks a parameter
+    /// or holds one of another shape or dtype.
+    pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let loaded = checkpoint::load(
+            path.as_ref(),
+            &self.description,
+            Contents::Weights,
+            &self.wanted(),
+        )?;
+        for ((_, value), new) in self.params.iter_mut().zip(loaded.tensors) {
+            *value = new;
+        }
+        Ok(())
+    }
+
+    /// The parameters as a checkpoint loader expects them.
+    fn wanted(&self) -> Vec<Wanted<'_>> {
+        self.params
+            .iter()
+            .map(|(name, t)| Wanted {
+                name,
+                dtype: t.dtype(),
+                dims: t.shape(),
+            })
+            .collect()
+    }
+
+    /// The canonical description of the architecture stored in checkpoints.
+    pub(crate) fn description(&self) -> &str {
+        &self.description
     }
 
     /// The layers as built: names, output shapes and parameter counts.
@@ -89,27 +143,21 @@ impl Model {
         self.params.iter().map(|(_, t)| t.len()).sum()
     }
 
-    /// A Keras-style table of the layers, their output shapes and parameter counts.
+    /// A Keras-style table of the layers, their output shapes and parameter counts, then the
+    /// prediction program's specialisations compiled so far (batch size, kernel count, compile
+    /// time, work and state arena sizes). It never compiles anything: `predict` compiles at
+    /// the batch sizes it meets, and [`Trainer::summary`] reports the training programs.
     pub fn summary(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{:<24} {:<20} {:>10}",
-            "Layer (type)", "Output Shape", "Param #"
-        );
-        let _ = writeln!(s, "{}", "─".repeat(56));
-        for l in &self.layers {
-            let label = format!("{} ({})", l.name, l.kind);
-            let _ = writeln!(
-                s,
-                "{label:<24} {:<20} {:>10}",
-                l.output.to_string(),
-                l.params
-            );
-        }
-        let _ = writeln!(s, "{}", "─".repeat(56));
-        let _ = writeln!(s, "Total params: {}", self.parameter_count());
+        let mut s = summary::layers(self);
+        s.push('\n');
+        s.push_str(&summary::programs(&[("predict", self.predict_program())]));
         s
+    }
+
+    /// The prediction program, once [`Model::predict`] has built it; it holds a
+    /// specialisation per batch size predicted at.
+    pub fn predict_program(&self) -> Option<&Program> {
+        self.predictor.as_ref().map(|(p, _)| p)
     }
 
     /// Writes the model's parameters into a program's state.

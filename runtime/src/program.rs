@@ -123,6 +123,13 @@ impl Program {
         Ok(&self.specialisations[&batch].exe)
     }
 
+    /// The batch sizes specialised so far, ascending.
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        let mut batches: Vec<usize> = self.specialisations.keys().copied().collect();
+        batches.sort_unstable();
+        batches
+    }
+
     /// The specialisation compiled for `batch`, if any.
     pub fn executable(&self, batch: usize) -> Option<&Executable> {
         self.specialisations.get(&batch).map(|s| &*s.exe)
@@ -131,12 +138,10 @@ impl Program {
     /// The per-kernel time profile of each specialisation's runs so far (kernels are timed only
     /// when `KILN_DUMP` includes `profile`).
     pub fn profile_report(&self) -> String {
-        let mut batches: Vec<&usize> = self.specialisations.keys().collect();
-        batches.sort();
-        batches
+        self.batch_sizes()
             .into_iter()
             .map(|b| {
-                let s = &self.specialisations[b];
+                let s = &self.specialisations[&b];
                 s.profile.report(&s.exe)
             })
             .collect::<Vec<_>>()
@@ -184,6 +189,17 @@ impl Program {
             slot.dtype,
             self.state.words(slot.offset, slot.len()),
         )
+    }
+
+    /// A copy of the whole state arena (parameters and optimizer state), for
+    /// [`Program::restore_state`].
+    pub(crate) fn state_snapshot(&self) -> Vec<u32> {
+        self.state.words(0, self.layout.bytes / 4).to_vec()
+    }
+
+    /// Puts back a state arena copied by [`Program::state_snapshot`] of this program.
+    pub(crate) fn restore_state(&mut self, words: &[u32]) {
+        self.state.write_words(0, words);
     }
 
     /// Runs the program on named inputs and returns its outputs. The batch size is inferred

@@ -1,13 +1,18 @@
 //! Keras-style training: `fit`, `evaluate` and `predict` orchestrating two compiled programs,
-//! the training step (forward, loss, backward, update: one program) and evaluation.
+//! the training step (forward, loss, backward, update: one program) and evaluation; callbacks,
+//! checkpoints of the whole training state, and a summary of the compiled programs.
 
+use crate::callbacks::{dispatch, Callback};
+use crate::checkpoint::{self, Contents, TrainingInfo, Wanted};
 use crate::data::Dataset;
 use crate::model::{single_input, Model};
 use crate::program::Program;
 use crate::progress::{EpochProgress, Verbosity};
+use crate::summary;
 use kiln_compiler::nn::{loss_graph, Loss, LossGraph, Metric, Optimizer, TARGET};
 use kiln_compiler::{DType, Error, Result, Tensor};
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 /// Where `fit` takes validation data from.
@@ -24,7 +29,11 @@ pub enum Validation<'a> {
 /// Options of [`Trainer::fit`] (Keras's `fit` arguments).
 #[derive(Debug, Clone, Copy)]
 pub struct Fit<'a> {
+    /// The number of the last epoch to train (with `initial_epoch`, as in Keras).
     pub epochs: usize,
+    /// Epochs already trained: `fit` trains epochs `initial_epoch + 1 ..= epochs`, shuffling
+    /// and numbering them as an uninterrupted run would (to resume from a checkpoint).
+    pub initial_epoch: usize,
     pub batch_size: usize,
     /// Shuffle the training data at every epoch (seeded by `seed` and the epoch).
     pub shuffle: bool,
@@ -38,6 +47,7 @@ impl Default for Fit<'_> {
     fn default() -> Self {
         Fit {
             epochs: 1,
+            initial_epoch: 0,
             batch_size: 32,
             shuffle: true,
             validation: Validation::None,
@@ -166,9 +176,16 @@ fn mix(seed: u64, counter: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The training state at the start of an epoch, to go back to if the epoch's loss diverges.
+struct EpochStart {
+    state: Vec<u32>,
+    steps_taken: u64,
+}
+
 /// Trains a [`Model`] with an optimizer, a loss and metrics (see [`Model::compile`]).
 pub struct Trainer<'m> {
     model: &'m mut Model,
+    optimizer: Optimizer,
     train: Compiled,
     eval: Compiled,
     steps_taken: u64,
@@ -187,6 +204,7 @@ impl<'m> Trainer<'m> {
         let eval = Compiled::new(loss_graph(arch, &loss, metrics, None)?, "evaluate")?;
         let mut t = Trainer {
             model,
+            optimizer,
             train,
             eval,
             steps_taken: 0,
@@ -204,6 +222,127 @@ impl<'m> Trainer<'m> {
     /// The compiled training-step program.
     pub fn training_program(&self) -> &Program {
         &self.train.program
+    }
+
+    /// The compiled evaluation program (loss and metrics, no update).
+    pub fn evaluation_program(&self) -> &Program {
+        &self.eval.program
+    }
+
+    /// The model's layers (as [`Model::summary`]), then every compiled specialisation of the
+    /// training, evaluation and prediction programs: kernel count, compile time, planned work
+    /// arena, state arena (parameters and optimizer state) and their sum, the peak memory of a
+    /// step. The training and evaluation programs are compiled for `batch_size` first if they
+    /// were not (from the program cache when possible), so the memory of a training step is
+    /// known before it runs.
+    pub fn summary(&mut self, batch_size: usize) -> Result<String> {
+        if batch_size == 0 {
+            return Err(Error::InvalidArgument(
+                "batch_size must be at least 1".into(),
+            ));
+        }
+        self.train.program.specialise(batch_size)?;
+        self.eval.program.specialise(batch_size)?;
+        let mut s = summary::layers(self.model);
+        s.push('\n');
+        s.push_str(&summary::programs(&[
+            ("train", Some(&self.train.program)),
+            ("evaluate", Some(&self.eval.program)),
+            ("predict", self.model.predict_program()),
+        ]));
+        Ok(s)
+    }
+
+    /// The current value of every parameter of the model, in declaration order (during `fit`,
+    /// as of the last training step).
+    pub fn weights(&self) -> Result<Vec<(String, Tensor)>> {
+        self.model
+            .parameters()
+            .iter()
+            .map(|(name, _)| Ok((name.clone(), self.train.program.parameter(name)?)))
+            .collect()
+    }
+
+    /// Replaces the values of some or all parameters of the model, in the trainer and the
+    /// model (Keras's `set_weights`). Every name and shape is checked before anything is
+    /// written; the optimizer state is left as it is.
+    pub fn set_weights(&mut self, weights: &[(String, Tensor)]) -> Result<()> {
+        for (name, value) in weights {
+            self.model.check_parameter(name, value)?;
+        }
+        for (name, value) in weights {
+            self.train.program.set_parameter(name, value)?;
+            self.model.set_parameter(name, value.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Saves the current weights as [`Model::save`] does.
+    pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        checkpoint::save(
+            path.as_ref(),
+            self.model.description(),
+            None,
+            &self.weights()?,
+        )
+    }
+
+    /// Saves the whole training state atomically in the safetensors format: the weights under
+    /// their layer-based names, the optimizer's state under the names the training graph gives
+    /// it (`optimizer/iterations`, `optimizer/<parameter>/m`, …), the step count (which seeds
+    /// dropout) and the architecture's description and fingerprint. Loading it with
+    /// [`Trainer::load_checkpoint`] and training on gives bit-identical results to training
+    /// without the interruption (pass the epochs done as [`Fit::initial_epoch`]).
+    pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
+        let program = &self.train.program;
+        let tensors = program
+            .state_layout()
+            .parameters
+            .iter()
+            .map(|slot| Ok((slot.name.clone(), program.parameter(&slot.name)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let info = TrainingInfo {
+            optimizer: self.optimizer.name(),
+            steps: self.steps_taken,
+        };
+        checkpoint::save(
+            path.as_ref(),
+            self.model.description(),
+            Some(info),
+            &tensors,
+        )
+    }
+
+    /// Restores a training state saved by [`Trainer::save_checkpoint`]: weights (in the
+    /// trainer and the model), optimizer state and step count. The history is kept. Errors —
+    /// leaving the trainer and the model untouched — if the file is missing, is not a kiln
+    /// safetensors file, is truncated or damaged, comes from another architecture, holds
+    /// weights only, or lacks a tensor of the training state or holds one of another shape or
+    /// dtype (e.g. the state of another optimizer).
+    pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let slots = &self.train.program.state_layout().parameters;
+        let wanted: Vec<Wanted<'_>> = slots
+            .iter()
+            .map(|slot| Wanted {
+                name: &slot.name,
+                dtype: slot.dtype,
+                dims: &slot.dims,
+            })
+            .collect();
+        let loaded = checkpoint::load(
+            path.as_ref(),
+            self.model.description(),
+            Contents::Training,
+            &wanted,
+        )?;
+        let names: Vec<String> = slots.iter().map(|slot| slot.name.clone()).collect();
+        for (name, value) in names.iter().zip(&loaded.tensors) {
+            self.train.program.set_parameter(name, value)?;
+        }
+        self.steps_taken = loaded
+            .steps
+            .expect("a training checkpoint has a step count");
+        self.model.store_from(&self.train.program)
     }
 
     /// Time spent compiling the training and evaluation programs so far.
@@ -241,9 +380,36 @@ impl<'m> Trainer<'m> {
     }
 
     /// Trains for `fit.epochs` epochs (Keras's `fit`); returns the history of all epochs so far.
-    /// A non-finite loss stops training with an error naming the epoch and step; the model
-    /// then keeps the parameters of the last completed epoch.
+    /// A non-finite loss stops training with [`Error::NonFinite`] naming the epoch and step;
+    /// the training state (weights, optimizer state, step count) then goes back to the end of
+    /// the last completed epoch, which the model also holds.
     pub fn fit(&mut self, data: &Dataset, fit: &Fit) -> Result<&History> {
+        self.fit_with(data, fit, &mut [])
+    }
+
+    /// [`Trainer::fit`] with callbacks, called in the order given (see [`Callback`] for the
+    /// events). A callback that asks to stop at a batch whose loss is non-finite (as
+    /// [`TerminateOnNaN`](crate::TerminateOnNaN) does) turns the [`Error::NonFinite`] into a
+    /// clean stop: the state goes back to the end of the last completed epoch, the unfinished
+    /// epoch is not recorded, `on_train_end` runs and `fit_with` returns `Ok`.
+    ///
+    /// ```no_run
+    /// # use kiln_runtime::*;
+    /// # fn run(trainer: &mut Trainer, data: &Dataset) -> Result<()> {
+    /// let mut early = EarlyStopping::new("val_loss").patience(3).restore_best_weights(true);
+    /// let mut best = ModelCheckpoint::new("best.safetensors").save_best_only(true);
+    /// let mut nan = TerminateOnNaN::new();
+    /// let fit = Fit { epochs: 100, validation: Validation::Split(0.2), ..Fit::default() };
+    /// trainer.fit_with(data, &fit, &mut [&mut early, &mut best, &mut nan])?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn fit_with(
+        &mut self,
+        data: &Dataset,
+        fit: &Fit,
+        callbacks: &mut [&mut dyn Callback],
+    ) -> Result<&History> {
         if fit.batch_size == 0 {
             return Err(Error::InvalidArgument(
                 "batch_size must be at least 1".into(),
@@ -262,33 +428,79 @@ impl<'m> Trainer<'m> {
         if let Some(v) = validation {
             self.check_data(v)?;
         }
-        for epoch in 1..=fit.epochs {
-            let order = fit.shuffle.then(|| mix(fit.seed, epoch as u64));
-            let batches = train.batches(fit.batch_size, order)?;
-            let progress = EpochProgress::start(fit.verbosity, epoch, fit.epochs, batches.len());
-            let mut running = Running::new(self.train.outputs.len());
-            for (i, batch) in batches.enumerate() {
-                let values = self.step(&batch.features, &batch.labels)?;
-                if !values[0].is_finite() {
-                    return Err(Error::NonFinite {
-                        what: "loss".into(),
-                        epoch,
-                        step: i + 1,
-                    });
-                }
-                running.add(&values, batch.features.shape()[0]);
-                progress.step(i + 1, &running.logs(&self.train.outputs, "").to_string());
+        let mut stop = dispatch(self, callbacks, |c, ctl| c.on_train_begin(ctl))?;
+        for epoch in fit.initial_epoch + 1..=fit.epochs {
+            stop = self.fit_epoch(train, validation, fit, epoch, stop, callbacks)?;
+            if stop {
+                break;
             }
-            let mut logs = running.logs(&self.train.outputs, "");
-            if let Some(v) = validation {
-                logs.0
-                    .extend(self.evaluate_with_prefix(v, fit.batch_size, "val_")?.0);
-            }
-            progress.finish(&logs.to_string());
-            self.model.store_from(&self.train.program)?;
-            self.history.epochs.push(logs);
         }
+        dispatch(self, callbacks, |c, ctl| c.on_train_end(ctl))?;
         Ok(&self.history)
+    }
+
+    /// Trains, validates and records one epoch; returns whether training should stop.
+    /// `stop` carries a stop request made before the epoch, which ends it after its first
+    /// batch.
+    fn fit_epoch(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        fit: &Fit,
+        epoch: usize,
+        mut stop: bool,
+        callbacks: &mut [&mut dyn Callback],
+    ) -> Result<bool> {
+        stop |= dispatch(self, callbacks, |c, ctl| c.on_epoch_begin(epoch, ctl))?;
+        let start = EpochStart {
+            state: self.train.program.state_snapshot(),
+            steps_taken: self.steps_taken,
+        };
+        let order = fit.shuffle.then(|| mix(fit.seed, epoch as u64));
+        let batches = train.batches(fit.batch_size, order)?;
+        let progress = EpochProgress::start(fit.verbosity, epoch, fit.epochs, batches.len());
+        let mut running = Running::new(self.train.outputs.len());
+        for (i, batch) in batches.enumerate() {
+            let values = self.step(&batch.features, &batch.labels)?;
+            running.add(&values, batch.features.shape()[0]);
+            let logs = running.logs(&self.train.outputs, "");
+            progress.step(i + 1, &logs.to_string());
+            stop |= dispatch(self, callbacks, |c, ctl| {
+                c.on_batch_end(epoch, i + 1, &logs, ctl)
+            })?;
+            if !values[0].is_finite() {
+                progress.finish(&logs.to_string());
+                self.rewind(start)?;
+                if stop {
+                    return Ok(true);
+                }
+                return Err(Error::NonFinite {
+                    what: "loss".into(),
+                    epoch,
+                    step: i + 1,
+                });
+            }
+            if stop {
+                break;
+            }
+        }
+        let mut logs = running.logs(&self.train.outputs, "");
+        if let Some(v) = validation {
+            logs.0
+                .extend(self.evaluate_with_prefix(v, fit.batch_size, "val_")?.0);
+        }
+        progress.finish(&logs.to_string());
+        self.model.store_from(&self.train.program)?;
+        self.history.epochs.push(logs.clone());
+        stop |= dispatch(self, callbacks, |c, ctl| c.on_epoch_end(epoch, &logs, ctl))?;
+        Ok(stop)
+    }
+
+    /// Puts the training state back to the start of an epoch, in the trainer and the model.
+    fn rewind(&mut self, start: EpochStart) -> Result<()> {
+        self.train.program.restore_state(&start.state);
+        self.steps_taken = start.steps_taken;
+        self.model.store_from(&self.train.program)
     }
 
     fn evaluate_with_prefix(
