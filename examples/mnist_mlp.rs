@@ -1,5 +1,5 @@
-//! The seed MLP (dense 64 relu → dense 64 relu → dense 10 softmax) trained with Adam on
-//! handwritten digits.
+//! The seed MLP (dense 64 relu → dense 64 relu → dense 10 softmax), declared with `model!`,
+//! trained with Adam on handwritten digits.
 //!
 //! ```sh
 //! cargo run --release --example mnist_mlp                    # shipped 8×8 digits, 30 epochs
@@ -12,6 +12,14 @@
 
 use kiln::prelude::*;
 use std::time::Instant;
+
+model! {
+    /// The seed MLP for the shipped 8×8 digits (64 pixels).
+    DigitsMlp(x: [64]) -> dense(64, relu) -> dense(64, relu) -> dense(10, softmax)
+
+    /// The seed MLP for real 28×28 MNIST (784 pixels).
+    MnistMlp(x: [784]) -> dense(64, relu) -> dense(64, relu) -> dense(10, softmax)
+}
 
 struct Args {
     data: String,
@@ -71,11 +79,16 @@ fn run(args: &Args) -> kiln::Result<()> {
         test.len(),
         train.item_shape()
     );
-    let arch = Sequential::new(train.item_shape())
-        .add(Layer::dense(64, Activation::Relu))
-        .add(Layer::dense(64, Activation::Relu))
-        .add(Layer::dense(10, Activation::Softmax));
-    let mut model = Model::new(arch, args.seed)?;
+    // Shapes are checked when this example compiles, so there is one model per image size.
+    let mut model: Model = match train.item_shape() {
+        [64] => DigitsMlp::new(args.seed).into(),
+        [784] => MnistMlp::new(args.seed).into(),
+        other => {
+            return Err(kiln::Error::Data(format!(
+                "expected 8×8 digits or 28×28 MNIST images (64 or 784 pixels), found items of shape {other:?}"
+            )))
+        }
+    };
     print!("{}", model.summary());
 
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };

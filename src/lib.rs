@@ -7,12 +7,15 @@
 //! ```no_run
 //! use kiln::prelude::*;
 //!
+//! model! {
+//!     /// The seed MLP, for the shipped 8×8 digits.
+//!     pub Mlp(x: [64]) -> dense(64, relu) -> dense(64, relu) -> dense(10, softmax)
+//! }
+//!
 //! # fn main() -> kiln::Result<()> {
 //! let (train, test) = kiln::data::idx_dir("data/digits")?;
-//! let arch = Sequential::new(&[64])
-//!     .add(Layer::dense(64, Activation::Relu))
-//!     .add(Layer::dense(10, Activation::Softmax));
-//! let mut model = Model::new(arch, 0)?;
+//! let mut model = Mlp::new(0); // shapes were checked when this compiled
+//! print!("{}", model.summary());
 //! let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
 //! let mut trainer = model.compile(Adam::default(), loss, &[Metric::Accuracy])?;
 //! trainer.fit(&train, &Fit { epochs: 5, ..Fit::default() })?;
@@ -20,13 +23,19 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! [`model!`] also declares functional models (several inputs, named values, merge layers);
+//! the same models can be built at run time with [`Sequential`](compiler::nn::Sequential) or
+//! by implementing [`Architecture`](compiler::nn::Architecture).
 
 pub use kiln_compiler as compiler;
 pub use kiln_compiler::{Error, Result, Tensor};
+pub use kiln_macros::model;
 pub use kiln_runtime as runtime;
 pub use kiln_runtime::data;
 pub use kiln_runtime::{
-    Dataset, Fit, History, Logs, Model, Program, Trainer, Validation, Verbosity,
+    Callback, Control, Dataset, EarlyStopping, Fit, History, LambdaCallback, Logs, Mode, Model,
+    ModelCheckpoint, Program, TerminateOnNaN, Trainer, Validation, Verbosity,
 };
 
 /// The names most programs need.
@@ -37,7 +46,9 @@ pub mod prelude {
         Sgd,
     };
     pub use kiln_compiler::{Error, Result, Tensor};
+    pub use kiln_macros::model;
     pub use kiln_runtime::{
-        Dataset, Fit, History, Logs, Model, Program, Trainer, Validation, Verbosity,
+        Callback, Control, Dataset, EarlyStopping, Fit, History, LambdaCallback, Logs, Mode, Model,
+        ModelCheckpoint, Program, TerminateOnNaN, Trainer, Validation, Verbosity,
     };
 }

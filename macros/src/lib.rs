@@ -1,1 +1,115 @@
+//! The `model!` macro of kiln: a model declared in a few lines, its shapes checked when it is
+//! compiled. Use it through `kiln` (`use kiln::prelude::*;`).
+//!
+//! # Sequential models (Keras `Sequential`)
+//!
+//! The model's inputs flow through layers joined by `->`:
+//!
+//! ```rust,ignore
+//! use kiln::prelude::*;
+//!
+//! model! {
+//!     /// The classic MNIST classifier.
+//!     pub Mlp(x: [784]) -> dense(64, relu) -> dense(64, relu) -> dense(10, softmax)
+//! }
+//!
+//! let mut model = Mlp::new(0); // parameters initialised from seed 0
+//! print!("{}", model.summary());
+//! let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
+//! let mut trainer = model.compile(Adam::default(), loss, &[Metric::Accuracy])?;
+//! ```
+//!
+//! # Functional models (the Keras functional API)
+//!
+//! A `{ … }` body names intermediate values with `let` and ends with the output value. A
+//! value is an input, a `let` name, or a flow `value -> layer -> …`; several values in
+//! parentheses feed a merge layer:
+//!
+//! ```rust,ignore
+//! model! {
+//!     /// Whether two vectors point the same way.
+//!     pub Agreement(a: [8], b: [8]) {
+//!         let ea = a -> dense(16, linear, name = "embed_a");
+//!         let eb = b -> dense(16, linear, name = "embed_b");
+//!         let similarity = (ea, eb) -> dot(axes = 1);
+//!         let interaction = (ea, eb) -> multiply -> dense(1, linear);
+//!         (similarity, interaction) -> add -> activation(sigmoid)
+//!     }
+//! }
+//! ```
+//!
+//! Both examples are compiled by the `kiln` crate's tests (`tests/ui/pass/`).
+//!
+//! # Grammar
+//!
+//! ```text
+//! model!  { model* }
+//! model   = doc-comment* visibility? Name ( input, … ) body
+//! input   = name: [dim, …]              every dimension but the batch is known: x: [28, 28]
+//! body    = -> layer -> layer …          sequential: all inputs flow into the first layer
+//!         | { let name = flow; … flow }  functional: the last flow is the output
+//! flow    = source -> layer -> …
+//! source  = name | ( flow, flow, … )
+//! layer   = layer-name | layer-name(arguments)     e.g. flatten, dense(64, relu)
+//! args    = positional arguments, then keyword arguments `key = value`; every layer also
+//!           takes `name = "…"`, its name in summaries and parameter names
+//! ```
+//!
+//! Every input and every `let` value must flow into the output.
+//!
+//! # Layers
+//!
+//! | layer | arguments | inputs |
+//! |---|---|---|
+//! | `dense` | `units` (positive integer), `activation`, `use_bias = true` | 1 |
+//! | `flatten` | | 1 |
+//! | `dropout` | `rate` (in `[0, 1)`) | 1 |
+//! | `activation` | `activation` | 1 |
+//! | `add`, `multiply` | | 2 or more, of equal shapes (or of size 1 where they differ) |
+//! | `dot` | `axes` (only `1` for now) | 2, of shape `[n]` |
+//!
+//! Activations: `linear`, `relu`, `sigmoid`, `tanh`, `softmax`, `gelu`. Layers are named as
+//! Keras names them (`dense`, `dense_1`, …) unless given a `name`.
+//!
+//! # What it generates
+//!
+//! For `pub Mlp(…) …`: a newtype `pub struct Mlp(kiln::Model)` with `Mlp::new(seed: u64)`,
+//! which dereferences to `kiln::Model` (`summary`, `compile`, `predict`, …) and converts
+//! into it with `Into`; and a unit struct `MlpArchitecture` implementing
+//! `kiln::compiler::nn::Architecture`. `Trainer::fit` and `Model::predict` feed one input
+//! tensor; a model with several inputs is trained by running its compiled training step with
+//! a feed per input, as `examples/functional.rs` does.
+//!
+//! # Errors
+//!
+//! The macro builds each model's graph with kiln's own layers and shape rules while it
+//! expands, so a mistake fails `cargo build` with an error under the offending layer or name:
+//! shapes that do not fit (showing the expected and found shapes), an unknown layer or
+//! activation, a missing, mistyped, repeated or unknown argument, a wrong number of inputs,
+//! an undefined, duplicate or unused name. Every error of an invocation is reported, not only
+//! the first; layers depending on a failed one are skipped.
 
+mod args;
+mod check;
+mod expand;
+mod layers;
+mod resolve;
+mod suggest;
+mod syntax;
+
+#[cfg(test)]
+mod tests;
+
+/// Declares models, checking their shapes at compile time; see the [crate docs](crate) for
+/// the syntax.
+///
+/// ```rust,ignore
+/// model! {
+///     /// The classic MNIST classifier.
+///     pub Mlp(x: [784]) -> dense(64, relu) -> dense(64, relu) -> dense(10, softmax)
+/// }
+/// ```
+#[proc_macro]
+pub fn model(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
+    expand::models(input.into()).into()
+}

@@ -73,10 +73,14 @@ impl Layer {
             None => inputs.len() >= 2,
         };
         if !arity_ok {
+            let takes = match self.arity() {
+                None => "two or more inputs".to_string(),
+                Some(1) => "one input".to_string(),
+                Some(n) => format!("{n} inputs"),
+            };
             return Err(Error::Graph(format!(
-                "layer `{name}` ({}) takes {} input(s), found {}",
+                "layer `{name}` ({}) takes {takes}, found {}",
                 self.kind(),
-                self.arity().map_or("two or more".into(), |n| n.to_string()),
                 inputs.len()
             )));
         }
@@ -166,11 +170,26 @@ impl Layer {
             Layer::Activation(a) => scoped_activate(b, name, *a, x),
             Layer::Add | Layer::Multiply => {
                 let g = &mut *b.graph;
-                g.scoped(name, |g| {
+                let merged = g.scoped(name, |g| {
                     inputs[1..].iter().try_fold(x, |acc, &y| match self {
                         Layer::Add => g.add(acc, y),
                         _ => g.mul(acc, y),
                     })
+                });
+                // Say what the layer expected of all its inputs, not what one op found.
+                merged.map_err(|e| match e {
+                    Error::Shape { .. } => {
+                        let shapes: Vec<String> =
+                            inputs.iter().map(|&i| g.shape(i).to_string()).collect();
+                        Error::shape(
+                            format!("{} layer `{name}`", self.kind()),
+                            format!(
+                                "expected inputs of equal shapes (or of size 1 where they differ), found {}",
+                                shapes.join(" and ")
+                            ),
+                        )
+                    }
+                    e => e,
                 })
             }
             Layer::Dot { axes } => {
@@ -204,10 +223,19 @@ fn scoped_activate(b: &mut ModelBuilder, name: &str, a: Activation, x: NodeId) -
 /// The product of dimensions as one dimension (a batch dimension stays symbolic).
 fn fold(dims: &[Dim]) -> Result<Dim> {
     let mut batch = None;
-    let mut fixed = 1;
+    let mut fixed: usize = 1;
+    let too_big = || {
+        Error::shape(
+            "reshape",
+            format!(
+                "{} has more elements than fit in memory",
+                Shape(dims.to_vec())
+            ),
+        )
+    };
     for d in dims {
         match d {
-            Dim::Fixed(n) => fixed *= n,
+            Dim::Fixed(n) => fixed = fixed.checked_mul(*n).ok_or_else(too_big)?,
             Dim::Batch(k) if batch.is_none() => batch = Some(*k),
             Dim::Batch(_) => {
                 return Err(Error::shape(
@@ -218,7 +246,7 @@ fn fold(dims: &[Dim]) -> Result<Dim> {
         }
     }
     Ok(match batch {
-        Some(k) => Dim::Batch(k * fixed),
+        Some(k) => Dim::Batch(k.checked_mul(fixed).ok_or_else(too_big)?),
         None => Dim::Fixed(fixed),
     })
 }

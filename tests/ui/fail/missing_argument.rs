@@ -1,0 +1,10 @@
+// Required arguments left out.
+use kiln::prelude::*;
+
+model! {
+    pub Mlp(x: [784]) -> dense(64) -> dropout -> dense(activation = softmax)
+}
+
+fn main() {
+    let _ = Mlp::new(0);
+}
