@@ -1,13 +1,13 @@
 //! `KILN_DUMP` writes the graph after each pass, the fusion report, each kernel's Cranelift IR
-//! and a per-kernel profile. (Its own test binary: it sets process-wide environment variables.)
+//! and disassembly, and a per-kernel profile. (Its own test binary: it sets process-wide environment variables.)
 
 use kiln::prelude::*;
 
 #[test]
-fn kiln_dump_writes_graphs_fusion_clif_and_profile() {
+fn kiln_dump_writes_graphs_fusion_clif_asm_and_profile() {
     let dir = std::env::temp_dir().join(format!("kiln-dump-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::env::set_var("KILN_DUMP", "graph,fusion,clif,profile");
+    std::env::set_var("KILN_DUMP", "graph,fusion,clif,asm,profile");
     std::env::set_var("KILN_DUMP_DIR", &dir);
 
     let arch = Sequential::new(&[5]).add(Layer::dense(3, Activation::Softmax));
@@ -46,6 +46,14 @@ fn kiln_dump_writes_graphs_fusion_clif_and_profile() {
         .collect();
     assert!(!clif.is_empty(), "{files:?}");
     assert!(read(clif[0]).contains("function"));
+    // x86-64 disassembly of each kernel, as Cranelift prints it (AT&T syntax).
+    let asm: Vec<&String> = files
+        .iter()
+        .filter(|f| f.starts_with("predict.b2.") && f.ends_with(".s"))
+        .collect();
+    assert_eq!(asm.len(), clif.len(), "{files:?}");
+    let text = read(asm[0]);
+    assert!(text.contains("ret") && text.contains("%r"), "{text}");
     let profile = read("predict.profile.txt");
     assert!(
         profile.contains("batch 2: 2 runs") && profile.contains("matmul"),

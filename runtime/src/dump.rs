@@ -1,7 +1,8 @@
 //! Observability (DESIGN.md rule 11): `KILN_DUMP=graph,fusion,clif,asm,profile` (any subset,
 //! or `all`) with `KILN_DUMP_DIR` (default `kiln-dump`) writes, per program and batch size,
-//! the graph as DOT before and after each pass, the fusion groups with the reason of every decision, each kernel's
-//! Cranelift IR, and a per-kernel time profile of its runs.
+//! the graph as DOT before and after each pass, the fusion groups with the reason of every
+//! decision, each kernel's Cranelift IR and disassembly, and a per-kernel time profile of its
+//! runs.
 
 use kiln_compiler::codegen::Executable;
 use std::path::PathBuf;
@@ -56,7 +57,8 @@ impl DumpConfig {
     }
 
     /// Dumps what was asked for about a new specialisation of program `name`: the graph after
-    /// each stage (`NAME.bB.NN_STAGE.dot`), the fusion report and each kernel's IR.
+    /// each stage (`NAME.bB.NN_STAGE.dot`), the fusion report and each kernel's IR (`.clif`)
+    /// and disassembly (`.s`).
     pub fn specialisation(&self, name: &str, exe: &Executable) {
         let stem = format!("{name}.b{}", exe.batch);
         for (i, (stage, dot)) in exe.graphs.iter().enumerate() {
@@ -68,6 +70,11 @@ impl DumpConfig {
         if self.clif {
             for (kernel, clif) in &exe.clif {
                 self.write(&format!("{stem}.{kernel}.clif"), clif);
+            }
+        }
+        if self.asm {
+            for (kernel, asm) in &exe.asm {
+                self.write(&format!("{stem}.{kernel}.s"), asm);
             }
         }
     }

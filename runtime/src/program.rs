@@ -65,6 +65,7 @@ impl Program {
         let dump = DumpConfig::from_env();
         let mut options = options;
         options.dump_clif |= dump.clif;
+        options.dump_asm |= dump.asm;
         options.dump_graphs |= dump.graph;
         Ok(Program {
             name: "program".into(),

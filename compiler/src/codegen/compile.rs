@@ -6,8 +6,11 @@
 //! time share memory.
 
 use super::fusion;
+use super::fusion::{Group, Kind};
 use super::jit::{CodeHandle, JitBuilder, KernelFn};
+use super::kernels::epilogue::{self, EpilogueSpec};
 use super::kernels::fused::{self, FusedSpec};
+use super::kernels::rows::{self, RowsSpec};
 use super::kernels::{self, Buf, KernelSpec, Region};
 use super::memory::{self, align, Request, ALIGN};
 use crate::error::{Error, Result};
@@ -127,6 +130,8 @@ pub struct Executable {
     pub compile_time: Duration,
     /// Cranelift IR per kernel, when requested.
     pub clif: Vec<(String, String)>,
+    /// Machine code per kernel as disassembly, when requested.
+    pub asm: Vec<(String, String)>,
     /// The fusion groups and every decision with its reason (for `KILN_DUMP=fusion`).
     pub fusion_report: String,
     /// `(stage, DOT)`: the graph as given and after each pass that changed it, when requested.
@@ -140,6 +145,8 @@ pub struct Executable {
 pub struct CompileOptions {
     /// Keep each kernel's Cranelift IR text in [`Executable::clif`].
     pub dump_clif: bool,
+    /// Keep each kernel's disassembly in [`Executable::asm`].
+    pub dump_asm: bool,
     /// Fuse ops into shared kernels (see [`fusion`](super::fusion)); off, every op is a kernel.
     pub fusion: bool,
     /// Run the simplification passes ([`crate::passes`]) first.
@@ -152,6 +159,7 @@ impl Default for CompileOptions {
     fn default() -> Self {
         CompileOptions {
             dump_clif: false,
+            dump_asm: false,
             fusion: true,
             simplify: true,
             dump_graphs: false,
@@ -173,8 +181,8 @@ impl CompileOptions {
 enum Body {
     /// One op on its operands.
     Op(Op),
-    /// A fused elementwise group (members in topological order, root last).
-    Fused(Vec<NodeId>),
+    /// A fusion group of several nodes.
+    Group(Group),
 }
 
 /// One kernel of the program: its body, the values it reads and the values it writes.
@@ -188,16 +196,23 @@ struct Planned {
 }
 
 impl Planned {
-    /// Whether the kernel reads `value` (if at all) only at the positions it writes, so an
-    /// output of `value`'s shape may overwrite it in place: true for elementwise kernels that
-    /// do not broadcast it.
-    fn reads_in_place(&self, graph: &Graph, value: NodeId) -> bool {
+    /// Whether the kernel reads `value` (if at all) only at the positions where it writes
+    /// `written`, no later than it writes them, so that `written` may overwrite `value` in
+    /// place: true for elementwise kernels that do not broadcast it, and rows kernels that read
+    /// it element by element (see [`rows::overwrites_in_place`]).
+    fn reads_in_place(&self, graph: &Graph, value: NodeId, written: NodeId) -> bool {
         match &self.body {
             Body::Op(op) => fusion::is_elementwise_map(op),
-            Body::Fused(nodes) => nodes.iter().all(|&m| {
-                !matches!(graph.node(m).op, Op::Broadcast { .. })
-                    || !graph.operands(m).contains(&value)
-            }),
+            Body::Group(group) => match &group.kind {
+                Kind::Elementwise => group.nodes.iter().all(|&m| {
+                    !matches!(graph.node(m).op, Op::Broadcast { .. })
+                        || !graph.operands(m).contains(&value)
+                }),
+                Kind::Rows(domain) => {
+                    rows::overwrites_in_place(graph, &group.nodes, domain, value, written)
+                }
+                Kind::Contraction(_) | Kind::Single => false,
+            },
         }
     }
 }
@@ -280,12 +295,7 @@ pub fn compile(
     let dims = |n: NodeId| graph.shape(n).concrete(batch);
     let state = StateLayout::of(graph);
     // Reshapes alias their operand: the memory of `n` is that of `root(n)`.
-    let root = |mut n: NodeId| {
-        while let Op::Reshape(_) = graph.node(n).op {
-            n = graph.operands(n)[0];
-        }
-        n
-    };
+    let root = |n: NodeId| fusion::through_reshapes(graph, n);
 
     // Index inputs, checked by the runtime before any kernel runs.
     let mut index_bounds = Vec::new();
@@ -315,23 +325,29 @@ pub fn compile(
     let mut specs: Vec<Planned> = Vec::new();
     for group in &fusion.groups {
         let root_node = group.root();
-        let (body, reads, label) = if group.is_fused() {
+        let (body, reads, label) = if group.kind == Kind::Single {
+            let op = graph.node(root_node).op.clone();
+            let label = op.name();
+            (Body::Op(op), graph.operands(root_node), label)
+        } else {
             let mut reads: Vec<NodeId> = Vec::new();
             for &m in &group.nodes {
                 if !group.outputs.contains(&m) {
                     in_registers.insert(m);
                 }
                 for o in graph.operands(m) {
-                    if !group.nodes.contains(&o) && !reads.contains(&o) {
+                    let inside = group.nodes.contains(&root(o));
+                    if !inside && !reads.contains(&o) {
                         reads.push(o);
                     }
                 }
             }
-            (Body::Fused(group.nodes.clone()), reads, "fused".to_string())
-        } else {
-            let op = graph.node(root_node).op.clone();
-            let label = op.name();
-            (Body::Op(op), graph.operands(root_node), label)
+            let label = match group.kind {
+                Kind::Rows(_) => "rows",
+                Kind::Contraction(_) => "matmul_epilogue",
+                _ => "fused",
+            };
+            (Body::Group(group.clone()), reads, label.to_string())
         };
         specs.push(Planned {
             name: format!("k{}_{label}", specs.len()),
@@ -354,7 +370,7 @@ pub fn compile(
         let Some(&k) = kernel_of.get(&v) else {
             continue;
         };
-        let safe = specs[k].reads_in_place(graph, p)
+        let safe = specs[k].reads_in_place(graph, p, v)
             && specs[k].reads.iter().all(|&r| root(r) != p || r == p)
             && !(k + 1..specs.len()).any(|later| reads_of(later, p))
             && !outputs.contains(&p)
@@ -438,7 +454,15 @@ pub fn compile(
                 let ins: Vec<Buf> = p.reads.iter().map(|&o| shaped(o)).collect();
                 kernels::scratch_bytes(op, &ins, &shaped(p.results[0]))
             }
-            Body::Fused(_) => 0,
+            Body::Group(group) => match &group.kind {
+                Kind::Rows(domain) => rows::scratch_bytes(graph, &group.nodes, domain, batch)?,
+                Kind::Contraction(m) => {
+                    let ins: Vec<Buf> = graph.operands(*m).into_iter().map(shaped).collect();
+                    let op = &graph.node(*m).op;
+                    kernels::scratch_bytes(op, &ins, &shaped(*m))
+                }
+                Kind::Elementwise | Kind::Single => 0,
+            },
         };
         scratch_of.push((size_bytes > 0).then_some(buffers.len()));
         if size_bytes > 0 {
@@ -505,6 +529,9 @@ pub fn compile(
     }
 
     let mut jit = JitBuilder::new(options.dump_clif)?;
+    if options.dump_asm {
+        jit = jit.with_disassembly();
+    }
     let mut ids = Vec::with_capacity(specs.len());
     let mut kernels_meta = Vec::with_capacity(specs.len());
     for (k, p) in specs.iter().enumerate() {
@@ -524,23 +551,59 @@ pub fn compile(
                 ids.push(jit.define(&p.name, |e, arena| kernels::lower(e, arena, &spec))?);
                 kernels::flops(op, &ins, &outs[0])
             }
-            Body::Fused(nodes) => {
+            Body::Group(group) => {
                 let inputs: HashMap<NodeId, Buf> = p.reads.iter().map(|&o| (o, buf(o))).collect();
-                let spec = FusedSpec {
-                    graph,
-                    nodes,
-                    inputs: &inputs,
-                    outputs: p
-                        .results
-                        .iter()
-                        .copied()
-                        .zip(outs.iter().cloned())
-                        .collect(),
+                let outputs: Vec<(NodeId, Buf)> = p
+                    .results
+                    .iter()
+                    .copied()
+                    .zip(outs.iter().cloned())
+                    .collect();
+                let nodes = &group.nodes;
+                let scratch = scratch_of[k].map_or(0, |b| buffers[b].offset);
+                let id = match &group.kind {
+                    Kind::Rows(domain) => {
+                        let spec = RowsSpec {
+                            graph,
+                            nodes,
+                            domain,
+                            batch,
+                            inputs: &inputs,
+                            outputs,
+                            scratch,
+                        };
+                        jit.define(&p.name, |e, arena| rows::lower(e, arena, &spec))?
+                    }
+                    Kind::Contraction(matmul) => {
+                        let spec = EpilogueSpec {
+                            graph,
+                            nodes,
+                            matmul: *matmul,
+                            inputs: &inputs,
+                            outputs,
+                            scratch,
+                            status: status_offset,
+                            status_code: k as u32 + 1,
+                        };
+                        jit.define(&p.name, |e, arena| epilogue::lower(e, arena, &spec))?
+                    }
+                    Kind::Elementwise | Kind::Single => {
+                        let spec = FusedSpec {
+                            graph,
+                            nodes,
+                            inputs: &inputs,
+                            outputs,
+                        };
+                        jit.define(&p.name, |e, arena| fused::lower(e, arena, &spec))?
+                    }
                 };
-                ids.push(jit.define(&p.name, |e, arena| fused::lower(e, arena, &spec))?);
+                ids.push(id);
                 nodes
                     .iter()
-                    .map(|&m| kernels::flops(&graph.node(m).op, &[], &shaped(m)))
+                    .map(|&m| {
+                        let ins: Vec<Buf> = graph.operands(m).into_iter().map(shaped).collect();
+                        kernels::flops(&graph.node(m).op, &ins, &shaped(m))
+                    })
                     .sum()
             }
         };
@@ -549,6 +612,7 @@ pub fn compile(
         kernels_meta.push((p.name.clone(), flops, bytes));
     }
     let clif = jit.clif().to_vec();
+    let asm = jit.asm().to_vec();
     let (code, fns) = jit.finish(&ids)?;
     let kernels = kernels_meta
         .into_iter()
@@ -577,6 +641,7 @@ pub fn compile(
         index_bounds,
         compile_time: start.elapsed(),
         clif,
+        asm,
         fusion_report: fusion.describe(graph),
         graphs,
         code,

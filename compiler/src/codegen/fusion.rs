@@ -1,35 +1,74 @@
 //! Fusion planning: which nodes share a kernel, with a recorded reason for every decision
 //! (DESIGN.md rule 4).
 //!
-//! Rule implemented so far: **elementwise chains fuse into their consumers.** Working from the
-//! last node backwards, an elementwise op (or a broadcast, which becomes index arithmetic) joins
-//! the group of an elementwise consumer of the same shape when *all* of its users are in that
-//! group. So no kernel outside a group reads a non-root member: groups stay acyclic and no
-//! producer is ever computed twice. A member that is a result of the program (an output, or an
-//! optimizer's new state) is also stored: a group may have several outputs, which is what makes
-//! one parameter's whole optimizer update one kernel. Reductions and contractions come next.
+//! Groups grow backwards from the last node: a producer joins the group of a consumer when the
+//! enlarged group is still one kernel this compiler can emit ([`classify`]), and every user of
+//! the producer either is in the group or can run after it. Three kinds of multi-node kernels
+//! exist, and they are the fusion rules:
+//!
+//! - **Elementwise**: elementwise maps and broadcasts of one shape (broadcasts become stride-0
+//!   reads), one loop nest.
+//! - **Rows**: reductions over the trailing axes of one domain, the elementwise producers they
+//!   absorb, the elementwise consumers that broadcast their results back over the rows, and
+//!   reductions of those per-row results to a scalar (softmax, log-softmax with cross-entropy,
+//!   normalisations): one outer loop over rows, a few passes along each row.
+//! - **Contraction**: a matmul and its elementwise epilogue (bias, activation, residual add),
+//!   applied to each output value as it is stored.
+//!
+//! A member read by a kernel outside its group is stored (never recomputed: no producer is
+//! computed twice), as is every member that is a result of the program; so a group may have
+//! several outputs. It may join only if that outside reader does not itself feed the group,
+//! which keeps the kernels acyclic; kernels run in a topological order of the groups.
 
-use crate::ir::{FusionClass, Graph, NodeId, Op};
-use std::collections::HashMap;
+use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// What a group's kernel is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// One op with its own kernel.
+    Single,
+    /// Elementwise maps and broadcasts over one shape.
+    Elementwise,
+    /// Reductions over the trailing axes of a domain, with producers and consumers.
+    Rows(RowDomain),
+    /// A matmul (the node) and its elementwise epilogue.
+    Contraction(NodeId),
+}
+
+/// The domain of a rows kernel: its full shape and how many leading axes are kept (the rows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowDomain {
+    pub shape: Shape,
+    pub outer: usize,
+}
+
+/// Where a member of a rows kernel lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// One value per element of the domain, computed in a pass along a row.
+    Full,
+    /// One value per row (a reduction's result and elementwise ops on such values).
+    Row,
+    /// One value in all (a reduction of per-row values), computed after the last row.
+    Total,
+}
 
 /// Nodes computed by one kernel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
-    /// Members in topological order; the last is the root.
+    /// Members in topological order.
     pub nodes: Vec<NodeId>,
-    /// The members the kernel stores: the root, and members that are results of the program.
+    /// The members the kernel stores: the root, results of the program and members read by
+    /// other kernels.
     pub outputs: Vec<NodeId>,
+    pub kind: Kind,
 }
 
 impl Group {
-    /// The node whose value the group produces.
+    /// The last member: the node whose value the group produces for its consumers.
     pub fn root(&self) -> NodeId {
         *self.nodes.last().expect("a group has a root")
-    }
-
-    /// Whether this is a fused elementwise loop (rather than one op's own kernel).
-    pub fn is_fused(&self) -> bool {
-        self.nodes.len() > 1
     }
 }
 
@@ -42,7 +81,7 @@ pub struct Decision {
     pub reason: String,
 }
 
-/// The groups of a program in dependency order, and every decision taken.
+/// The groups of a program in an order that respects their dependencies, and every decision.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FusionPlan {
     pub groups: Vec<Group>,
@@ -69,54 +108,325 @@ pub fn needs_no_kernel(op: &Op) -> bool {
     )
 }
 
-/// Why `producer` may not join the group of `consumer` (`None`: it may).
-fn refusal(
+/// The node whose memory `n` is: `n` itself, or what a chain of reshapes ends at.
+pub fn through_reshapes(graph: &Graph, mut n: NodeId) -> NodeId {
+    while let Op::Reshape(_) = graph.node(n).op {
+        n = graph.operands(n)[0];
+    }
+    n
+}
+
+/// Dimensions other than fixed ones of size 1 (to compare shapes up to unit axes).
+fn squeezed(dims: &[Dim]) -> Vec<Dim> {
+    dims.iter()
+        .copied()
+        .filter(|d| *d != Dim::Fixed(1))
+        .collect()
+}
+
+/// Symbolic size for comparing domains: (powers of the batch, coefficient).
+fn size_key(s: &Shape) -> (u32, usize) {
+    let c = s.count();
+    (c.batch_power, c.coefficient)
+}
+
+/// Which kernel `nodes` (topologically sorted) would be, or why they cannot share one.
+pub fn classify(graph: &Graph, nodes: &[NodeId]) -> Result<Kind, String> {
+    if nodes.len() == 1 {
+        return Ok(Kind::Single);
+    }
+    let ops = || nodes.iter().map(|&n| &graph.node(n).op);
+    let matmuls: Vec<NodeId> = nodes
+        .iter()
+        .copied()
+        .filter(|&n| matches!(graph.node(n).op, Op::MatMul { .. }))
+        .collect();
+    // A broadcast of a member repeats a per-row value: the group is a rows kernel even before
+    // the reduction computing that value has joined.
+    let has_rows = nodes.iter().any(|&n| match graph.node(n).op {
+        Op::Reduce { .. } => true,
+        Op::Broadcast { .. } => nodes.contains(&through_reshapes(graph, graph.operands(n)[0])),
+        _ => false,
+    });
+    if let Some(bad) = ops().find(|op| {
+        !is_elementwise_map(op)
+            && !matches!(
+                op,
+                Op::Broadcast { .. } | Op::Reduce { .. } | Op::MatMul { .. } | Op::OneHot { .. }
+            )
+    }) {
+        return Err(format!("{} does not fuse", bad.name()));
+    }
+    match (matmuls.as_slice(), has_rows) {
+        ([], false) => elementwise(graph, nodes).map(|()| Kind::Elementwise),
+        ([], true) => {
+            let domain = row_domain(graph, nodes)?;
+            row_levels(graph, nodes, &domain)?;
+            Ok(Kind::Rows(domain))
+        }
+        ([m], false) => contraction(graph, nodes, *m).map(|()| Kind::Contraction(*m)),
+        ([_], true) => Err("a matmul epilogue cannot contain a reduction".into()),
+        _ => Err("a kernel holds at most one matmul".into()),
+    }
+}
+
+/// Elementwise maps and broadcasts of external values, all of one shape.
+fn elementwise(graph: &Graph, nodes: &[NodeId]) -> Result<(), String> {
+    let shape = graph.shape(*nodes.last().expect("non-empty"));
+    for &n in nodes {
+        let node = graph.node(n);
+        if matches!(node.op, Op::OneHot { .. }) {
+            return Err("one-hot fuses only into row kernels".into());
+        }
+        if node.shape != *shape {
+            return Err(format!("shapes differ ({} vs {shape})", node.shape));
+        }
+    }
+    Ok(())
+}
+
+/// Most members of a matmul group (the matmul and its epilogue).
+const MAX_EPILOGUE: usize = 8;
+
+/// A matmul with a 2-D result whose operands are in memory, and elementwise members of its
+/// shape that read only values of that shape or broadcasts.
+fn contraction(graph: &Graph, nodes: &[NodeId], matmul: NodeId) -> Result<(), String> {
+    let shape = graph.shape(matmul);
+    if nodes.len() > MAX_EPILOGUE {
+        return Err(format!(
+            "an epilogue has at most {} ops (its code is emitted once per tile variant)",
+            MAX_EPILOGUE - 1
+        ));
+    }
+    if shape.rank() != 2 {
+        return Err("only 2-D matmuls take epilogues".into());
+    }
+    let in_group = |o: NodeId| nodes.contains(&through_reshapes(graph, o));
+    if graph.operands(matmul).into_iter().any(in_group) {
+        return Err("the matmul's operands must be in memory (no prologue fusion)".into());
+    }
+    for &n in nodes {
+        let node = graph.node(n);
+        if node.shape != *shape || node.dtype != DType::F32 {
+            return Err(format!(
+                "an epilogue member must be f32 of the matmul's shape {shape}, found {} {}",
+                node.dtype, node.shape
+            ));
+        }
+        if matches!(node.op, Op::OneHot { .. }) {
+            return Err("one-hot fuses only into row kernels".into());
+        }
+        for o in graph.operands(n) {
+            if let Op::Parameter { name, .. } = &graph.node(through_reshapes(graph, o)).op {
+                if graph.shape(o) == shape {
+                    return Err(format!(
+                        "the epilogue would read the full-size state `{name}`: an optimizer \
+                         update stays in its own kernel, which writes the state in place"
+                    ));
+                }
+            }
+            let external_full = !in_group(o) && graph.shape(o) == shape;
+            let ok = match node.op {
+                Op::Broadcast { .. } => !in_group(o),
+                Op::MatMul { .. } => true,
+                _ => in_group(o) || external_full,
+            };
+            if !ok {
+                return Err(format!(
+                    "{} reads a value of shape {} in the epilogue",
+                    node.op.name(),
+                    graph.shape(o)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The domain of a rows kernel: the largest shape that one of its reductions reduces, or that
+/// one of its broadcasts of a member repeats values along, over trailing axes.
+fn row_domain(graph: &Graph, nodes: &[NodeId]) -> Result<RowDomain, String> {
+    let candidates = nodes.iter().filter_map(|&n| {
+        let operand = graph.operands(n).first().copied()?;
+        match &graph.node(n).op {
+            Op::Reduce { axes, .. } => Some((graph.shape(operand), axes.clone())),
+            Op::Broadcast { shape, axes } if nodes.contains(&through_reshapes(graph, operand)) => {
+                let from = graph.shape(operand).dims();
+                let repeated = (0..shape.rank())
+                    .filter(|a| {
+                        !axes
+                            .iter()
+                            .zip(from)
+                            .any(|(b, d)| b == a && *d != Dim::Fixed(1))
+                    })
+                    .collect();
+                Some((shape, repeated))
+            }
+            _ => None,
+        }
+    });
+    let (shape, axes) = candidates
+        .max_by_key(|(s, _)| size_key(s))
+        .expect("a rows kernel has a reduction or a broadcast of a member");
+    let outer = shape.rank() - axes.len();
+    if axes.iter().copied().ne(outer..shape.rank()) {
+        return Err(format!(
+            "only reductions and broadcasts over trailing axes fuse (axes {axes:?} of {shape})"
+        ));
+    }
+    if outer == shape.rank() {
+        return Err("a reduction over no axes does not fuse".into());
+    }
+    Ok(RowDomain {
+        shape: shape.clone(),
+        outer,
+    })
+}
+
+/// The level of every member of a rows kernel over `domain`, or why they do not form one.
+pub fn row_levels(
     graph: &Graph,
-    producer: NodeId,
-    consumer: NodeId,
-    group_of: &HashMap<NodeId, usize>,
-) -> Option<String> {
-    let (p, c) = (graph.node(producer), graph.node(consumer));
-    if !is_elementwise_map(&c.op) {
-        return Some(format!(
-            "the consumer {} is not an elementwise map",
-            c.op.name()
-        ));
+    nodes: &[NodeId],
+    domain: &RowDomain,
+) -> Result<HashMap<NodeId, Level>, String> {
+    let full = &domain.shape;
+    let rows = squeezed(&full.dims()[..domain.outer]);
+    let fits = |s: &Shape, level: Level| match level {
+        Level::Full => s == full,
+        Level::Row => squeezed(s.dims()) == rows,
+        Level::Total => squeezed(s.dims()).is_empty(),
+    };
+    let by_shape = |s: &Shape| {
+        [Level::Full, Level::Row, Level::Total]
+            .into_iter()
+            .find(|&l| fits(s, l))
+    };
+    let inner_axes = domain.outer..full.rank();
+    let mut level: HashMap<NodeId, Level> = HashMap::new();
+    for &n in nodes {
+        let node = graph.node(n);
+        if node.dtype != DType::F32 {
+            return Err(format!("{} is not f32", node.op.name()));
+        }
+        let operands: Vec<(NodeId, Option<Level>)> = graph
+            .operands(n)
+            .into_iter()
+            .map(|o| (o, level.get(&through_reshapes(graph, o)).copied()))
+            .collect();
+        let foreign = || {
+            format!(
+                "{} of shape {} does not fit domain {full} (rows over axes {inner_axes:?})",
+                node.op.name(),
+                node.shape
+            )
+        };
+        let this = match &node.op {
+            Op::Reduce { axes, .. } => {
+                let (o, inside) = operands[0];
+                let s = graph.shape(o);
+                let over_rows = axes.iter().copied().eq(inner_axes.clone());
+                let over_all = axes.iter().copied().eq(0..s.rank());
+                match inside {
+                    Some(Level::Full) if over_rows => Level::Row,
+                    Some(Level::Row) if over_all => Level::Total,
+                    None if over_rows && fits(s, Level::Full) => Level::Row,
+                    None if over_all && fits(s, Level::Row) => Level::Total,
+                    _ => return Err(foreign()),
+                }
+            }
+            Op::Broadcast { axes, .. } => {
+                let (o, inside) = operands[0];
+                let s = graph.shape(o);
+                let scalar = squeezed(s.dims()).is_empty();
+                match inside {
+                    // A per-row value repeated along its row.
+                    Some(Level::Row)
+                        if s.dims()
+                            .iter()
+                            .zip(axes)
+                            .all(|(&d, &a)| d == Dim::Fixed(1) || a < domain.outer) =>
+                    {
+                        Level::Full
+                    }
+                    None if fits(&node.shape, Level::Full) && inner_contiguous(s, axes, domain) => {
+                        Level::Full
+                    }
+                    // A constant repeated at a coarser level.
+                    None if scalar => by_shape(&node.shape).ok_or_else(foreign)?,
+                    _ => {
+                        return Err(format!(
+                            "the broadcast of {s} is neither a per-row value nor contiguous \
+                             along the rows of {full}"
+                        ))
+                    }
+                }
+            }
+            Op::OneHot { depth } => {
+                let (o, inside) = operands[0];
+                let per_row = inside.map_or(fits(graph.shape(o), Level::Row), |l| l == Level::Row);
+                if !per_row || full.rank() != domain.outer + 1 {
+                    return Err("a one-hot must expand per-row indices along the rows".into());
+                }
+                if full.dims()[domain.outer] != Dim::Fixed(*depth) {
+                    return Err("a one-hot's depth must be the row length".into());
+                }
+                Level::Full
+            }
+            _ => {
+                let this = match operands.iter().filter_map(|(_, l)| *l).max() {
+                    Some(l) => l,
+                    None => by_shape(&node.shape).ok_or_else(foreign)?,
+                };
+                let mixed = operands
+                    .iter()
+                    .find(|(o, l)| l.map_or(!fits(graph.shape(*o), this), |l| l != this));
+                if let Some((o, _)) = mixed {
+                    return Err(format!(
+                        "{} mixes values of shapes {} and {}",
+                        node.op.name(),
+                        node.shape,
+                        graph.shape(*o)
+                    ));
+                }
+                this
+            }
+        };
+        if !fits(&node.shape, this) {
+            return Err(foreign());
+        }
+        level.insert(n, this);
     }
-    if !is_elementwise_map(&p.op) && !matches!(p.op, Op::Broadcast { .. }) {
-        let class = p.op.fusion_class();
-        return Some(match class {
-            FusionClass::Leaf => "the producer is a leaf (its buffer is read directly)".into(),
-            FusionClass::Reduction => "reductions do not fuse into consumers yet".into(),
-            FusionClass::Contraction => "contractions do not fuse into consumers yet".into(),
-            _ => format!(
-                "{} ({class:?}) is not fused into elementwise loops",
-                p.op.name()
-            ),
-        });
-    }
-    if p.shape != c.shape {
-        return Some(format!("shapes differ ({} vs {})", p.shape, c.shape));
-    }
-    let group = group_of[&consumer];
-    let outside = graph
-        .users(producer)
-        .into_iter()
-        .find(|u| group_of.get(u) != Some(&group));
-    if let Some(u) = outside {
-        return Some(format!(
-            "it is also read by {} (node {}), outside the group: fusing would compute it twice",
-            graph.node(u).op.name(),
-            u.index()
-        ));
-    }
-    None
+    Ok(level)
+}
+
+/// Whether a broadcast of an external `operand` into the domain reads each row either
+/// contiguously or as one repeated value.
+fn inner_contiguous(operand: &Shape, axes: &[usize], domain: &RowDomain) -> bool {
+    let inner: Vec<bool> = (domain.outer..domain.shape.rank())
+        .map(|out_axis| {
+            axes.iter()
+                .position(|&a| a == out_axis)
+                .is_some_and(|i| operand.dims()[i] != Dim::Fixed(1))
+        })
+        .collect();
+    let provided = inner.iter().filter(|&&p| p).count();
+    let trailing = provided == 0 || axes.iter().rev().take(provided).all(|&a| a >= domain.outer);
+    (provided == 0 || provided == inner.len()) && trailing
 }
 
 /// Groups the nodes of `order` (the program's nodes in topological order); `results` are the
 /// values the program must write to memory (outputs and update values). With `enabled` false
 /// every op gets its own kernel.
 pub fn plan(graph: &Graph, order: &[NodeId], results: &[NodeId], enabled: bool) -> FusionPlan {
+    let mut in_program = vec![false; graph.len()];
+    order.iter().for_each(|n| in_program[n.index()] = true);
+    let planner = Planner { graph, in_program };
+    // A result that is a reshape is stored by the kernel computing what it reshapes.
+    let results: Vec<NodeId> = results
+        .iter()
+        .map(|&r| through_reshapes(graph, r))
+        .collect();
+    let results = results.as_slice();
     let mut group_of: HashMap<NodeId, usize> = HashMap::new();
     let mut members: Vec<Vec<NodeId>> = Vec::new();
     let mut decisions = Vec::new();
@@ -124,59 +434,200 @@ pub fn plan(graph: &Graph, order: &[NodeId], results: &[NodeId], enabled: bool) 
         if needs_no_kernel(&graph.node(n).op) || group_of.contains_key(&n) {
             continue;
         }
-        // `n` roots a new group; pull in its producers while the rule allows.
+        // `n` roots a new group; pull in its producers while the rules allow.
         let g = members.len();
-        members.push(vec![n]);
-        group_of.insert(n, g);
+        let mut group = vec![n];
         let mut frontier = vec![n];
         while let Some(consumer) = frontier.pop() {
-            for producer in graph.operands(consumer) {
-                if group_of.contains_key(&producer) || needs_no_kernel(&graph.node(producer).op) {
+            for operand in graph.operands(consumer) {
+                let producer = through_reshapes(graph, operand);
+                if group_of.contains_key(&producer)
+                    || group.contains(&producer)
+                    || needs_no_kernel(&graph.node(producer).op)
+                {
                     continue;
                 }
-                let reason = if enabled {
-                    refusal(graph, producer, consumer, &group_of)
+                let verdict = if enabled {
+                    planner.join(producer, &group, results, &group_of, &members)
                 } else {
-                    Some("fusion is disabled (KILN_FUSION=0)".into())
+                    Err("fusion is disabled (KILN_FUSION=0)".into())
                 };
-                let fused = reason.is_none();
                 decisions.push(Decision {
                     producer,
                     consumer,
-                    fused,
-                    reason: reason.unwrap_or_else(|| {
-                        if results.contains(&producer) {
-                            "elementwise producer with every user in the group; stored too, as a \
-                             result of the program"
-                                .into()
-                        } else {
-                            "elementwise producer with every user in the group".into()
-                        }
-                    }),
+                    fused: verdict.is_ok(),
+                    reason: verdict.clone().unwrap_or_else(|r| r),
                 });
-                if fused {
-                    group_of.insert(producer, g);
-                    members[g].push(producer);
+                if verdict.is_ok() {
+                    group.push(producer);
+                    group.sort_unstable();
                     frontier.push(producer);
                 }
             }
         }
+        for &m in &group {
+            group_of.insert(m, g);
+        }
+        members.push(group);
     }
-    let mut groups: Vec<Group> = members
+    let groups = members
         .into_iter()
-        .map(|mut nodes| {
-            nodes.sort_unstable();
-            let root = *nodes.last().expect("a group has a root");
+        .map(|nodes| {
             let outputs = nodes
                 .iter()
                 .copied()
-                .filter(|&n| n == root || results.contains(&n))
+                .filter(|&m| {
+                    m == *nodes.last().expect("non-empty")
+                        || results.contains(&m)
+                        || planner.users(m).iter().any(|u| !nodes.contains(u))
+                })
                 .collect();
-            Group { nodes, outputs }
+            let kind = classify(graph, &nodes).expect("every group was classified as it grew");
+            Group {
+                nodes,
+                outputs,
+                kind,
+            }
         })
         .collect();
-    groups.sort_unstable_by_key(Group::root);
-    FusionPlan { groups, decisions }
+    FusionPlan {
+        groups: planner.topological(groups, &group_of),
+        decisions,
+    }
+}
+
+struct Planner<'g> {
+    graph: &'g Graph,
+    in_program: Vec<bool>,
+}
+
+impl Planner<'_> {
+    /// The program's nodes that read `n`, looking through reshapes.
+    fn users(&self, n: NodeId) -> Vec<NodeId> {
+        let mut found = Vec::new();
+        let mut stack = vec![n];
+        while let Some(m) = stack.pop() {
+            for u in self.graph.users(m) {
+                if !self.in_program[u.index()] {
+                    continue;
+                }
+                if let Op::Reshape(_) = self.graph.node(u).op {
+                    stack.push(u);
+                } else if !found.contains(&u) {
+                    found.push(u);
+                }
+            }
+        }
+        found
+    }
+
+    /// A node outside `group` that reads a member and leads back into the group, where a
+    /// kernel formed earlier counts as one node (it runs after all of its inputs).
+    fn cycle_through(
+        &self,
+        group: &[NodeId],
+        group_of: &HashMap<NodeId, usize>,
+        formed: &[Vec<NodeId>],
+    ) -> Option<NodeId> {
+        let mut stack: Vec<(NodeId, NodeId)> = group
+            .iter()
+            .flat_map(|&m| self.users(m))
+            .filter(|u| !group.contains(u))
+            .map(|u| (u, u))
+            .collect();
+        let mut seen = HashSet::new();
+        while let Some((n, start)) = stack.pop() {
+            if group.contains(&n) {
+                return Some(start);
+            }
+            if !seen.insert(n) {
+                continue;
+            }
+            stack.extend(self.users(n).into_iter().map(|u| (u, start)));
+            if let Some(&h) = group_of.get(&n) {
+                stack.extend(formed[h].iter().map(|&m| (m, start)));
+            }
+        }
+        None
+    }
+
+    /// Whether `producer` may join `group` (`Ok` with the reason it does, `Err` with the
+    /// reason it does not).
+    fn join(
+        &self,
+        producer: NodeId,
+        group: &[NodeId],
+        results: &[NodeId],
+        group_of: &HashMap<NodeId, usize>,
+        formed: &[Vec<NodeId>],
+    ) -> Result<String, String> {
+        let mut candidate = group.to_vec();
+        candidate.push(producer);
+        candidate.sort_unstable();
+        let kind = classify(self.graph, &candidate)?;
+        let outside: Vec<NodeId> = self
+            .users(producer)
+            .into_iter()
+            .filter(|u| !candidate.contains(u))
+            .collect();
+        if let Some(u) = self.cycle_through(&candidate, group_of, formed) {
+            return Err(format!(
+                "{} (node {}) would read the group and feed it: fusing would form a cycle",
+                self.graph.node(u).op.name(),
+                u.index()
+            ));
+        }
+        let kind = match kind {
+            Kind::Single => "single",
+            Kind::Elementwise => "elementwise",
+            Kind::Rows(_) => "rows",
+            Kind::Contraction(_) => "matmul-epilogue",
+        };
+        let mut reason = format!("joins a {kind} kernel");
+        if results.contains(&producer) {
+            reason += "; stored too, as a result of the program";
+        }
+        if let Some(u) = outside.first() {
+            reason += &format!(
+                "; stored too, read outside the group by {} (node {})",
+                self.graph.node(*u).op.name(),
+                u.index()
+            );
+        }
+        Ok(reason)
+    }
+
+    /// The groups in an order where each runs after the groups it reads (ties: by root).
+    fn topological(&self, groups: Vec<Group>, group_of: &HashMap<NodeId, usize>) -> Vec<Group> {
+        let deps: Vec<BTreeSet<usize>> = groups
+            .iter()
+            .enumerate()
+            .map(|(g, group)| {
+                group
+                    .nodes
+                    .iter()
+                    .flat_map(|&m| self.graph.operands(m))
+                    .filter_map(|o| group_of.get(&through_reshapes(self.graph, o)).copied())
+                    .filter(|&d| d != g)
+                    .collect()
+            })
+            .collect();
+        let mut done = vec![false; groups.len()];
+        let mut order = Vec::with_capacity(groups.len());
+        while order.len() < groups.len() {
+            let next = (0..groups.len())
+                .filter(|&g| !done[g] && deps[g].iter().all(|&d| done[d]))
+                .min_by_key(|&g| groups[g].root())
+                .expect("fusion groups are acyclic");
+            done[next] = true;
+            order.push(next);
+        }
+        let mut slots: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
+        order
+            .into_iter()
+            .map(|g| slots[g].take().expect("each group once"))
+            .collect()
+    }
 }
 
 impl FusionPlan {
@@ -189,7 +640,17 @@ impl FusionPlan {
                 .iter()
                 .map(|&n| format!("{}:{}", n.index(), graph.node(n).op.name()))
                 .collect();
-            s += &format!("group {i} (root {}): {}\n", g.root().index(), ops.join(" "));
+            let kind = match &g.kind {
+                Kind::Single => String::new(),
+                Kind::Elementwise => " elementwise".into(),
+                Kind::Rows(d) => format!(" rows of {} over axes {}..", d.shape, d.outer),
+                Kind::Contraction(m) => format!(" epilogue of matmul {}", m.index()),
+            };
+            s += &format!(
+                "group {i}{kind} (root {}): {}\n",
+                g.root().index(),
+                ops.join(" ")
+            );
         }
         s += "\ndecisions:\n";
         for d in &self.decisions {

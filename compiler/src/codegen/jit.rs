@@ -53,6 +53,8 @@ pub struct JitBuilder {
     features: CpuFeatures,
     dump_clif: bool,
     clif: Vec<(String, String)>,
+    /// Disassembly per kernel, when requested with [`JitBuilder::with_disassembly`].
+    asm: Option<Vec<(String, String)>>,
 }
 
 fn codegen_err(kernel: &str, e: impl std::fmt::Display) -> Error {
@@ -114,7 +116,19 @@ impl JitBuilder {
             features,
             dump_clif,
             clif: Vec::new(),
+            asm: None,
         })
+    }
+
+    /// Keeps the disassembly of each kernel defined from now on (see [`JitBuilder::asm`]).
+    pub fn with_disassembly(mut self) -> Self {
+        self.asm = Some(Vec::new());
+        self
+    }
+
+    /// The disassembly of each kernel defined so far (empty unless requested).
+    pub fn asm(&self) -> &[(String, String)] {
+        self.asm.as_deref().unwrap_or_default()
     }
 
     pub fn features(&self) -> CpuFeatures {
@@ -135,6 +149,7 @@ impl JitBuilder {
             .declare_function(name, Linkage::Local, &sig)
             .map_err(|e| codegen_err(name, e))?;
         self.ctx.clear();
+        self.ctx.set_disasm(self.asm.is_some());
         self.ctx.func.signature = sig;
         self.ctx.func.name = UserFuncName::user(0, id.as_u32());
         let frontend_config = self.module.target_config();
@@ -161,6 +176,14 @@ impl JitBuilder {
         self.module
             .define_function(id, &mut self.ctx)
             .map_err(|e| codegen_err(name, format!("{e:?}")))?;
+        if let Some(asm) = &mut self.asm {
+            let text = self
+                .ctx
+                .compiled_code()
+                .and_then(|c| c.vcode.clone())
+                .unwrap_or_default();
+            asm.push((name.to_string(), text));
+        }
         Ok(id)
     }
 

@@ -301,6 +301,22 @@ fn lane_offsets(e: &mut Emit) -> Value {
     })
 }
 
+/// Elements `j .. j + lanes` of a one-hot row for the i32 scalar `index`: 1.0 where the
+/// position equals the index, 0.0 elsewhere.
+pub(super) fn one_hot_value(e: &mut Emit, j: Value, index: Value, lanes: usize) -> Value {
+    let ity = lane_type(DType::I32, lanes);
+    let j32 = e.b.ins().ireduce(I32, j);
+    let (cols, target) = if lanes == 1 {
+        (j32, index)
+    } else {
+        let base = e.b.ins().splat(I32X4, j32);
+        let offs = lane_offsets(e);
+        (e.b.ins().iadd(base, offs), e.b.ins().splat(I32X4, index))
+    };
+    let mask = e.icmp(IntCC::Equal, cols, target);
+    e.mask_to_float(float_type(ity), mask)
+}
+
 /// `out[p, j] = (indices[p] == j)`; out-of-range indices give a zero row.
 pub(super) fn lower_one_hot(
     e: &mut Emit,
@@ -317,17 +333,7 @@ pub(super) fn lower_one_hot(
         let row = e.b.ins().imul_imm_s(r, (depth * 4) as i64);
         let row = e.b.ins().iadd(out, row);
         for_elements(e, depth, |e, j, lanes| {
-            let ity = lane_type(DType::I32, lanes);
-            let j32 = e.b.ins().ireduce(I32, j);
-            let (cols, target) = if lanes == 1 {
-                (j32, index)
-            } else {
-                let base = e.b.ins().splat(I32X4, j32);
-                let offs = lane_offsets(e);
-                (e.b.ins().iadd(base, offs), e.b.ins().splat(I32X4, index))
-            };
-            let mask = e.icmp(IntCC::Equal, cols, target);
-            let v = e.mask_to_float(float_type(ity), mask);
+            let v = one_hot_value(e, j, index, lanes);
             let p = elem_addr(e, row, j);
             e.store(v, p, 0);
         });

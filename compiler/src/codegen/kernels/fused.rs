@@ -32,7 +32,7 @@ struct Access {
 }
 
 /// Merges adjacent axes that are contiguous for every stride set, drops unit axes.
-fn coalesce(extents: &[usize], sets: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize>>) {
+pub(super) fn coalesce(extents: &[usize], sets: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize>>) {
     let mut ext: Vec<usize> = Vec::new();
     let mut out: Vec<Vec<usize>> = vec![Vec::new(); sets.len()];
     for (k, &e) in extents.iter().enumerate() {
@@ -107,32 +107,40 @@ fn nest(
     sets: &[Vec<usize>],
     ptrs: Vec<Value>,
 ) {
-    match extents.split_first() {
-        Some((&n, rest)) if !rest.is_empty() => {
-            let axis = sets[0].len() - extents.len();
-            e.for_count(n, |e, i| {
-                let moved: Vec<Value> = ptrs
-                    .iter()
-                    .zip(sets)
-                    .map(|(&p, s)| e.addr(p, i, (s[axis] * 4) as i64))
-                    .collect();
-                nest(e, spec, read_of, accesses, rest, sets, moved);
-            });
-        }
-        Some((&n, _)) => {
-            let axis = sets[0].len() - 1;
-            inner(
-                e,
-                spec,
-                read_of,
-                accesses,
-                n,
-                sets.iter().map(|s| s[axis]).collect(),
-                &ptrs,
-            );
-        }
-        None => inner(e, spec, read_of, accesses, 1, vec![0; sets.len()], &ptrs),
-    }
+    let Some((&n, outer)) = extents.split_last() else {
+        inner(e, spec, read_of, accesses, 1, vec![0; sets.len()], &ptrs);
+        return;
+    };
+    let last = extents.len() - 1;
+    let inner_strides: Vec<usize> = sets.iter().map(|s| s[last]).collect();
+    let outer_sets: Vec<Vec<usize>> = sets.iter().map(|s| s[..last].to_vec()).collect();
+    loop_nest(e, outer, &outer_sets, ptrs, &mut |e, ptrs| {
+        inner(e, spec, read_of, accesses, n, inner_strides.clone(), ptrs)
+    });
+}
+
+/// Loops over `extents` (outermost first), advancing each pointer `ptrs[p]` by `sets[p][axis]`
+/// elements of 4 bytes per step of `axis`, and calls `body` with the moved pointers.
+pub(super) fn loop_nest(
+    e: &mut Emit,
+    extents: &[usize],
+    sets: &[Vec<usize>],
+    ptrs: Vec<Value>,
+    body: &mut dyn FnMut(&mut Emit, &[Value]),
+) {
+    let Some((&n, rest)) = extents.split_first() else {
+        body(e, &ptrs);
+        return;
+    };
+    let axis = sets.first().map_or(0, |s| s.len() - extents.len());
+    e.for_count(n, |e, i| {
+        let moved: Vec<Value> = ptrs
+            .iter()
+            .zip(sets)
+            .map(|(&p, s)| e.addr(p, i, (s[axis] * 4) as i64))
+            .collect();
+        loop_nest(e, rest, sets, moved, body);
+    });
 }
 
 /// The innermost axis: vectorised when every read is contiguous (stride 1) or broadcast

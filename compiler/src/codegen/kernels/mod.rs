@@ -2,11 +2,13 @@
 //! constant offsets in the program's two arenas (see [`Region`]); all sizes are concrete.
 
 mod elementwise;
+pub mod epilogue;
 pub mod fused;
 mod indexing;
-mod matmul;
+pub(crate) mod matmul;
 mod movement;
 mod reduce;
+pub mod rows;
 
 pub use elementwise::elementwise_value;
 

@@ -99,14 +99,14 @@ pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()>
     Ok(())
 }
 
-fn identity(op: ReduceOp) -> f32 {
+pub(super) fn identity(op: ReduceOp) -> f32 {
     match op {
         ReduceOp::Sum | ReduceOp::Mean => 0.0,
         ReduceOp::Max => f32::NEG_INFINITY,
     }
 }
 
-fn combine(e: &mut Emit, op: ReduceOp, acc: Value, x: Value) -> Value {
+pub(super) fn combine(e: &mut Emit, op: ReduceOp, acc: Value, x: Value) -> Value {
     match op {
         ReduceOp::Sum | ReduceOp::Mean => e.b.ins().fadd(acc, x),
         ReduceOp::Max => e.b.ins().fmax(acc, x),
@@ -114,7 +114,7 @@ fn combine(e: &mut Emit, op: ReduceOp, acc: Value, x: Value) -> Value {
 }
 
 /// Mean divides by the reduced count; the others are final already.
-fn finish(e: &mut Emit, op: ReduceOp, acc: Value, r: usize) -> Value {
+pub(super) fn finish(e: &mut Emit, op: ReduceOp, acc: Value, r: usize) -> Value {
     match op {
         ReduceOp::Mean => {
             let ty = e.ty(acc);
@@ -131,7 +131,7 @@ fn finish(e: &mut Emit, op: ReduceOp, acc: Value, r: usize) -> Value {
 }
 
 /// Combines the four lanes of a vector accumulator.
-fn horizontal(e: &mut Emit, op: ReduceOp, v: Value) -> Value {
+pub(super) fn horizontal(e: &mut Emit, op: ReduceOp, v: Value) -> Value {
     let lanes: Vec<Value> = (0..LANES as u8)
         .map(|l| e.b.ins().extractlane(v, l))
         .collect();
