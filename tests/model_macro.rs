@@ -69,6 +69,28 @@ fn a_macro_model_is_the_sequential_model_built_by_hand() {
 /// two vectors agree: at least 90 % test accuracy after 20 epochs (it reaches 95.9 %).
 #[test]
 fn the_functional_example_learns() {
-    let accuracy = functional_example::train(0, 20).unwrap();
+    let accuracy = functional_example::train(0, 20, Verbosity::Quiet).unwrap();
     assert!(accuracy >= 0.9, "test accuracy {accuracy}");
+}
+
+/// A two-input model needs a dataset with two feature tensors: anything else is an error that
+/// names the inputs, before any kernel runs.
+#[test]
+fn feeding_a_two_input_model_the_wrong_number_of_tensors_is_an_error() {
+    use functional_example::Agreement;
+    let mut model = Agreement::new(0);
+    let x = Tensor::from_f32(&[2, 8], vec![0.5; 16]).unwrap();
+    let y = Tensor::from_f32(&[2, 1], vec![1.0, 0.0]).unwrap();
+    let one_input = Dataset::new(x.clone(), y.clone()).unwrap();
+    let message = model.predict(&x, 2).unwrap_err().to_string();
+    assert!(message.contains("2 input(s) (a, b), given 1"), "{message}");
+    let loss = Loss::BinaryCrossentropy { from_logits: false };
+    let mut trainer = model.compile(Adam::default(), loss, &[]).unwrap();
+    let message = trainer
+        .fit(&one_input, &Fit::default())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("2 input(s) (a, b), given 1"), "{message}");
+    let both = trainer.predict_inputs(&[x.clone(), x], 2).unwrap();
+    assert_eq!(both.shape(), &[2, 1]);
 }

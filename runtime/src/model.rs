@@ -18,7 +18,8 @@ pub struct Model {
     input_item: Vec<Vec<usize>>,
     /// The canonical description of the architecture that checkpoints are checked against.
     description: String,
-    predictor: Option<(Program, String)>,
+    /// The prediction program and the model's input names, once built.
+    predictor: Option<(Program, Vec<String>)>,
 }
 
 impl Model {
@@ -176,19 +177,25 @@ impl Model {
         Ok(())
     }
 
-    /// The model's outputs for the items `x` (`[N, …item]`), computed `batch_size` at a time.
+    /// The outputs of a single-input model for the items `x` (`[N, …item]`), computed
+    /// `batch_size` at a time.
     pub fn predict(&mut self, x: &Tensor, batch_size: usize) -> Result<Tensor> {
+        self.predict_inputs(std::slice::from_ref(x), batch_size)
+    }
+
+    /// The model's outputs for items given as one tensor per input (`[N, …item]` each, in the
+    /// model's input order), computed `batch_size` at a time.
+    pub fn predict_inputs(&mut self, xs: &[Tensor], batch_size: usize) -> Result<Tensor> {
         if self.predictor.is_none() {
             let forward = forward_graph(self.arch.as_ref())?;
-            let input = single_input(&forward.input_names())?;
             let program = Program::new(&forward.graph, &[forward.output], &[])?.named("predict");
-            self.predictor = Some((program, input));
+            self.predictor = Some((program, forward.input_names()));
         }
-        let (mut program, input) = self.predictor.take().expect("built above");
+        let (mut program, inputs) = self.predictor.take().expect("built above");
         let result = self
             .load_into(&mut program)
-            .and_then(|_| predict_batches(&mut program, &input, x, batch_size));
-        self.predictor = Some((program, input));
+            .and_then(|_| predict_batches(&mut program, &inputs, xs, batch_size));
+        self.predictor = Some((program, inputs));
         result
     }
 
@@ -208,23 +215,24 @@ impl Model {
     }
 }
 
-/// The name of a model's only input (batch APIs take one feature tensor).
-pub(crate) fn single_input(names: &[String]) -> Result<String> {
-    match names {
-        [one] => Ok(one.clone()),
-        _ => Err(Error::InvalidArgument(format!(
-            "this API feeds one input tensor; the model has {} inputs ({})",
-            names.len(),
-            names.join(", ")
-        ))),
+/// Errors unless `given` tensors feed the model's `inputs`.
+pub(crate) fn check_input_count(inputs: &[String], given: usize) -> Result<()> {
+    if given == inputs.len() {
+        return Ok(());
     }
+    Err(Error::InvalidArgument(format!(
+        "the model has {} input(s) ({}), given {given} feature tensor(s)",
+        inputs.len(),
+        inputs.join(", ")
+    )))
 }
 
-/// Runs a single-input, single-output program over `x` in batches and concatenates the rows.
+/// Runs a single-output program over items given as one tensor per input, in batches, and
+/// concatenates the output rows.
 pub(crate) fn predict_batches(
     program: &mut Program,
-    input: &str,
-    x: &Tensor,
+    inputs: &[String],
+    xs: &[Tensor],
     batch_size: usize,
 ) -> Result<Tensor> {
     if batch_size == 0 {
@@ -232,24 +240,43 @@ pub(crate) fn predict_batches(
             "batch_size must be at least 1".into(),
         ));
     }
-    let n = *x.shape().first().ok_or_else(|| Error::InputMismatch {
-        name: input.to_string(),
-        expected: "a batch of items [N, …]".into(),
-        found: "a scalar".into(),
-    })?;
+    check_input_count(inputs, xs.len())?;
+    let mut n = None;
+    for (name, x) in inputs.iter().zip(xs) {
+        let rows = *x.shape().first().ok_or_else(|| Error::InputMismatch {
+            name: name.clone(),
+            expected: "a batch of items [N, …]".into(),
+            found: "a scalar".into(),
+        })?;
+        if *n.get_or_insert(rows) != rows {
+            return Err(Error::InputMismatch {
+                name: name.clone(),
+                expected: format!("{} items, as the first input", n.unwrap_or(0)),
+                found: format!("{rows} items"),
+            });
+        }
+        x.as_f32()?;
+    }
+    let n = n.unwrap_or(0);
     if n == 0 {
         return Err(Error::Data("predict was given no items".into()));
     }
-    let item: usize = x.shape()[1..].iter().product();
-    let data = x.as_f32()?;
     let mut out = Vec::new();
     let mut out_item = Vec::new();
     for start in (0..n).step_by(batch_size) {
         let end = (start + batch_size).min(n);
-        let mut shape = x.shape().to_vec();
-        shape[0] = end - start;
-        let batch = Tensor::from_f32(&shape, data[start * item..end * item].to_vec())?;
-        let y = program.run(&[(input, &batch)])?.remove(0);
+        let batch: Vec<Tensor> = xs
+            .iter()
+            .map(|x| {
+                let item: usize = x.shape()[1..].iter().product();
+                let mut shape = x.shape().to_vec();
+                shape[0] = end - start;
+                let data = x.as_f32()?;
+                Tensor::from_f32(&shape, data[start * item..end * item].to_vec())
+            })
+            .collect::<Result<_>>()?;
+        let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(String::as_str).zip(&batch).collect();
+        let y = program.run(&feeds)?.remove(0);
         out_item = y.shape()[1..].to_vec();
         out.extend_from_slice(y.as_f32()?);
     }

@@ -5,7 +5,7 @@
 use crate::callbacks::{dispatch, Callback};
 use crate::checkpoint::{self, Contents, TrainingInfo, Wanted};
 use crate::data::Dataset;
-use crate::model::{single_input, Model};
+use crate::model::{check_input_count, Model};
 use crate::program::Program;
 use crate::progress::{EpochProgress, Verbosity};
 use crate::summary;
@@ -96,7 +96,8 @@ impl History {
 /// A compiled loss graph and the names needed to feed it.
 struct Compiled {
     program: Program,
-    input: String,
+    /// The model's inputs, in order.
+    inputs: Vec<String>,
     /// Names of the program's outputs: `loss`, then the metrics.
     outputs: Vec<String>,
     random_keys: Vec<String>,
@@ -106,7 +107,6 @@ struct Compiled {
 impl Compiled {
     fn new(graph: LossGraph, name: &str) -> Result<Self> {
         let fw = &graph.forward;
-        let input = single_input(&fw.input_names())?;
         let mut outputs = vec![graph.loss];
         outputs.extend(graph.metrics.iter().map(|(_, n)| *n));
         let names = std::iter::once("loss".to_string())
@@ -120,16 +120,19 @@ impl Compiled {
             .collect();
         Ok(Compiled {
             program: Program::new(&fw.graph, &outputs, &graph.updates)?.named(name),
-            input,
+            inputs: fw.input_names(),
             outputs: names,
             random_keys,
             target_dtype: fw.graph.dtype(graph.target),
         })
     }
 
-    /// Runs one batch; returns the output values.
-    fn run(&mut self, x: &Tensor, y: &Tensor, keys: &[Tensor]) -> Result<Vec<f64>> {
-        let mut feeds: Vec<(&str, &Tensor)> = vec![(&self.input, x), (TARGET, y)];
+    /// Runs one batch (a tensor per input); returns the output values.
+    fn run(&mut self, xs: &[Tensor], y: &Tensor, keys: &[Tensor]) -> Result<Vec<f64>> {
+        check_input_count(&self.inputs, xs.len())?;
+        let mut feeds: Vec<(&str, &Tensor)> =
+            self.inputs.iter().map(String::as_str).zip(xs).collect();
+        feeds.push((TARGET, y));
         feeds.extend(self.random_keys.iter().map(String::as_str).zip(keys));
         let out = self.program.run(&feeds)?;
         Ok(out.iter().map(|t| t.to_f64()[0]).collect())
@@ -351,6 +354,7 @@ impl<'m> Trainer<'m> {
     }
 
     fn check_data(&self, data: &Dataset) -> Result<()> {
+        check_input_count(&self.train.inputs, data.inputs().len())?;
         if data.labels().dtype() != self.train.target_dtype {
             return Err(Error::Data(format!(
                 "the loss needs {} targets, the dataset has {} labels",
@@ -361,20 +365,26 @@ impl<'m> Trainer<'m> {
         Ok(())
     }
 
-    /// One training step on a batch; returns the batch's loss and metrics.
+    /// One training step on a batch of a single-input model; returns the batch's loss and
+    /// metrics.
     pub fn train_step(&mut self, x: &Tensor, y: &Tensor) -> Result<Logs> {
-        let values = self.step(x, y)?;
+        self.train_step_inputs(std::slice::from_ref(x), y)
+    }
+
+    /// One training step on a batch given as one tensor per input of the model.
+    pub fn train_step_inputs(&mut self, xs: &[Tensor], y: &Tensor) -> Result<Logs> {
+        let values = self.step(xs, y)?;
         Ok(Logs(
             self.train.outputs.iter().cloned().zip(values).collect(),
         ))
     }
 
-    fn step(&mut self, x: &Tensor, y: &Tensor) -> Result<Vec<f64>> {
+    fn step(&mut self, xs: &[Tensor], y: &Tensor) -> Result<Vec<f64>> {
         let step = self.steps_taken;
         let keys: Vec<Tensor> = (0..self.train.random_keys.len() as u64)
             .map(|k| Tensor::from_i32(&[], vec![mix(step, k) as i32]))
             .collect::<Result<_>>()?;
-        let values = self.train.run(x, y, &keys)?;
+        let values = self.train.run(xs, y, &keys)?;
         self.steps_taken += 1;
         Ok(values)
     }
@@ -461,8 +471,8 @@ impl<'m> Trainer<'m> {
         let progress = EpochProgress::start(fit.verbosity, epoch, fit.epochs, batches.len());
         let mut running = Running::new(self.train.outputs.len());
         for (i, batch) in batches.enumerate() {
-            let values = self.step(&batch.features, &batch.labels)?;
-            running.add(&values, batch.features.shape()[0]);
+            let values = self.step(&batch.inputs, &batch.labels)?;
+            running.add(&values, batch.labels.shape()[0]);
             let logs = running.logs(&self.train.outputs, "");
             progress.step(i + 1, &logs.to_string());
             stop |= dispatch(self, callbacks, |c, ctl| {
@@ -516,8 +526,8 @@ impl<'m> Trainer<'m> {
         }
         let mut running = Running::new(self.eval.outputs.len());
         for batch in data.batches(batch_size, None)? {
-            let values = self.eval.run(&batch.features, &batch.labels, &[])?;
-            running.add(&values, batch.features.shape()[0]);
+            let values = self.eval.run(&batch.inputs, &batch.labels, &[])?;
+            running.add(&values, batch.labels.shape()[0]);
         }
         Ok(running.logs(&self.eval.outputs, prefix))
     }
@@ -534,7 +544,12 @@ impl<'m> Trainer<'m> {
 
     /// The model's outputs for `x` with the current weights.
     pub fn predict(&mut self, x: &Tensor, batch_size: usize) -> Result<Tensor> {
+        self.predict_inputs(std::slice::from_ref(x), batch_size)
+    }
+
+    /// The model's outputs for items given as one tensor per input, with the current weights.
+    pub fn predict_inputs(&mut self, xs: &[Tensor], batch_size: usize) -> Result<Tensor> {
         self.model.store_from(&self.train.program)?;
-        self.model.predict(x, batch_size)
+        self.model.predict_inputs(xs, batch_size)
     }
 }

@@ -448,6 +448,43 @@ fn read_idx_names_the_file() {
 // ---------------------------------------------------------------- dataset validation
 
 #[test]
+fn a_dataset_holds_one_feature_tensor_per_input_and_batches_them_together() {
+    let a = Tensor::from_f32(&[4, 2], (0..8).map(|v| v as f32).collect()).unwrap();
+    let b = Tensor::from_f32(&[4, 1], vec![10.0, 11.0, 12.0, 13.0]).unwrap();
+    let labels = Tensor::from_i32(&[4], vec![0, 1, 0, 1]).unwrap();
+    let d = Dataset::with_inputs(vec![a.clone(), b.clone()], labels.clone()).unwrap();
+    assert_eq!(d.inputs(), &[a.clone(), b.clone()]);
+    assert_eq!((d.len(), d.features()), (4, &a));
+    // Shuffled batches keep each sample's inputs and label together.
+    for batch in d.batches(3, Some(7)).unwrap() {
+        let (xa, xb) = (
+            batch.inputs[0].as_f32().unwrap(),
+            batch.inputs[1].as_f32().unwrap(),
+        );
+        for (i, &label) in batch.labels.as_i32().unwrap().iter().enumerate() {
+            let sample = (xb[i] - 10.0) as usize;
+            assert_eq!(xa[2 * i], 2.0 * sample as f32);
+            assert_eq!(label, (sample % 2) as i32);
+        }
+    }
+    let (head, tail) = d.split_at(1).unwrap();
+    assert_eq!(head.inputs()[1].as_f32().unwrap(), &[10.0]);
+    assert_eq!(tail.inputs()[1].shape(), &[3, 1]);
+
+    let m = data_message(Dataset::with_inputs(Vec::new(), labels.clone()));
+    assert!(m.contains("at least one input"), "{m}");
+    let short = Tensor::from_f32(&[3, 1], vec![0.0; 3]).unwrap();
+    let m = data_message(Dataset::with_inputs(vec![a.clone(), short], labels.clone()));
+    assert!(m.contains("features of input 1 of shape [3, 1]"), "{m}");
+    let nan = Tensor::from_f32(&[4, 1], vec![0.0, f32::NAN, 0.0, 0.0]).unwrap();
+    let m = data_message(Dataset::with_inputs(vec![a, nan], labels));
+    assert!(
+        m.contains("features of input 1 hold NaN at sample 1"),
+        "{m}"
+    );
+}
+
+#[test]
 fn dataset_accessors() {
     let d = numbered(5, 3);
     assert_eq!((d.len(), d.is_empty()), (5, false));
@@ -478,7 +515,7 @@ fn dataset_validation_errors() {
         Tensor::from_i32(&[2], vec![0, 1]).unwrap(),
     ));
     assert!(
-        m.contains("features hold 3 samples but labels hold 2"),
+        m.contains("features of shape [3, 2] do not hold the 2 samples the labels [2] hold"),
         "{m}"
     );
 
@@ -543,9 +580,9 @@ fn batches_cover_every_sample_once_including_the_partial_last() {
         let mut seen = Vec::new();
         let mut sizes = Vec::new();
         for b in batches {
-            assert_eq!(b.features.shape()[1..], [2]);
-            assert_eq!(b.labels.shape(), &[b.features.shape()[0]]);
-            let batch_ids = ids(&b.features);
+            assert_eq!(b.inputs[0].shape()[1..], [2]);
+            assert_eq!(b.labels.shape(), &[b.inputs[0].shape()[0]]);
+            let batch_ids = ids(&b.inputs[0]);
             let expected_labels: Vec<i32> = batch_ids.iter().map(|&i| i as i32 % 3).collect();
             assert_eq!(b.labels.as_i32().unwrap(), &expected_labels[..]);
             sizes.push(batch_ids.len());
@@ -562,7 +599,7 @@ fn batches_cover_every_sample_once_including_the_partial_last() {
     assert_eq!(
         d.batches(64, None)
             .unwrap()
-            .map(|b| ids(&b.features))
+            .map(|b| ids(&b.inputs[0]))
             .collect::<Vec<_>>(),
         [(0..10).collect::<Vec<_>>()]
     );
@@ -582,14 +619,14 @@ fn batches_gather_multi_dimensional_f32_targets() {
     .unwrap();
     let mut it = d.batches(2, None).unwrap();
     let first = it.next().unwrap();
-    assert_eq!(first.features.shape(), &[2, 2, 2]);
+    assert_eq!(first.inputs[0].shape(), &[2, 2, 2]);
     assert_eq!(first.labels.shape(), &[2, 2]);
     assert_eq!(
         first.labels.as_f32().unwrap(),
         &[100.0, 101.0, 102.0, 103.0]
     );
     let last = it.next().unwrap();
-    assert_eq!(last.features.as_f32().unwrap(), &[8.0, 9.0, 10.0, 11.0]);
+    assert_eq!(last.inputs[0].as_f32().unwrap(), &[8.0, 9.0, 10.0, 11.0]);
     assert_eq!(last.labels.as_f32().unwrap(), &[104.0, 105.0]);
     assert!(it.next().is_none());
 }
@@ -600,7 +637,7 @@ fn shuffle_is_deterministic_per_seed_and_differs_across_seeds() {
     let order = |seed| -> Vec<usize> {
         d.batches(32, Some(seed))
             .unwrap()
-            .flat_map(|b| ids(&b.features))
+            .flat_map(|b| ids(&b.inputs[0]))
             .collect()
     };
     let (a, a_again, b) = (order(1), order(1), order(2));

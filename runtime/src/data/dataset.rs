@@ -9,14 +9,15 @@ use rand::SeedableRng;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-/// Samples held in memory: f32 features of shape `[N, ...item shape]` and labels that are either
-/// i32 class indices of shape `[N]` or f32 targets of shape `[N, ...]` (regression, one-hot).
+/// Samples held in memory: f32 features of shape `[N, ...item shape]` (one tensor per input of
+/// the model, in the model's input order) and labels that are either i32 class indices of
+/// shape `[N]` or f32 targets of shape `[N, ...]` (regression, one-hot).
 ///
 /// Always holds at least one sample, every feature and target is finite, and class labels are
 /// non-negative.
 #[derive(Debug, Clone)]
 pub struct Dataset {
-    features: Tensor,
+    inputs: Vec<Tensor>,
     labels: Tensor,
     num_classes: Option<usize>,
 }
@@ -24,54 +25,73 @@ pub struct Dataset {
 /// One mini-batch: `b` consecutive (or shuffled) samples of a [`Dataset`].
 #[derive(Debug, Clone)]
 pub struct Batch {
-    /// f32 features of shape `[b, ...item shape]`.
-    pub features: Tensor,
+    /// f32 features of shape `[b, ...item shape]`, one tensor per input of the model.
+    pub inputs: Vec<Tensor>,
     /// Labels of shape `[b, ...]`, with the dataset's element type.
     pub labels: Tensor,
 }
 
 impl Dataset {
-    /// A dataset from features and labels; errors if either has no leading sample dimension,
-    /// the sample counts differ or are zero, the features are not f32, an item is empty, a
-    /// feature or f32 target is NaN or infinite, or i32 class labels are not `[N]` and
-    /// non-negative.
+    /// A dataset from the features of a single-input model and labels; see
+    /// [`Dataset::with_inputs`].
     pub fn new(features: Tensor, labels: Tensor) -> Result<Self> {
-        if features.dtype() != DType::F32 {
-            return Err(Error::DType {
-                op: "dataset features".into(),
-                expected: DType::F32.to_string(),
-                found: features.dtype().to_string(),
-            });
+        Self::with_inputs(vec![features], labels)
+    }
+
+    /// A dataset from one feature tensor per input of the model (in the model's input order)
+    /// and labels; errors if there is no input, a tensor has no leading sample dimension, the
+    /// sample counts differ or are zero, features are not f32, an item is empty, a feature or
+    /// f32 target is NaN or infinite, or i32 class labels are not `[N]` and non-negative.
+    pub fn with_inputs(inputs: Vec<Tensor>, labels: Tensor) -> Result<Self> {
+        if inputs.is_empty() {
+            return Err(Error::Data("a dataset needs at least one input".into()));
         }
-        let (Some(&n), Some(&n_labels)) = (features.shape().first(), labels.shape().first()) else {
+        let Some(&n) = labels.shape().first() else {
             return Err(Error::Data(format!(
-                "features {:?} and labels {:?} both need a leading sample dimension",
-                features.shape(),
+                "labels {:?} need a leading sample dimension",
                 labels.shape()
             )));
         };
         if n == 0 {
-            return Err(Error::Data(format!(
-                "empty dataset: features of shape {:?} hold no samples",
-                features.shape()
-            )));
+            return Err(Error::Data(
+                "empty dataset: the labels hold no samples".into(),
+            ));
         }
-        if n != n_labels {
+        for (i, features) in inputs.iter().enumerate() {
+            let name = input_name(i, inputs.len());
+            if features.dtype() != DType::F32 {
+                return Err(Error::DType {
+                    op: format!("dataset {name}"),
+                    expected: DType::F32.to_string(),
+                    found: features.dtype().to_string(),
+                });
+            }
+            if features.shape().is_empty() {
+                return Err(Error::Data(format!(
+                    "{name} of shape [] need a leading sample dimension"
+                )));
+            }
+            if features.shape()[0] != n {
+                return Err(Error::Data(format!(
+                    "{name} of shape {:?} do not hold the {n} samples the labels {:?} hold",
+                    features.shape(),
+                    labels.shape()
+                )));
+            }
+            if features.shape()[1..].contains(&0) {
+                return Err(Error::Data(format!(
+                    "{name} of shape {:?} hold no values per sample",
+                    features.shape()
+                )));
+            }
+            check_finite(&name, features)?;
+        }
+        if labels.shape()[1..].contains(&0) {
             return Err(Error::Data(format!(
-                "features hold {n} samples but labels hold {n_labels} (shapes {:?} and {:?})",
-                features.shape(),
+                "labels of shape {:?} hold no values per sample",
                 labels.shape()
             )));
         }
-        for (name, t) in [("features", &features), ("labels", &labels)] {
-            if t.shape()[1..].contains(&0) {
-                return Err(Error::Data(format!(
-                    "{name} of shape {:?} hold no values per sample",
-                    t.shape()
-                )));
-            }
-        }
-        check_finite("features", &features)?;
         if labels.dtype() == DType::F32 {
             check_finite("labels", &labels)?;
         } else if labels.shape().len() != 1 {
@@ -81,7 +101,7 @@ impl Dataset {
                 labels.shape()
             )));
         }
-        Self::from_parts(features, labels)
+        Self::from_parts(inputs, labels)
     }
 
     /// A dataset of `labels.len()` samples whose features are `features`, row-major, each sample
@@ -109,7 +129,7 @@ impl Dataset {
     }
 
     /// Wraps validated parts, computing the class count; errors on a negative class label.
-    fn from_parts(features: Tensor, labels: Tensor) -> Result<Self> {
+    fn from_parts(inputs: Vec<Tensor>, labels: Tensor) -> Result<Self> {
         let num_classes = match labels.data() {
             TensorData::I32(v) => {
                 if let Some(i) = v.iter().position(|&l| l < 0) {
@@ -123,7 +143,7 @@ impl Dataset {
             TensorData::F32(_) => None,
         };
         Ok(Dataset {
-            features,
+            inputs,
             labels,
             num_classes,
         })
@@ -131,7 +151,7 @@ impl Dataset {
 
     /// The number of samples (at least 1).
     pub fn len(&self) -> usize {
-        self.features.shape()[0]
+        self.labels.shape()[0]
     }
 
     /// Always false: a dataset holds at least one sample.
@@ -139,14 +159,19 @@ impl Dataset {
         false
     }
 
-    /// The shape of one sample's features (the features' shape without its leading `N`).
+    /// The shape of one sample's features of the first input (without the leading `N`).
     pub fn item_shape(&self) -> &[usize] {
-        &self.features.shape()[1..]
+        &self.inputs[0].shape()[1..]
     }
 
-    /// All features, `[N, ...item shape]`.
+    /// All features of the first (for most models, the only) input, `[N, ...item shape]`.
     pub fn features(&self) -> &Tensor {
-        &self.features
+        &self.inputs[0]
+    }
+
+    /// The features of every input, in the model's input order.
+    pub fn inputs(&self) -> &[Tensor] {
+        &self.inputs
     }
 
     /// All labels, `[N]` (i32) or `[N, ...]` (f32).
@@ -219,7 +244,7 @@ impl Dataset {
     /// The samples `rows` as a new dataset (parts are already validated).
     fn rows(&self, rows: Rows<'_>) -> Result<Dataset> {
         Self::from_parts(
-            take_rows(&self.features, &rows),
+            self.inputs.iter().map(|t| take_rows(t, &rows)).collect(),
             take_rows(&self.labels, &rows),
         )
     }
@@ -249,7 +274,12 @@ impl Iterator for Batches<'_> {
             None => Rows::Range(start..end),
         };
         Some(Batch {
-            features: take_rows(&self.dataset.features, &rows),
+            inputs: self
+                .dataset
+                .inputs
+                .iter()
+                .map(|t| take_rows(t, &rows))
+                .collect(),
             labels: take_rows(&self.dataset.labels, &rows),
         })
     }
@@ -293,6 +323,15 @@ fn take_rows(t: &Tensor, rows: &Rows<'_>) -> Tensor {
         TensorData::I32(v) => TensorData::I32(copy(v, row_len, rows)),
     };
     Tensor::new(&shape, data).expect("whole rows of a tensor form a tensor")
+}
+
+/// How errors name input `i` of `count`: `features`, or `features of input i`.
+fn input_name(i: usize, count: usize) -> String {
+    if count == 1 {
+        "features".into()
+    } else {
+        format!("features of input {i}")
+    }
 }
 
 /// Errors naming the first NaN or infinite element of an f32 tensor `[N, ...]`.
