@@ -174,6 +174,34 @@ fn a_producer_read_by_a_kernel_that_feeds_the_group_stays_out() {
     );
 }
 
+#[test]
+fn integer_operands_of_a_rows_kernel_are_read_as_integers() {
+    // The accuracy of class predictions: argmax, compared with i32 labels, averaged. The
+    // compare and the mean form a rows kernel whose operands are i32: read as f32 bit
+    // patterns they would be subnormal floats, which the runtime flushes to zero.
+    let mut g = Graph::new();
+    let x = g.input("x", Shape::batched(&[10]), DType::F32).unwrap();
+    let labels = g.input("labels", Shape::batched(&[]), DType::I32).unwrap();
+    let class = g.argmax(x, 1).unwrap();
+    let hits = g
+        .compare(kiln::compiler::ir::CompareOp::Eq, class, labels)
+        .unwrap();
+    let accuracy = g.reduce(ReduceOp::Mean, hits, &[0]).unwrap();
+    let (_, report) = kernels(&g, &[accuracy], true);
+    assert!(report.contains("rows of [B]"), "{report}");
+    let mut r = rng(2);
+    let xv = uniform(&mut r, &[9, 10], -1.0, 1.0);
+    let lv = indices(&mut r, &[9], 10);
+    let got = check_graph(
+        "accuracy",
+        &g,
+        &[accuracy],
+        &[("x", &xv), ("labels", &lv)],
+        tol(1e-6, 0.0),
+    );
+    assert!(got[0].as_f32().unwrap()[0] < 1.0, "{got:?}");
+}
+
 /// One step of a random chain over `[B, 13]`: an op kind and a pick of an earlier value.
 type ChainStep = (u8, usize);
 

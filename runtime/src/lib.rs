@@ -7,6 +7,7 @@ mod callbacks;
 mod checkpoint;
 pub mod data;
 mod dump;
+mod float_mode;
 mod init;
 mod model;
 mod program;

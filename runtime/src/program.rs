@@ -8,6 +8,7 @@
 use crate::arena::Arena;
 use crate::cache::get_or_compile;
 use crate::dump::{DumpConfig, Profile};
+use crate::float_mode::FlushSubnormals;
 use kiln_compiler::codegen::{CompileOptions, Executable, Slot, StateLayout};
 use kiln_compiler::interp::infer_batch;
 use kiln_compiler::ir::{Graph, NodeId, Op};
@@ -274,6 +275,7 @@ impl Program {
         }
         spec.work.write_words(exe.status_offset, &[0]);
         let (state, work) = (self.state.as_ptr(), spec.work.as_ptr());
+        let flush = FlushSubnormals::start();
         for (i, k) in exe.kernels.iter().enumerate() {
             let started = self.dump.profile.then(Instant::now);
             // SAFETY: the kernel was compiled for these arena layouts; every input was checked
@@ -283,6 +285,7 @@ impl Program {
                 spec.profile.time[i] += t.elapsed();
             }
         }
+        drop(flush);
         spec.profile.calls += 1;
         let status = spec.work.words(exe.status_offset, 1)[0];
         if status != 0 {

@@ -10,7 +10,6 @@ use super::{Bases, Buf, KernelSpec};
 use crate::codegen::emit::{mem_readonly, Emit};
 use crate::error::Result;
 use crate::ir::{strides, DType, Graph, NodeId, Op};
-use cranelift_codegen::ir::types::F32;
 use cranelift_codegen::ir::{InstBuilder, Value};
 use std::collections::HashMap;
 
@@ -45,8 +44,8 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &EpilogueSpec) -> Result<()> {
         .cloned()
         .expect("the group stores its root");
     let n_cols = c_buf.dims[1];
-    // Every read of a non-member: (base pointer, row stride, column stride) in elements.
-    let mut reads: HashMap<(NodeId, usize), (Value, usize, usize)> = HashMap::new();
+    // Every read of a non-member: (base pointer, row stride, column stride in elements, type).
+    let mut reads: HashMap<(NodeId, usize), (Value, usize, usize, DType)> = HashMap::new();
     for &m in spec.nodes.iter().filter(|&&m| m != spec.matmul) {
         for (slot, o) in g.operands(m).into_iter().enumerate() {
             let Some(buf) = spec.inputs.get(&o) else {
@@ -56,7 +55,7 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &EpilogueSpec) -> Result<()> {
                 Op::Broadcast { axes, .. } => broadcast_strides(&buf.dims, 2, axes),
                 _ => strides(&buf.dims),
             };
-            reads.insert((m, slot), (buf.ptr(e, arena), st[0], st[1]));
+            reads.insert((m, slot), (buf.ptr(e, arena), st[0], st[1], buf.dtype));
         }
     }
     let others: Vec<(NodeId, Value)> = spec
@@ -70,7 +69,6 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &EpilogueSpec) -> Result<()> {
         spec.nodes.contains(&r).then_some(r)
     };
     let epilogue = |e: &mut Emit, acc: Value, row: Value, col: Value, lanes: usize| -> Value {
-        let ty = lane_type(DType::F32, lanes);
         let mut values: HashMap<NodeId, Value> = HashMap::from([(spec.matmul, acc)]);
         let flat = e.b.ins().imul_imm_s(row, n_cols as i64);
         let flat = e.b.ins().iadd(flat, col);
@@ -82,16 +80,17 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &EpilogueSpec) -> Result<()> {
                 .map(|(slot, o)| match member(o) {
                     Some(inside) => values[&inside],
                     None => {
-                        let (base, rs, cs) = reads[&(m, slot)];
+                        let (base, rs, cs, dtype) = reads[&(m, slot)];
                         let r = e.b.ins().imul_imm_s(row, rs as i64);
                         let c = e.b.ins().imul_imm_s(col, cs as i64);
                         let at = e.b.ins().iadd(r, c);
                         let p = elem_addr(e, base, at);
                         if cs == 0 && lanes > 1 {
-                            let x = e.b.ins().load(F32, mem_readonly(), p, 0);
-                            e.b.ins().splat(ty, x)
+                            let x = e.b.ins().load(lane_type(dtype, 1), mem_readonly(), p, 0);
+                            e.b.ins().splat(lane_type(dtype, lanes), x)
                         } else {
-                            e.b.ins().load(ty, mem_readonly(), p, 0)
+                            e.b.ins()
+                                .load(lane_type(dtype, lanes), mem_readonly(), p, 0)
                         }
                     }
                 })

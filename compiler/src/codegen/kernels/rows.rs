@@ -194,7 +194,11 @@ pub fn overwrites_in_place(
 #[derive(Clone, Copy)]
 enum Read {
     /// Element `i` of the row at pointer `ptr` (advanced per row), `stride` 0 or 1.
-    Full { ptr: usize, stride: usize },
+    Full {
+        ptr: usize,
+        stride: usize,
+        dtype: DType,
+    },
     /// One value per row at pointer `ptr` (advanced per row).
     Row { ptr: usize },
     /// One value for the whole kernel.
@@ -241,6 +245,7 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &RowsSpec) -> Result<()> {
                     Some(Read::Full {
                         ptr: moving.len() - 1,
                         stride,
+                        dtype: buf.dtype,
                     })
                 }
                 (Op::Broadcast { .. }, _) => None,
@@ -249,6 +254,7 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &RowsSpec) -> Result<()> {
                     Some(Read::Full {
                         ptr: moving.len() - 1,
                         stride: inner(&full_strides),
+                        dtype: buf.dtype,
                     })
                 }
                 (_, Level::Row) => {
@@ -452,12 +458,14 @@ impl Kernel<'_> {
 
     /// Loads element `i` (`lanes` of them) of a full-size read.
     fn load_full(&self, e: &mut Emit, ptrs: &[Value], read: Read, i: Value, lanes: usize) -> Value {
-        let Read::Full { ptr, stride } = read else {
+        let Read::Full { ptr, stride, dtype } = read else {
             unreachable!("a full-size read")
         };
-        let ty = lane_type(DType::F32, lanes);
+        let ty = lane_type(dtype, lanes);
         if stride == 0 {
-            let x = e.b.ins().load(F32, mem_readonly(), ptrs[ptr], 0);
+            let x =
+                e.b.ins()
+                    .load(lane_type(dtype, 1), mem_readonly(), ptrs[ptr], 0);
             return if lanes == 1 {
                 x
             } else {
