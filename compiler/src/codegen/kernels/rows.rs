@@ -414,6 +414,31 @@ impl Kernel<'_> {
         }
     }
 
+    /// The value of the per-row or total member `n` (not a reduction) from the values of the
+    /// members it reads and scalar reads of the rest.
+    fn scalar_member(
+        &self,
+        e: &mut Emit,
+        ptrs: &[Value],
+        n: NodeId,
+        values: &HashMap<NodeId, Value>,
+    ) -> Value {
+        let g = self.spec.graph;
+        let args: Vec<Value> = g
+            .operands(n)
+            .into_iter()
+            .enumerate()
+            .map(|(slot, o)| match self.member(o) {
+                Some(m) => values[&m],
+                None => self.read_scalar(e, ptrs, n, slot),
+            })
+            .collect();
+        match &g.node(n).op {
+            Op::Broadcast { .. } => args[0],
+            op => super::elementwise_value(e, op, &args),
+        }
+    }
+
     /// Computes (and stores, if they are outputs) the non-reduction per-row members ready
     /// before pass `ready`.
     fn row_members(
@@ -433,19 +458,7 @@ impl Kernel<'_> {
             {
                 continue;
             }
-            let args: Vec<Value> = g
-                .operands(n)
-                .into_iter()
-                .enumerate()
-                .map(|(slot, o)| match self.member(o) {
-                    Some(m) => values[&m],
-                    None => self.read_scalar(e, ptrs, n, slot),
-                })
-                .collect();
-            let v = match op {
-                Op::Broadcast { .. } => args[0],
-                _ => super::elementwise_value(e, op, &args),
-            };
+            let v = self.scalar_member(e, ptrs, n, values);
             values.insert(n, v);
             if let Some(out) = self.output_ptr(ptrs, n) {
                 stores.push((v, out));
@@ -584,21 +597,7 @@ impl Kernel<'_> {
                     let acc = e.load(F32, self.scratch, offset);
                     finish(e, *op, acc, self.s.rows)
                 }
-                op => {
-                    let args: Vec<Value> = g
-                        .operands(n)
-                        .into_iter()
-                        .enumerate()
-                        .map(|(slot, o)| match self.member(o) {
-                            Some(m) => values[&m],
-                            None => self.read_scalar(e, &[], n, slot),
-                        })
-                        .collect();
-                    match op {
-                        Op::Broadcast { .. } => args[0],
-                        _ => super::elementwise_value(e, op, &args),
-                    }
-                }
+                _ => self.scalar_member(e, &[], n, &values),
             };
             values.insert(n, v);
         }
