@@ -186,17 +186,32 @@ impl Model {
     /// The model's outputs for items given as one tensor per input (`[N, …item]` each, in the
     /// model's input order), computed `batch_size` at a time.
     pub fn predict_inputs(&mut self, xs: &[Tensor], batch_size: usize) -> Result<Tensor> {
-        if self.predictor.is_none() {
-            let forward = forward_graph(self.arch.as_ref())?;
-            let program = Program::new(&forward.graph, &[forward.output], &[])?.named("predict");
-            self.predictor = Some((program, forward.input_names()));
-        }
+        self.build_predictor()?;
         let (mut program, inputs) = self.predictor.take().expect("built above");
         let result = self
             .load_into(&mut program)
             .and_then(|_| predict_batches(&mut program, &inputs, xs, batch_size));
         self.predictor = Some((program, inputs));
         result
+    }
+
+    /// Builds the prediction program if it does not exist yet.
+    fn build_predictor(&mut self) -> Result<()> {
+        if self.predictor.is_none() {
+            let forward = forward_graph(self.arch.as_ref())?;
+            let program = Program::new(&forward.graph, &[forward.output], &[])?.named("predict");
+            self.predictor = Some((program, forward.input_names()));
+        }
+        Ok(())
+    }
+
+    /// Compiles the prediction program for `batch_size` (if it is not yet), so that
+    /// [`Model::summary`] can report it before the first prediction.
+    pub fn compile_predict(&mut self, batch_size: usize) -> Result<()> {
+        self.build_predictor()?;
+        let (program, _) = self.predictor.as_mut().expect("built above");
+        program.specialise(batch_size)?;
+        Ok(())
     }
 
     /// The item shape of each input.

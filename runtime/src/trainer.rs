@@ -227,6 +227,11 @@ impl<'m> Trainer<'m> {
         &self.train.program
     }
 
+    /// The model's prediction program, once built (by `predict` or [`Trainer::summary`]).
+    pub fn prediction_program(&self) -> Option<&Program> {
+        self.model.predict_program()
+    }
+
     /// The compiled evaluation program (loss and metrics, no update).
     pub fn evaluation_program(&self) -> &Program {
         &self.eval.program
@@ -235,9 +240,9 @@ impl<'m> Trainer<'m> {
     /// The model's layers (as [`Model::summary`]), then every compiled specialisation of the
     /// training, evaluation and prediction programs: kernel count, compile time, planned work
     /// arena, state arena (parameters and optimizer state) and their sum, the peak memory of a
-    /// step. The training and evaluation programs are compiled for `batch_size` first if they
-    /// were not (from the program cache when possible), so the memory of a training step is
-    /// known before it runs.
+    /// step. The training, evaluation and prediction programs are compiled for `batch_size`
+    /// first if they were not (from the program cache when possible), so the memory of a
+    /// training step and of inference is known before they run.
     pub fn summary(&mut self, batch_size: usize) -> Result<String> {
         if batch_size == 0 {
             return Err(Error::InvalidArgument(
@@ -246,6 +251,7 @@ impl<'m> Trainer<'m> {
         }
         self.train.program.specialise(batch_size)?;
         self.eval.program.specialise(batch_size)?;
+        self.model.compile_predict(batch_size)?;
         let mut s = summary::layers(self.model);
         s.push('\n');
         s.push_str(&summary::programs(&[

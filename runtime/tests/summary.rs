@@ -70,7 +70,7 @@ fn the_model_summary_lists_layers_and_the_predict_program_once_compiled() {
 }
 
 #[test]
-fn the_trainer_summary_compiles_and_reports_training_and_evaluation() {
+fn the_trainer_summary_compiles_and_reports_training_evaluation_and_prediction() {
     let mut model = Model::new(mlp(), 0).unwrap();
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
     let mut trainer = model
@@ -84,11 +84,9 @@ fn the_trainer_summary_compiles_and_reports_training_and_evaluation() {
     assert_eq!(trainer.training_program().batch_sizes(), [16]);
     assert_row(&s, "train", trainer.training_program(), 16);
     assert_row(&s, "evaluate", trainer.evaluation_program(), 16);
-    assert!(
-        s.lines()
-            .any(|l| l.starts_with("predict") && l.ends_with("not compiled yet")),
-        "{s}"
-    );
+    let predict = trainer.prediction_program().expect("compiled by summary");
+    assert_row(&s, "predict", predict, 16);
+    assert!(!s.contains("not compiled yet"), "{s}");
     // Adam keeps two moments per parameter and a step counter: the training state is about
     // three times the evaluation state.
     let (train_state, eval_state) = (
