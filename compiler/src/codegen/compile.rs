@@ -137,7 +137,7 @@ pub struct Executable {
     /// `KILN_DUMP=fusion`).
     pub fusion_report: String,
     /// The microkernel path of the contractions (M ≤ 16 with a row-major B: the baseline one,
-    /// which reads B in place).
+    /// which reads B in place; N ≤ 16 on the AVX-512 path: the narrower AVX2 tile).
     pub isa: Isa,
     /// `(stage, DOT)`: the graph as given and after each pass that changed it, when requested.
     pub graphs: Vec<(String, String)>,
@@ -657,9 +657,11 @@ pub fn compile(
         clif,
         asm,
         fusion_report: format!(
-            "{}contraction microkernel path: {isa} (M ≤ 16 with a row-major B: {})\n",
+            "{}contraction microkernel path: {isa} (M ≤ 16 with a row-major B: {}; \
+             N ≤ 16 on avx512: {})\n",
             fusion.describe(graph),
-            Isa::Baseline
+            Isa::Baseline,
+            Isa::Avx2
         ),
         isa,
         graphs,
