@@ -3,6 +3,7 @@
 use crate::init::initialise;
 use crate::program::Program;
 use crate::trainer::Trainer;
+use kiln_compiler::codegen::{CompileOptions, Isa};
 use kiln_compiler::nn::{forward_graph, Architecture, LayerInfo, Loss, Metric, Optimizer};
 use kiln_compiler::{Error, Result, Tensor};
 use std::fmt::Write;
@@ -89,7 +90,8 @@ impl Model {
         self.params.iter().map(|(_, t)| t.len()).sum()
     }
 
-    /// A Keras-style table of the layers, their output shapes and parameter counts.
+    /// A Keras-style table of the layers, their output shapes and parameter counts, and the
+    /// matmul microkernel path programs compile to (`KILN_ISA`, else the widest this CPU runs).
     pub fn summary(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
@@ -109,6 +111,10 @@ impl Model {
         }
         let _ = writeln!(s, "{}", "─".repeat(56));
         let _ = writeln!(s, "Total params: {}", self.parameter_count());
+        let path = CompileOptions::from_env()
+            .and_then(|o| Isa::resolve(o.isa))
+            .map_or_else(|e| e.to_string(), |isa| isa.to_string());
+        let _ = writeln!(s, "Matmul microkernel: {path}");
         s
     }
 
