@@ -511,8 +511,11 @@ fn matmul_with_fused_epilogue_on_every_forced_microkernel_path() {
 }
 
 #[test]
-fn an_unknown_microkernel_path_is_an_error() {
+fn an_unknown_or_unsupported_microkernel_path_is_an_error() {
     use kiln::compiler::codegen::Isa;
     assert!(Isa::parse("avx1024").is_err());
     assert_eq!(Isa::parse("avx2").unwrap(), Isa::Avx2);
+    for isa in Isa::ALL {
+        assert_eq!(Isa::resolve(Some(isa)).is_ok(), isa.supported(), "{isa}");
+    }
 }
