@@ -1,5 +1,5 @@
-//! The foundation benchmark: the core clock and single-core peaks, the GFLOP/s of the current
-//! matmul kernel as a share of those peaks, and compile times.
+//! The foundation benchmark: the core clock and single-core peaks, the GFLOP/s of the matmul
+//! kernel on each microkernel path this CPU runs as a share of those peaks, and compile times.
 //!
 //! ```sh
 //! cargo bench --bench foundation               # full run
@@ -13,7 +13,7 @@ mod clock;
 
 use clock::{gflops, ms, sample, Budget, Clock, Stats};
 use kiln::compiler::autodiff;
-use kiln::compiler::codegen::{Executable, KernelFn, Region, ALIGN};
+use kiln::compiler::codegen::{CompileOptions, Executable, Isa, KernelFn, Region, ALIGN};
 use kiln::compiler::ir::{ReduceOp, UnaryOp};
 use kiln::prelude::*;
 use std::time::Duration;
@@ -166,13 +166,35 @@ impl<'p> Direct<'p> {
 
 fn matmul_table(clock: Option<&Clock>) -> kiln::Result<()> {
     let shapes: &[(usize, usize, usize)] = &[
+        (64, 64, 64),
         (128, 128, 128),
         (256, 256, 256),
         (512, 512, 512),
         (1024, 1024, 1024),
+        (2048, 2048, 2048),
         (128, 784, 64),
+        (128, 64, 10),
     ];
     let budget = Budget::new(Duration::from_millis(1500), 5, 200);
+    for isa in Isa::available() {
+        println!("\nmicrokernel path {isa}");
+        matmul_rows(clock, shapes, isa, budget)?;
+    }
+    println!(
+        "kernel: the program's kernels called directly on a pre-filled arena (no copies);\n\
+         run: Program::run, which also checks and copies the inputs in and the output out;\n\
+         % of the single-core peak at the measured clock; n: kernel timings (best, median)"
+    );
+    Ok(())
+}
+
+/// One table row per shape, with contractions forced onto microkernel path `isa`.
+fn matmul_rows(
+    clock: Option<&Clock>,
+    shapes: &[(usize, usize, usize)],
+    isa: Isa,
+    budget: Budget,
+) -> kiln::Result<()> {
     println!(
         "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>4}",
         "m×k · k×n",
@@ -196,7 +218,12 @@ fn matmul_table(clock: Option<&Clock>) -> kiln::Result<()> {
         let a = g.input("a", Shape::fixed(&[m, k]), DType::F32)?;
         let b = g.input("b", Shape::fixed(&[k, n]), DType::F32)?;
         let c = g.matmul(a, b, false, false)?;
-        let mut program = Program::compile(&g, &[c], &[], 1)?;
+        let options = CompileOptions {
+            isa: Some(isa),
+            ..CompileOptions::from_env()?
+        };
+        let mut program = Program::with_options(&g, &[c], &[], options)?;
+        program.specialise(1)?;
         let (ta, tb) = (fill(1, &[m, k])?, fill(2, &[k, n])?);
         let feeds = [("a", &ta), ("b", &tb)];
         let exe = program.executable(1).expect("compiled for batch 1");
@@ -239,11 +266,6 @@ fn matmul_table(clock: Option<&Clock>) -> kiln::Result<()> {
             kernel.count(),
         );
     }
-    println!(
-        "kernel: the program's kernels called directly on a pre-filled arena (no copies);\n\
-         run: Program::run, which also checks and copies the inputs in and the output out;\n\
-         % of the single-core peak at the measured clock; n: kernel timings (best, median)"
-    );
     Ok(())
 }
 

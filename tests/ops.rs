@@ -447,3 +447,80 @@ fn matmul_large_odd_shapes_cross_block_boundaries() {
         }
     }
 }
+
+#[test]
+fn matmul_with_fused_epilogue_on_every_forced_microkernel_path() {
+    use kiln::compiler::codegen::{native_calls, CompileOptions, Isa};
+    use kiln::compiler::interp::{self, Array, Precision};
+    let mut r = rng(13);
+    for isa in Isa::available() {
+        // M = 3 with a row-major B reads B in place on the baseline path; the others pack, and
+        // N = 10 on the AVX-512 path takes the AVX2 tile.
+        for (m, k, n) in [(3, 20, 37), (37, 300, 70), (37, 20, 10)] {
+            for trial in 0..4 {
+                let (ta, tb) = (trial % 2 == 1, trial / 2 == 1);
+                let what = format!("{isa}: matmul {m}×{k}·{k}×{n} {ta} {tb} + bias, relu");
+                let ad = if ta { [k, m] } else { [m, k] };
+                let bd = if tb { [n, k] } else { [k, n] };
+                let mut g = Graph::new();
+                let a = g.input("a", Shape::fixed(&ad), DType::F32).unwrap();
+                let b = g.input("b", Shape::fixed(&bd), DType::F32).unwrap();
+                let bias = g.input("bias", Shape::fixed(&[n]), DType::F32).unwrap();
+                let c = g.matmul(a, b, ta, tb).unwrap();
+                let c = g.add(c, bias).unwrap();
+                let y = g.unary(UnaryOp::Relu, c).unwrap();
+                let (av, bv) = (
+                    uniform(&mut r, &ad, -1.0, 1.0),
+                    uniform(&mut r, &bd, -1.0, 1.0),
+                );
+                let biasv = uniform(&mut r, &[n], -1.0, 1.0);
+                let feeds = [("a", &av), ("b", &bv), ("bias", &biasv)];
+                let options = CompileOptions {
+                    isa: Some(isa),
+                    ..CompileOptions::default()
+                };
+                let mut program = Program::with_options(&g, &[y], &[], options).unwrap();
+                let before = Isa::ALL.map(native_calls);
+                let got = program.run(&feeds).unwrap();
+                let ran = Isa::ALL.map(|i| native_calls(i) - before[i as usize]);
+                let exe = program.executable(1).unwrap();
+                assert_eq!(exe.isa, isa, "{what}: recorded path");
+                assert!(
+                    exe.fusion_report.contains(isa.name()),
+                    "{what}: fusion report"
+                );
+                let native = match isa {
+                    _ if m <= 16 && !tb => Isa::Baseline,
+                    Isa::Avx512 if n <= 16 => Isa::Avx2,
+                    isa => isa,
+                };
+                for other in Isa::ALL {
+                    let expected = other != Isa::Baseline && other == native;
+                    assert_eq!(ran[other as usize] > 0, expected, "{what}: {other} ran");
+                }
+                let arrays: Vec<(&str, Array)> = feeds
+                    .iter()
+                    .map(|(n, v)| (*n, Array::from_tensor(v)))
+                    .collect();
+                let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (*n, a)).collect();
+                let want = interp::evaluate(&g, &refs, &[y], Precision::F32).unwrap();
+                assert_close(
+                    &what,
+                    &got[0].to_f64(),
+                    &want[0].data,
+                    tol(2e-6 * k as f64, 1e-6),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unknown_or_unsupported_microkernel_path_is_an_error() {
+    use kiln::compiler::codegen::Isa;
+    assert!(Isa::parse("avx1024").is_err());
+    assert_eq!(Isa::parse("avx2").unwrap(), Isa::Avx2);
+    for isa in Isa::ALL {
+        assert_eq!(Isa::resolve(Some(isa)).is_ok(), isa.supported(), "{isa}");
+    }
+}

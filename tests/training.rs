@@ -203,6 +203,7 @@ fn summary_names_layers_shapes_and_parameter_counts() {
         "[B, 10]",
         "50240",
         "55050",
+        "Matmul microkernel: ",
     ] {
         assert!(s.contains(needle), "summary lacks {needle}:\n{s}");
     }

@@ -44,9 +44,9 @@ fn describe(dims: &[usize], dtype: impl std::fmt::Display) -> String {
 impl Program {
     /// A program computing `outputs` of `graph` and then applying the `(parameter, new value)`
     /// updates. Nothing is compiled until a batch size is known. Options come from the
-    /// environment (`KILN_FUSION=0` turns fusion off).
+    /// environment (`KILN_FUSION=0` turns fusion off; `KILN_ISA` forces a microkernel path).
     pub fn new(graph: &Graph, outputs: &[NodeId], updates: &[(NodeId, NodeId)]) -> Result<Self> {
-        Self::with_options(graph, outputs, updates, CompileOptions::from_env())
+        Self::with_options(graph, outputs, updates, CompileOptions::from_env()?)
     }
 
     /// [`Program::new`] with explicit compile options.

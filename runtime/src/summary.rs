@@ -3,6 +3,7 @@
 
 use crate::model::Model;
 use crate::program::Program;
+use kiln_compiler::codegen::{CompileOptions, Isa};
 use std::fmt::Write;
 
 /// The table of a model's layers, then its total parameter count and size.
@@ -35,6 +36,10 @@ pub(crate) fn layers(model: &Model) -> String {
         model.parameter_count(),
         format_bytes(bytes)
     );
+    let path = CompileOptions::from_env()
+        .and_then(|o| Isa::resolve(o.isa))
+        .map_or_else(|e| e.to_string(), |isa| isa.to_string());
+    let _ = writeln!(s, "Matmul microkernel: {path}");
     s
 }
 

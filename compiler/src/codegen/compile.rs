@@ -10,6 +10,7 @@ use super::fusion::{Group, Kind};
 use super::jit::{CodeHandle, JitBuilder, KernelFn};
 use super::kernels::epilogue::{self, EpilogueSpec};
 use super::kernels::fused::{self, FusedSpec};
+use super::kernels::matmul::Isa;
 use super::kernels::rows::{self, RowsSpec};
 use super::kernels::{self, Buf, KernelSpec, Region};
 use super::memory::{self, align, Request, ALIGN};
@@ -132,8 +133,12 @@ pub struct Executable {
     pub clif: Vec<(String, String)>,
     /// Machine code per kernel as disassembly, when requested.
     pub asm: Vec<(String, String)>,
-    /// The fusion groups and every decision with its reason (for `KILN_DUMP=fusion`).
+    /// The fusion groups and every decision with its reason, and the microkernel path (for
+    /// `KILN_DUMP=fusion`).
     pub fusion_report: String,
+    /// The microkernel path of the contractions (M ≤ 16 with a row-major B: the baseline one,
+    /// which reads B in place; N ≤ 16 on the AVX-512 path: the narrower AVX2 tile).
+    pub isa: Isa,
     /// `(stage, DOT)`: the graph as given and after each pass that changed it, when requested.
     pub graphs: Vec<(String, String)>,
     /// Keeps the kernels' machine code alive.
@@ -153,6 +158,8 @@ pub struct CompileOptions {
     pub simplify: bool,
     /// Keep the graph as DOT before and after each pass in [`Executable::graphs`].
     pub dump_graphs: bool,
+    /// Force a contraction microkernel path (`KILN_ISA`); `None`: the widest this CPU runs.
+    pub isa: Option<Isa>,
 }
 
 impl Default for CompileOptions {
@@ -163,17 +170,23 @@ impl Default for CompileOptions {
             fusion: true,
             simplify: true,
             dump_graphs: false,
+            isa: None,
         }
     }
 }
 
 impl CompileOptions {
-    /// The defaults, with fusion off when the environment sets `KILN_FUSION=0`.
-    pub fn from_env() -> Self {
-        CompileOptions {
+    /// The defaults, with fusion off when the environment sets `KILN_FUSION=0` and the
+    /// microkernel path forced by `KILN_ISA=avx512|avx2|baseline` (an unknown name is an error).
+    pub fn from_env() -> Result<Self> {
+        Ok(CompileOptions {
             fusion: std::env::var("KILN_FUSION").map_or(true, |v| v != "0"),
+            isa: match std::env::var("KILN_ISA") {
+                Ok(name) if !name.is_empty() => Some(Isa::parse(&name)?),
+                _ => None,
+            },
             ..Self::default()
-        }
+        })
     }
 }
 
@@ -244,6 +257,7 @@ pub fn compile(
             "a program needs a batch size of at least 1".into(),
         ));
     }
+    let isa = Isa::resolve(options.isa)?;
     let all: Vec<NodeId> = outputs
         .iter()
         .chain(updates.iter().flat_map(|(p, v)| [p, v]))
@@ -452,14 +466,14 @@ pub fn compile(
         let size_bytes = match &p.body {
             Body::Op(op) => {
                 let ins: Vec<Buf> = p.reads.iter().map(|&o| shaped(o)).collect();
-                kernels::scratch_bytes(op, &ins, &shaped(p.results[0]))
+                kernels::scratch_bytes(op, &ins, &shaped(p.results[0]), isa)
             }
             Body::Group(group) => match &group.kind {
                 Kind::Rows(domain) => rows::scratch_bytes(graph, &group.nodes, domain, batch)?,
                 Kind::Contraction(m) => {
                     let ins: Vec<Buf> = graph.operands(*m).into_iter().map(shaped).collect();
                     let op = &graph.node(*m).op;
-                    kernels::scratch_bytes(op, &ins, &shaped(*m))
+                    kernels::scratch_bytes(op, &ins, &shaped(*m), isa)
                 }
                 Kind::Elementwise | Kind::Single => 0,
             },
@@ -528,7 +542,7 @@ pub fn compile(
         }
     }
 
-    let mut jit = JitBuilder::new(options.dump_clif)?;
+    let mut jit = JitBuilder::new(options.dump_clif)?.with_isa(isa)?;
     if options.dump_asm {
         jit = jit.with_disassembly();
     }
@@ -642,7 +656,14 @@ pub fn compile(
         compile_time: start.elapsed(),
         clif,
         asm,
-        fusion_report: fusion.describe(graph),
+        fusion_report: format!(
+            "{}contraction microkernel path: {isa} (M ≤ 16 with a row-major B: {}; \
+             N ≤ 16 on avx512: {})\n",
+            fusion.describe(graph),
+            Isa::Baseline,
+            Isa::Avx2
+        ),
+        isa,
         graphs,
         code,
     })

@@ -2,6 +2,7 @@
 //! values (loop tails) and on `f32x4` vectors (loop bodies), plus top-tested counted loops, the
 //! loop shape Cranelift compiles best (see `CRANELIFT_NOTES.md`).
 
+use super::kernels::matmul::Isa;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, I32, I32X4, I64};
 use cranelift_codegen::ir::{BlockArg, Endianness, InstBuilder, MemFlagsData, Type, Value};
@@ -11,10 +12,12 @@ use cranelift_frontend::FunctionBuilder;
 pub const LANES: usize = 4;
 
 /// Emits instructions into one function. `fma` says whether the host has fused multiply-add
-/// (without it `fma` would lower to libcalls, so `mul_add` falls back to `fmul` + `fadd`).
+/// (without it `fma` would lower to libcalls, so `mul_add` falls back to `fmul` + `fadd`);
+/// `isa` is the widest microkernel path contractions may take.
 pub struct Emit<'a, 'f> {
     pub b: &'a mut FunctionBuilder<'f>,
     pub fma: bool,
+    pub isa: Isa,
 }
 
 /// The integer type with the lane layout of a float type (`F32 → I32`, `F32X4 → I32X4`).
@@ -48,8 +51,8 @@ pub fn mem_readonly() -> MemFlagsData {
 }
 
 impl<'a, 'f> Emit<'a, 'f> {
-    pub fn new(b: &'a mut FunctionBuilder<'f>, fma: bool) -> Self {
-        Emit { b, fma }
+    pub fn new(b: &'a mut FunctionBuilder<'f>, fma: bool, isa: Isa) -> Self {
+        Emit { b, fma, isa }
     }
 
     /// The type of a value.

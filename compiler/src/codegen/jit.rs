@@ -5,6 +5,7 @@
 //! program), everything else in the work arena; kernels address buffers at constant offsets.
 
 use super::emit::Emit;
+use super::kernels::matmul::Isa;
 use super::kernels::Bases;
 use crate::error::{Error, Result};
 use cranelift_codegen::ir::{types::I64, AbiParam, InstBuilder, UserFuncName};
@@ -51,6 +52,8 @@ pub struct JitBuilder {
     ctx: Context,
     fctx: FunctionBuilderContext,
     features: CpuFeatures,
+    /// The widest microkernel path contractions take.
+    isa: Isa,
     dump_clif: bool,
     clif: Vec<(String, String)>,
     /// Disassembly per kernel, when requested with [`JitBuilder::with_disassembly`].
@@ -85,7 +88,8 @@ pub fn host_features() -> CpuFeatures {
 }
 
 impl JitBuilder {
-    /// A builder for the host CPU. `dump_clif` keeps each function's Cranelift IR text.
+    /// A builder for the host CPU, with contractions on the widest microkernel path it runs.
+    /// `dump_clif` keeps each function's Cranelift IR text.
     pub fn new(dump_clif: bool) -> Result<Self> {
         let mut flags = settings::builder();
         let set = |f: &mut settings::Builder, k: &str, v: &str| {
@@ -114,10 +118,18 @@ impl JitBuilder {
             module,
             fctx: FunctionBuilderContext::new(),
             features,
+            isa: Isa::resolve(None)?,
             dump_clif,
             clif: Vec::new(),
             asm: None,
         })
+    }
+
+    /// Contractions defined from now on take microkernel path `isa` at widest (an error when
+    /// this CPU lacks it).
+    pub fn with_isa(mut self, isa: Isa) -> Result<Self> {
+        self.isa = Isa::resolve(Some(isa))?;
+        Ok(self)
     }
 
     /// Keeps the disassembly of each kernel defined from now on (see [`JitBuilder::asm`]).
@@ -164,7 +176,7 @@ impl JitBuilder {
                 state: params[0],
                 work: params[1],
             };
-            let mut e = Emit::new(&mut b, self.features.fma);
+            let mut e = Emit::new(&mut b, self.features.fma, self.isa);
             body(&mut e, bases)?;
             e.b.ins().return_(&[]);
             b.finalize(frontend_config);

@@ -12,5 +12,6 @@ pub use compile::{
     compile, Buffer, CompileOptions, Executable, IndexBound, Kernel, Slot, StateLayout,
 };
 pub use jit::{host_features, CpuFeatures, JitBuilder, KernelFn};
+pub use kernels::matmul::{native_calls, Isa};
 pub use kernels::Region;
 pub use memory::ALIGN;

@@ -76,10 +76,11 @@ pub struct KernelSpec<'a> {
     pub status_code: u32,
 }
 
-/// Scratch bytes a kernel needs besides its operands and output.
-pub fn scratch_bytes(op: &Op, inputs: &[Buf], output: &Buf) -> usize {
+/// Scratch bytes a kernel needs besides its operands and output, with contractions on
+/// microkernel path `isa` at widest.
+pub fn scratch_bytes(op: &Op, inputs: &[Buf], output: &Buf, isa: matmul::Isa) -> usize {
     match op {
-        Op::MatMul { .. } => matmul::scratch_bytes(op, inputs),
+        Op::MatMul { .. } => matmul::scratch_bytes(op, inputs, isa),
         Op::Reduce { .. } => reduce::scratch_bytes(op, &inputs[0], output),
         _ => 0,
     }

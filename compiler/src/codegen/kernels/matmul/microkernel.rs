@@ -1,5 +1,6 @@
 //! The register tile: `acc[MR × NR] = A[MR × kc] · B[kc × NR]` in `MR · NR / 4` `f32x4`
-//! accumulators, and the store path that writes (the valid part of) a tile into `C`.
+//! accumulators (or, on a native path, a call of the native microkernel and the loads of the
+//! tile it wrote), and the store path that writes (the valid part of) a tile into `C`.
 //!
 //! The k loop follows `CRANELIFT_NOTES.md`: top-tested, unrolled ×2, operand loads flagged
 //! read-only and movable (pure, so the scheduler places them next to their use), and one
@@ -13,7 +14,7 @@
 //! through the k loop's own induction pointer, so it can be neither hoisted above the loop
 //! (past the packing) nor merged with a load of another block.
 
-use super::{if_else, Block, Ctx, Epilogue, MR, NR};
+use super::{if_else, Block, Ctx, Epilogue};
 use crate::codegen::emit::{mem, mem_readonly, Emit, LANES};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{F32, F32X4};
@@ -62,14 +63,15 @@ struct BSource {
 /// Every tile of one (column block, depth block, row block).
 pub(super) fn tiles(e: &mut Emit, ctx: &Ctx, blk: &Block, ic: Value) {
     let p = ctx.p;
-    let (m_edge, n_edge) = (p.m % MR, p.n % NR);
+    let (mr, nr) = (p.mr(), p.nr());
+    let (m_edge, n_edge) = (p.m % mr, p.n % nr);
     let (m_full, n_full) = ((p.m - m_edge) as i64, (p.n - n_edge) as i64);
     // The block's rows and columns end at min(start + block, total); panels run while they
     // start before that end, the partial one included.
     let row_end = block_end(e, ic, p.mc, p.m);
     let col_end = block_end(e, blk.jc, p.nc, p.n);
-    let row_end = e.b.ins().iadd_imm_s(row_end, (MR - 1) as i64);
-    let col_end = e.b.ins().iadd_imm_s(col_end, (NR - 1) as i64);
+    let row_end = e.b.ins().iadd_imm_s(row_end, (mr - 1) as i64);
+    let col_end = e.b.ins().iadd_imm_s(col_end, (nr - 1) as i64);
     let (a_m, a_k) = p.a_strides();
     let a_first = if p.pack_a {
         ctx.a_pack
@@ -80,27 +82,27 @@ pub(super) fn tiles(e: &mut Emit, ctx: &Ctx, blk: &Block, ic: Value) {
         e.b.ins().iadd(a, k)
     };
     let (a_row, a_depth, a_next) = if p.pack_a {
-        (4, (MR * 4) as i64, p.a_panel_bytes() as i64)
+        (4, (mr * 4) as i64, p.a_panel_bytes() as i64)
     } else {
-        ((a_m * 4) as i64, (a_k * 4) as i64, (MR * a_m * 4) as i64)
+        ((a_m * 4) as i64, (a_k * 4) as i64, (mr * a_m * 4) as i64)
     };
     // Full B panels: packed ones follow each other in scratch; in place, a panel is NR
     // columns of B's rows. A partial panel is always packed.
     let (b_first, b_next, b_depth) = if p.pack_b {
-        (ctx.b_pack, p.b_panel_bytes() as i64, (NR * 4) as i64)
+        (ctx.b_pack, p.b_panel_bytes() as i64, (nr * 4) as i64)
     } else {
         let k = e.b.ins().imul_imm_s(blk.pc, (p.n * 4) as i64);
         let b = e.b.ins().iadd(blk.b, k);
         let b = e.addr(b, blk.jc, 4);
-        (b, (NR * 4) as i64, (p.n * 4) as i64)
+        (b, (nr * 4) as i64, (p.n * 4) as i64)
     };
-    e.for_range(blk.jc, col_end, NR as i64, &[b_first], |e, col, v| {
+    e.for_range(blk.jc, col_end, nr as i64, &[b_first], |e, col, v| {
         let b_full = BSource {
             ptr: v[0],
             depth: b_depth,
         };
         let col_edge = (n_edge != 0).then(|| e.b.ins().icmp_imm_s(IntCC::Equal, col, n_full));
-        e.for_range(ic, row_end, MR as i64, &[a_first], |e, row, v| {
+        e.for_range(ic, row_end, mr as i64, &[a_first], |e, row, v| {
             let a = ASource {
                 ptr: v[0],
                 row: a_row,
@@ -120,19 +122,26 @@ pub(super) fn tiles(e: &mut Emit, ctx: &Ctx, blk: &Block, ic: Value) {
             // (zero-padded) A run the full kernel and are cut at the store, while edge rows of
             // an A read in place must not be read, so they get a kernel of their own.
             split(e, col_edge, |e, col_edge| {
-                let cols = if col_edge { n_edge } else { NR };
+                let cols = if col_edge { n_edge } else { nr };
                 let b_panel = if col_edge && !p.pack_b {
                     BSource {
                         ptr: ctx.b_pack,
-                        depth: (NR * 4) as i64,
+                        depth: (nr * 4) as i64,
                     }
                 } else {
                     b_full
                 };
                 let vectors = cols.div_ceil(LANES);
-                let rows = |edge: bool| if edge { m_edge } else { MR };
-                if p.pack_a {
-                    let acc = kloop(e, MR, vectors, a, b_panel, blk.kc);
+                let rows = |edge: bool| if edge { m_edge } else { mr };
+                if let Some(native) = ctx.native {
+                    let args = [a.ptr, b_panel.ptr, blk.kc, ctx.tile];
+                    e.b.ins().call_indirect(native.sig, native.func, &args);
+                    split(e, row_edge, |e, row_edge| {
+                        let acc = load_tile(e, ctx.tile, rows(row_edge), vectors, nr);
+                        store_blocks(e, ctx, blk, &tile, &acc, rows(row_edge), cols)
+                    });
+                } else if p.pack_a {
+                    let acc = kloop(e, mr, vectors, a, b_panel, blk.kc);
                     split(e, row_edge, |e, row_edge| {
                         store_blocks(e, ctx, blk, &tile, &acc, rows(row_edge), cols)
                     });
@@ -147,6 +156,16 @@ pub(super) fn tiles(e: &mut Emit, ctx: &Ctx, blk: &Block, ic: Value) {
         });
         vec![e.b.ins().iadd_imm_s(v[0], b_next)]
     });
+}
+
+/// The top-left `rows × 4·vectors` of the `[MR][nr]` tile buffer at `tile` a native
+/// microkernel wrote, as accumulators.
+fn load_tile(e: &mut Emit, tile: Value, rows: usize, vectors: usize, nr: usize) -> Acc {
+    let values = (0..vectors)
+        .flat_map(|v| (0..rows).map(move |r| ((r * nr + v * LANES) * 4) as i64))
+        .map(|off| load_at(e, F32X4, mem(), tile, off))
+        .collect();
+    Acc { rows, values }
 }
 
 /// `min(start + block, total)`; the constant `total` when there is a single block.

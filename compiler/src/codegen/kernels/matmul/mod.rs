@@ -1,5 +1,6 @@
 //! Batched matmul `C[..., M, N] = A[..., M, K] · B[..., K, N]`, either operand stored
-//! transposed, as a BLIS-style loop nest around a register-blocked `f32x4` microkernel.
+//! transposed, as a BLIS-style loop nest around a register-tile microkernel: a native one
+//! (AVX-512 or AVX2, see [`native`]) called through its address, or the Cranelift `f32x4` one.
 //!
 //! For each batch item, `N` is cut into column blocks of `nc`, `K` into depth blocks of `kc` and
 //! `M` into row blocks of `mc` (sizes from the host's L1 and L2, see [`Plan::new`]):
@@ -16,6 +17,12 @@
 //!           store: C tile (+)= acc, epilogue after the last depth block
 //! ```
 //!
+//! The tile `MR × NR` is the microkernel path's ([`Isa::tile`]). A native microkernel writes
+//! its accumulators into a tile buffer in scratch, which the JIT code loads into the same store
+//! path the Cranelift microkernel's accumulators take. Native paths read packed panels only;
+//! a plan that reads an operand in place (small `M`, see [`Plan::new`]) takes the Cranelift
+//! path, whose microkernel reads in place.
+//!
 //! Packing absorbs the transposes: a transposed B and a row-major A would be gathers, so they
 //! are packed four depths at a time with 4×4 in-register transposes, and every layout reaches
 //! the same microkernel at the same speed. A row-major A is contiguous along `k`, so the
@@ -30,29 +37,21 @@
 //! epilogues go.
 
 mod microkernel;
+mod native;
 mod pack;
 #[cfg(test)]
 mod tests;
+
+pub use native::{native_calls, Isa};
 
 use super::{Bases, Buf, KernelSpec};
 use crate::codegen::emit::{Emit, LANES};
 use crate::error::Result;
 use crate::ir::Op;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{InstBuilder, Value};
+use cranelift_codegen::ir::types::I64;
+use cranelift_codegen::ir::{AbiParam, InstBuilder, SigRef, Signature, Value};
 use std::sync::OnceLock;
-
-/// Rows of the register tile (and of a packed `A` panel). The tile is 5 × 8: 10 `f32x4`
-/// accumulators. 6 × 8 (12 accumulators) is the best shape of `CRANELIFT_NOTES.md` in isolation,
-/// but its unrolled loop needs all 16 xmm registers (12 accumulators, 2 B vectors, 2 broadcasts)
-/// and whether the register allocator then spills depends on the code around the loop: on 256²
-/// and 512² it ran at 87–94 % of the 128-bit peak depending on the layout, 5 × 8 at a steady
-/// 91–95 %. 4 × 8 is front-end bound (81 %).
-pub(crate) const MR: usize = 5;
-/// Columns of the register tile (and of a packed `B` panel): two vectors.
-pub(crate) const NR: usize = 8;
-/// Vectors per tile row.
-const NV: usize = NR / LANES;
 
 /// An elementwise function applied to each output value before it is stored:
 /// `epilogue(e, acc, row, col, lanes)` gets the finished sum `acc` (an `f32x4` when
@@ -111,6 +110,8 @@ struct Plan {
     n: usize,
     transpose_a: bool,
     transpose_b: bool,
+    /// The microkernel path, which sets the tile `MR × NR`.
+    path: Isa,
     /// Depth of a `K` block.
     kc: usize,
     /// Rows of an `M` block (a multiple of `MR`).
@@ -125,8 +126,9 @@ struct Plan {
 }
 
 impl Plan {
-    /// The plan for the operands `a` and `b` of `op` on this host.
-    fn new(op: &Op, a: &Buf, b: &Buf) -> Plan {
+    /// The plan for the operands `a` and `b` of `op` on this host, given the widest
+    /// microkernel path `isa` may take.
+    fn new(op: &Op, a: &Buf, b: &Buf, isa: Isa) -> Plan {
         let Op::MatMul {
             transpose_a,
             transpose_b,
@@ -146,18 +148,32 @@ impl Plan {
         } else {
             b.dims[r - 1]
         };
+        // B panels are packed unless B is row-major and M is tiny: then every element is used
+        // by at most a few row tiles and packing costs more than it saves (measured: 1 × 784 ·
+        // 784 × 64 runs 2.4× faster in place; from M = 32 packing wins). Native microkernels
+        // read packed panels only, so an in-place B takes the Cranelift path.
+        let pack_b = transpose_b || m > 16;
+        let path = match isa {
+            _ if !pack_b => Isa::Baseline,
+            // For N ≤ 16 the 32 columns of the AVX-512 tile would be mostly padding: the
+            // 16-column AVX2 tile does the same work in half the FMAs (measured on 128×64 ·
+            // 64×10: 31 against 22 GFLOP/s).
+            Isa::Avx512 if n <= 16 && Isa::Avx2.supported() => Isa::Avx2,
+            isa => isa,
+        };
+        let (mr, nr) = path.tile();
         let (l1, l2) = cache_sizes();
         // The B panel [kc × NR] the A panels stream past, plus two A panels [MR × kc] (the one
-        // in use and the next), fit in L1: 680 on a 48 KiB L1.
-        let kc_max = (l1 / (4 * (NR + 2 * MR))).clamp(64, 1024);
+        // in use and the next), fit in L1: 680 on a 48 KiB L1 with the 5 × 8 tile.
+        let kc_max = (l1 / (4 * (nr + 2 * mr))).clamp(64, 1024);
         let kc = balanced(k, kc_max, 1);
         // The A block [mc × kc] takes an eighth of L2 and the B block [kc × nc] a quarter, so
-        // both stay in L2 with room to spare (95 rows, 192 columns at depth 680 on a 2 MiB L2). Blocking
-        // hardly matters at f32x4 speed (the microkernel reads 52 bytes per 10 FMAs): measured
-        // on 512² to 2048×1024², mc from 30 to 745 and nc from 256 to 1496 stay within 3 %,
-        // with small mc slightly ahead. These bounds also keep the scratch space small.
-        let mc_max = (l2 / 8 / (4 * kc)).max(MR) / MR * MR;
-        let nc_max = (l2 / 4 / (4 * kc)).max(NR) / NR * NR;
+        // both stay in L2 with room to spare (95 rows, 192 columns at depth 680 on a 2 MiB L2).
+        // Blocking hardly matters at f32x4 speed (the microkernel reads 52 bytes per 10 FMAs):
+        // measured on 512² to 2048×1024², mc from 30 to 745 and nc from 256 to 1496 stay within
+        // 3 %, with small mc slightly ahead. These bounds also keep the scratch space small.
+        let mc_max = (l2 / 8 / (4 * kc)).max(mr) / mr * mr;
+        let nc_max = (l2 / 4 / (4 * kc)).max(nr) / nr * nr;
         Plan {
             batch,
             m,
@@ -165,30 +181,38 @@ impl Plan {
             n,
             transpose_a,
             transpose_b,
+            path,
             kc,
-            mc: balanced(m, mc_max, MR),
-            nc: balanced(n, nc_max, NR),
-            // A row-major A is read in place: its rows are contiguous along k, so a tile's
-            // broadcasts are MR sequential streams, and packing it measured no faster (and 8 %
-            // slower on 128×784 · 784×64, where each packed element is reused only 8 times).
-            // A transposed A is strided along k (a new cache line, often a new page, every
-            // step) and is packed unless at most one full panel of columns would reuse it.
-            pack_a: transpose_a && n > NR + LANES,
-            // B panels are packed unless B is row-major and M is tiny: then every element is
-            // used by at most a few row tiles and packing costs more than it saves (measured:
-            // 1 × 784 · 784 × 64 runs 2.4× faster in place; from M = 32 packing wins).
-            pack_b: transpose_b || m > 16,
+            mc: balanced(m, mc_max, mr),
+            nc: balanced(n, nc_max, nr),
+            // A row-major A is read in place by the Cranelift microkernel: its rows are
+            // contiguous along k, so a tile's broadcasts are MR sequential streams, and packing
+            // it measured no faster (and 8 % slower on 128×784 · 784×64, where each packed
+            // element is reused only 8 times). A transposed A is strided along k (a new cache
+            // line, often a new page, every step) and is packed unless at most one full panel
+            // of columns would reuse it.
+            pack_a: path != Isa::Baseline || (transpose_a && n > nr + LANES),
+            pack_b,
         }
+    }
+
+    /// Rows and columns of the register tile (and of packed A and B panels).
+    fn mr(&self) -> usize {
+        self.path.tile().0
+    }
+
+    fn nr(&self) -> usize {
+        self.path.tile().1
     }
 
     /// Bytes of one packed A panel (`kc × MR`) and of the whole packed A block.
     fn a_panel_bytes(&self) -> usize {
-        self.kc * MR * 4
+        self.kc * self.mr() * 4
     }
 
     fn a_bytes(&self) -> usize {
         if self.pack_a {
-            self.mc / MR * self.a_panel_bytes()
+            self.mc / self.mr() * self.a_panel_bytes()
         } else {
             0
         }
@@ -196,13 +220,13 @@ impl Plan {
 
     /// Bytes of one packed B panel (`kc × NR`) and of the whole packed B block.
     fn b_panel_bytes(&self) -> usize {
-        self.kc * NR * 4
+        self.kc * self.nr() * 4
     }
 
     fn b_bytes(&self) -> usize {
         if self.pack_b {
-            self.nc / NR * self.b_panel_bytes()
-        } else if !self.n.is_multiple_of(NR) {
+            self.nc / self.nr() * self.b_panel_bytes()
+        } else if !self.n.is_multiple_of(self.nr()) {
             self.b_panel_bytes()
         } else {
             0
@@ -232,8 +256,16 @@ impl Plan {
         self.a_bytes().div_ceil(64) * 64
     }
 
+    /// Where the tile buffer a native microkernel writes starts in scratch (after the B block).
+    fn tile_offset(&self) -> usize {
+        (self.b_offset() + self.b_bytes()).div_ceil(64) * 64
+    }
+
     fn scratch_bytes(&self) -> usize {
-        self.b_offset() + self.b_bytes()
+        match self.path {
+            Isa::Baseline => self.b_offset() + self.b_bytes(),
+            _ => self.tile_offset() + self.mr() * self.nr() * 4,
+        }
     }
 
     /// Depth blocks.
@@ -242,8 +274,8 @@ impl Plan {
     }
 }
 
-pub(super) fn scratch_bytes(op: &Op, inputs: &[Buf]) -> usize {
-    Plan::new(op, &inputs[0], &inputs[1]).scratch_bytes()
+pub(super) fn scratch_bytes(op: &Op, inputs: &[Buf], isa: Isa) -> usize {
+    Plan::new(op, &inputs[0], &inputs[1], isa).scratch_bytes()
 }
 
 pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
@@ -260,7 +292,7 @@ pub(crate) fn lower_with_epilogue(
     spec: &KernelSpec,
     epilogue: Option<Epilogue>,
 ) -> Result<()> {
-    let plan = Plan::new(spec.op, &spec.inputs[0], &spec.inputs[1]);
+    let plan = Plan::new(spec.op, &spec.inputs[0], &spec.inputs[1], e.isa);
     emit(e, arena, spec, plan, epilogue);
     Ok(())
 }
@@ -272,11 +304,22 @@ fn emit(e: &mut Emit, arena: Bases, spec: &KernelSpec, p: Plan, epilogue: Option
     let c_base = spec.output.ptr(e, arena);
     let a_pack = e.b.ins().iadd_imm_s(arena.work, spec.scratch as i64);
     let b_pack = e.b.ins().iadd_imm_s(a_pack, p.b_offset() as i64);
+    let tile = e.b.ins().iadd_imm_s(a_pack, p.tile_offset() as i64);
+    let native = p.path.native().map(|f| {
+        let mut sig = Signature::new(e.b.func.signature.call_conv);
+        sig.params = vec![AbiParam::new(I64); 4];
+        NativeCall {
+            sig: e.b.import_signature(sig),
+            func: e.i64(f as usize as i64),
+        }
+    });
     let (m, k, n) = (p.m, p.k, p.n);
     let ctx = Ctx {
         p,
         a_pack,
         b_pack,
+        tile,
+        native,
         epilogue,
     };
     counted(e, p.batch, 1, |e, bi| {
@@ -322,7 +365,19 @@ struct Ctx<'a> {
     /// Packed A and B blocks in scratch.
     a_pack: Value,
     b_pack: Value,
+    /// The tile buffer in scratch a native microkernel writes.
+    tile: Value,
+    /// The native microkernel, when the path has one.
+    native: Option<NativeCall>,
     epilogue: Option<Epilogue<'a>>,
+}
+
+/// A native microkernel (see [`native`] for its signature and safety contract): its address
+/// and the signature to call it with.
+#[derive(Clone, Copy)]
+struct NativeCall {
+    sig: SigRef,
+    func: Value,
 }
 
 /// One (batch item, column block, depth block): operand and output bases of the batch item,

@@ -5,22 +5,24 @@
 //! The operand layout is absorbed here. A row-major B and a transposed A are copied with
 //! vector loads and stores; a transposed B and a row-major A (the gathers) load four depths of
 //! four rows or columns at once and transpose them in registers (`unpcklps`/`unpckhps`,
-//! `punpcklqdq`/`punpckhqdq`), so no layout is slower to pack than another. (The plan reads a
-//! row-major A in place today; its packing stays for plans that want it and is tested.)
+//! `punpcklqdq`/`punpckhqdq`), so no layout is slower to pack than another. (On the baseline
+//! path the plan reads a row-major A in place; native paths read packed panels only.)
+//!
+//! Every tile of [`Isa::tile`](super::Isa::tile) is packable: `LANES ≤ MR ≤ LANES + 2` and `NR`
+//! a multiple of `LANES` (checked by the tests).
 
 use super::microkernel::{block_end, load_at, store_at};
-use super::{is_last_block, when, Block, Ctx, MR, NR, NV};
+use super::{is_last_block, when, Block, Ctx};
 use crate::codegen::emit::{mem_readonly, Emit, LANES};
 use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I8X16};
 use cranelift_codegen::ir::{ConstantData, InstBuilder, Value};
-
-const _: () = assert!(LANES == 4 && NR == 2 * LANES && MR >= LANES && MR <= LANES + 2);
 
 /// Packs the B block of `blk` (depths `pc .. pc + kc`, columns `jc .. jc + nc`) into panels at
 /// `ctx.b_pack`; when B is read in place, only its partial last panel.
 pub(super) fn b_block(e: &mut Emit, ctx: &Ctx, blk: &Block) {
     let p = ctx.p;
-    let edge = p.n % NR;
+    let nr = p.nr();
+    let edge = p.n % nr;
     let (ks, ns) = p.b_strides();
     let depth = e.b.ins().imul_imm_s(blk.pc, (ks * 4) as i64);
     let depth = e.b.ins().iadd(blk.b, depth);
@@ -31,12 +33,12 @@ pub(super) fn b_block(e: &mut Emit, ctx: &Ctx, blk: &Block) {
         let (_, v) = e.for_range(
             blk.jc,
             full_end,
-            NR as i64,
+            nr as i64,
             &[src, ctx.b_pack],
             |e, _, v| {
-                b_panel(e, ctx, v[0], v[1], blk.kc, NR);
+                b_panel(e, ctx, v[0], v[1], blk.kc, nr);
                 vec![
-                    e.b.ins().iadd_imm_s(v[0], (NR * ns * 4) as i64),
+                    e.b.ins().iadd_imm_s(v[0], (nr * ns * 4) as i64),
                     e.b.ins().iadd_imm_s(v[1], panel),
                 ]
             },
@@ -55,17 +57,18 @@ pub(super) fn b_block(e: &mut Emit, ctx: &Ctx, blk: &Block) {
 /// Packs the A block of `blk` starting at row `ic` into panels at `ctx.a_pack`.
 pub(super) fn a_block(e: &mut Emit, ctx: &Ctx, blk: &Block, ic: Value) {
     let p = ctx.p;
-    let edge = p.m % MR;
+    let mr = p.mr();
+    let edge = p.m % mr;
     let (ms, ks) = p.a_strides();
     let src = e.b.ins().imul_imm_s(blk.pc, (ks * 4) as i64);
     let src = e.b.ins().iadd(blk.a, src);
     let src = e.addr(src, ic, (ms * 4) as i64);
     let full_end = block_end(e, ic, p.mc, p.m - edge);
     let panel = p.a_panel_bytes() as i64;
-    let (_, v) = e.for_range(ic, full_end, MR as i64, &[src, ctx.a_pack], |e, _, v| {
-        a_panel(e, ctx, v[0], v[1], blk.kc, MR);
+    let (_, v) = e.for_range(ic, full_end, mr as i64, &[src, ctx.a_pack], |e, _, v| {
+        a_panel(e, ctx, v[0], v[1], blk.kc, mr);
         vec![
-            e.b.ins().iadd_imm_s(v[0], (MR * ms * 4) as i64),
+            e.b.ins().iadd_imm_s(v[0], (mr * ms * 4) as i64),
             e.b.ins().iadd_imm_s(v[1], panel),
         ]
     });
@@ -100,9 +103,10 @@ fn depth_loop(
 /// Packs `kc` depths of the `cols` (≤ `NR`) columns of B at `src` into the panel at `dst`.
 fn b_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, cols: usize) {
     let p = ctx.p;
+    let nr = p.nr();
     let (ks, ns) = p.b_strides();
     let zero = e.i64(0);
-    let row = (NR * 4) as i64;
+    let row = (nr * 4) as i64;
     if ns == 1 {
         // Row-major: each depth is a contiguous row segment.
         depth_loop(
@@ -113,7 +117,7 @@ fn b_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, cols: usi
             [src, dst],
             [(ks * 4) as i64, row],
             |e, s, d| {
-                for g in 0..NV {
+                for g in 0..nr / LANES {
                     let v = partial_vector(
                         e,
                         s,
@@ -129,10 +133,10 @@ fn b_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, cols: usi
     // Transposed: column j is contiguous along the depth; transpose 4 depths × 4 columns.
     let col = (ns * 4) as i64;
     let (i, ptrs) = depth_loop(e, zero, kc, LANES, [src, dst], [16, 4 * row], |e, s, d| {
-        let vs: Vec<Value> = (0..NR)
+        let vs: Vec<Value> = (0..nr)
             .map(|j| column_vector(e, s, j as i64 * col, j < cols))
             .collect();
-        for g in 0..NV {
+        for g in 0..nr / LANES {
             let t = transpose4(e, [vs[4 * g], vs[4 * g + 1], vs[4 * g + 2], vs[4 * g + 3]]);
             for (kk, &tv) in t.iter().enumerate() {
                 store_at(e, tv, d, kk as i64 * row + (g * LANES * 4) as i64);
@@ -140,7 +144,7 @@ fn b_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, cols: usi
         }
     });
     depth_loop(e, i, kc, 1, ptrs, [4, row], |e, s, d| {
-        for j in 0..NR {
+        for j in 0..nr {
             let x = scalar(e, s, j as i64 * col, j < cols);
             store_at(e, x, d, j as i64 * 4);
         }
@@ -150,9 +154,10 @@ fn b_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, cols: usi
 /// Packs `kc` depths of the `rows` (≤ `MR`) rows of A at `src` into the panel at `dst`.
 fn a_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, rows: usize) {
     let p = ctx.p;
+    let mr = p.mr();
     let (ms, ks) = p.a_strides();
     let zero = e.i64(0);
-    let row = (MR * 4) as i64;
+    let row = (mr * 4) as i64;
     if ms == 1 {
         // Transposed: each depth holds MR consecutive rows.
         depth_loop(
@@ -163,10 +168,10 @@ fn a_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, rows: usi
             [src, dst],
             [(ks * 4) as i64, row],
             |e, s, d| {
-                if rows == MR {
+                if rows == mr {
                     let v = load_at(e, F32X4, mem_readonly(), s, 0);
                     store_at(e, v, d, 0);
-                    let rest = match MR - LANES {
+                    let rest = match mr - LANES {
                         0 => None,
                         1 => Some(F32),
                         _ => Some(F64),
@@ -176,7 +181,7 @@ fn a_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, rows: usi
                         store_at(e, x, d, 16);
                     }
                 } else {
-                    for r in 0..MR {
+                    for r in 0..mr {
                         let x = scalar(e, s, r as i64 * 4, r < rows);
                         store_at(e, x, d, r as i64 * 4);
                     }
@@ -189,14 +194,14 @@ fn a_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, rows: usi
     // interleave rows 4 and 5 in pairs.
     let stride = (ms * 4) as i64;
     let (i, ptrs) = depth_loop(e, zero, kc, LANES, [src, dst], [16, 4 * row], |e, s, d| {
-        let vs: Vec<Value> = (0..MR)
+        let vs: Vec<Value> = (0..mr)
             .map(|r| column_vector(e, s, r as i64 * stride, r < rows))
             .collect();
         let t = transpose4(e, [vs[0], vs[1], vs[2], vs[3]]);
         for (kk, &tv) in t.iter().enumerate() {
             store_at(e, tv, d, kk as i64 * row);
         }
-        match MR - LANES {
+        match mr - LANES {
             0 => {}
             1 => {
                 for kk in 0..LANES {
@@ -219,7 +224,7 @@ fn a_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, rows: usi
         }
     });
     depth_loop(e, i, kc, 1, ptrs, [4, row], |e, s, d| {
-        for r in 0..MR {
+        for r in 0..mr {
             let x = scalar(e, s, r as i64 * stride, r < rows);
             store_at(e, x, d, r as i64 * 4);
         }

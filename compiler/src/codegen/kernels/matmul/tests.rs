@@ -1,8 +1,9 @@
 //! The loop nest under forced tiny blocks (so every block boundary, edge panel and depth-block
 //! store path runs on small shapes), both operand regions, every layout, in place and packed,
-//! with and without an epilogue, against an f64 reference.
+//! with and without an epilogue, on every microkernel path this CPU runs, against an f64
+//! reference.
 
-use super::{emit, Epilogue, Plan, MR, NR};
+use super::{emit, native_calls, Epilogue, Isa, Plan};
 use crate::codegen::emit::{Emit, LANES};
 use crate::codegen::jit::JitBuilder;
 use crate::codegen::kernels::{Buf, KernelSpec, Region};
@@ -66,7 +67,8 @@ fn epilogue(e: &mut Emit, acc: Value, row: Value, col: Value, lanes: usize) -> V
 }
 
 /// Runs `plan` on deterministic operands (A in the work arena, B in the state arena) and
-/// returns the maximum error against the f64 reference.
+/// returns the maximum error against the f64 reference. Checks that a native path's
+/// microkernel really ran.
 fn max_error(plan: Plan, with_epilogue: bool) -> f64 {
     let Plan {
         batch,
@@ -137,8 +139,15 @@ fn max_error(plan: Plan, with_epilogue: bool) -> f64 {
     work[..a.len()].copy_from_slice(&a);
     let mut state = b.clone();
     state.extend([f32::NAN; 16]);
+    let calls = native_calls(plan.path);
     // SAFETY: both arenas cover every buffer of `spec` and its scratch space.
     unsafe { fns[0](state.as_mut_ptr().cast(), work.as_mut_ptr().cast()) };
+    if plan.path != Isa::Baseline && m * n > 0 {
+        assert!(
+            native_calls(plan.path) > calls,
+            "{plan:?}: the native kernel did not run"
+        );
+    }
     let c = &work[c_off / 4..][..batch * m * n];
     let mut worst = 0f64;
     for bi in 0..batch {
@@ -168,68 +177,91 @@ fn max_error(plan: Plan, with_epilogue: bool) -> f64 {
 }
 
 #[test]
-fn every_block_boundary_edge_and_layout() {
-    let mut cases = 0;
-    for (m, k, n) in [
-        (1, 1, 1),
-        (7, 9, 13),
-        (11, 20, 8),
-        (2 * MR + 1, 3, 3 * NR - 1),
-    ] {
-        for (transpose_a, transpose_b) in
-            [(false, false), (true, false), (false, true), (true, true)]
-        {
-            for (kc, mc, nc) in [(4, MR, NR), (7, 2 * MR, 2 * NR), (64, 64 * MR, 64 * NR)] {
-                for (pack_a, pack_b) in [(false, false), (true, true), (true, false), (false, true)]
-                {
-                    if transpose_b && !pack_b {
-                        continue;
-                    }
-                    let plan = Plan {
-                        batch: 2,
-                        m,
-                        k,
-                        n,
-                        transpose_a,
-                        transpose_b,
-                        kc,
-                        mc,
-                        nc,
-                        pack_a,
-                        pack_b,
-                    };
-                    for with_epilogue in [false, true] {
-                        let err = max_error(plan, with_epilogue);
-                        assert!(
-                            err <= 1e-5,
-                            "error {err} for {plan:?}, epilogue {with_epilogue}"
-                        );
-                        cases += 1;
+fn every_tile_is_packable() {
+    for isa in Isa::ALL {
+        let (mr, nr) = isa.tile();
+        assert!(
+            (LANES..=LANES + 2).contains(&mr) && nr.is_multiple_of(LANES),
+            "{isa}"
+        );
+    }
+}
+
+#[test]
+fn every_block_boundary_edge_and_layout_on_every_path() {
+    for path in Isa::available() {
+        let (mr, nr) = path.tile();
+        let native = path != Isa::Baseline;
+        let mut cases = 0;
+        for (m, k, n) in [
+            (1, 1, 1),
+            (7, 9, 13),
+            (11, 20, 8),
+            (2 * mr + 1, 3, 3 * nr - 1),
+        ] {
+            for (transpose_a, transpose_b) in
+                [(false, false), (true, false), (false, true), (true, true)]
+            {
+                for (kc, mc, nc) in [(4, mr, nr), (7, 2 * mr, 2 * nr), (64, 64 * mr, 64 * nr)] {
+                    for (pack_a, pack_b) in
+                        [(false, false), (true, true), (true, false), (false, true)]
+                    {
+                        // Native microkernels read packed panels only.
+                        if (transpose_b || native) && !pack_b || native && !pack_a {
+                            continue;
+                        }
+                        let plan = Plan {
+                            batch: 2,
+                            m,
+                            k,
+                            n,
+                            transpose_a,
+                            transpose_b,
+                            path,
+                            kc,
+                            mc,
+                            nc,
+                            pack_a,
+                            pack_b,
+                        };
+                        for with_epilogue in [false, true] {
+                            let err = max_error(plan, with_epilogue);
+                            assert!(
+                                err <= 1e-5,
+                                "error {err} for {plan:?}, epilogue {with_epilogue}"
+                            );
+                            cases += 1;
+                        }
                     }
                 }
             }
         }
+        assert_eq!(cases, if native { 96 } else { 288 }, "{path}");
     }
-    assert_eq!(cases, 288);
 }
 
 #[test]
 fn empty_contraction_stores_zeros_through_the_epilogue() {
-    for pack_b in [false, true] {
-        let plan = Plan {
-            batch: 1,
-            m: 3,
-            k: 0,
-            n: 5,
-            transpose_a: false,
-            transpose_b: false,
-            kc: 1,
-            mc: MR,
-            nc: NR,
-            pack_a: false,
-            pack_b,
-        };
-        assert_eq!(max_error(plan, false), 0.0);
-        assert_eq!(max_error(plan, true), 0.0);
+    for path in Isa::available() {
+        let (mr, nr) = path.tile();
+        for pack_b in [false, true] {
+            let native = path != Isa::Baseline;
+            let plan = Plan {
+                batch: 1,
+                m: 3,
+                k: 0,
+                n: 5,
+                transpose_a: false,
+                transpose_b: false,
+                path,
+                kc: 1,
+                mc: mr,
+                nc: nr,
+                pack_a: native,
+                pack_b: pack_b || native,
+            };
+            assert_eq!(max_error(plan, false), 0.0);
+            assert_eq!(max_error(plan, true), 0.0);
+        }
     }
 }

@@ -1,0 +1,209 @@
+//! The microkernel paths (DESIGN.md rule 5) and the native register-tile microkernels written
+//! with `std::arch`: `tile[MR × NR] = A panel · B panel` over a depth `kc`, for AVX-512F
+//! (6 × 32: twelve zmm accumulators) and AVX2 + FMA (6 × 16: twelve ymm accumulators). The
+//! portable path, the Cranelift `f32x4` microkernel, always exists.
+//!
+//! The JIT calls a native kernel through its address, as
+//! `extern "C" fn(a: *const f32, b: *const f32, kc: usize, tile: *mut f32)`.
+//!
+//! Safety contract, upheld by the loop nest for every call it emits: `a` points to a packed A
+//! panel of `kc · MR` readable f32s (`[kc][MR]`), `b` to a packed B panel of `kc · NR` readable
+//! f32s (`[kc][NR]`), `tile` to `MR · NR` writable f32s (the tile buffer in the kernel's scratch)
+//! that overlap neither panel; no alignment is assumed. The kernel reads only the two panels and
+//! writes only the tile, row-major `[MR][NR]`. A path's kernel is only emitted after its CPU
+//! features were detected ([`Isa::resolve`]).
+
+use crate::error::{Error, Result};
+use std::cell::Cell;
+
+/// A contraction microkernel path, from the widest vectors down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Isa {
+    /// The Cranelift `f32x4` microkernel, on every CPU.
+    Baseline,
+    /// The native AVX2 + FMA microkernel.
+    Avx2,
+    /// The native AVX-512F microkernel.
+    Avx512,
+}
+
+/// The entry point of a native microkernel (see the module's safety contract).
+pub(crate) type NativeFn = unsafe extern "C" fn(*const f32, *const f32, usize, *mut f32);
+
+impl Isa {
+    pub const ALL: [Isa; 3] = [Isa::Baseline, Isa::Avx2, Isa::Avx512];
+
+    /// The name `KILN_ISA` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Baseline => "baseline",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// The path named `name` (as in `KILN_ISA`).
+    pub fn parse(name: &str) -> Result<Isa> {
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.name() == name.trim())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "unknown microkernel path `{name}` (known: avx512, avx2, baseline)"
+                ))
+            })
+    }
+
+    /// Whether this CPU runs the path.
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Baseline => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The paths this CPU runs, narrowest first.
+    pub fn available() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|i| i.supported()).collect()
+    }
+
+    /// `requested`, or the widest supported path when `None`; a requested path this CPU lacks
+    /// is an error.
+    pub fn resolve(requested: Option<Isa>) -> Result<Isa> {
+        match requested {
+            None => Ok(*Isa::available().last().expect("baseline always runs")),
+            Some(isa) if isa.supported() => Ok(isa),
+            Some(isa) => Err(Error::InvalidArgument(format!(
+                "KILN_ISA={} forces a microkernel path this CPU does not support",
+                isa.name()
+            ))),
+        }
+    }
+
+    /// Rows and columns of the path's register tile. Baseline: 5 × 8, ten `f32x4`
+    /// accumulators. 6 × 8 (twelve) is the best shape of `CRANELIFT_NOTES.md` in isolation, but
+    /// its unrolled loop needs all 16 xmm registers and whether the register allocator then
+    /// spills depends on the code around the loop: on 256² and 512² it ran at 87–94 % of the
+    /// 128-bit peak depending on the layout, 5 × 8 at a steady 91–95 %; 4 × 8 is front-end
+    /// bound (81 %). The native tiles keep twelve accumulators plus the B vectors in registers.
+    pub fn tile(self) -> (usize, usize) {
+        match self {
+            Isa::Baseline => (5, 8),
+            Isa::Avx2 => (6, 16),
+            Isa::Avx512 => (6, 32),
+        }
+    }
+
+    /// The native microkernel of the path (`None` for the Cranelift one).
+    pub(crate) fn native(self) -> Option<NativeFn> {
+        match self {
+            Isa::Baseline => None,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Some(x86::avx2_6x16),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Some(x86::avx512_6x32),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Isa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (mr, nr) = self.tile();
+        write!(f, "{} ({mr}×{nr})", self.name())
+    }
+}
+
+thread_local! {
+    /// Calls of each native microkernel on this thread, indexed by `Isa as usize`.
+    static CALLS: [Cell<u64>; 3] = const { [const { Cell::new(0) }; 3] };
+}
+
+/// How many times the native microkernel of `isa` has run on the calling thread (0 for the
+/// baseline path, which is Cranelift code): proof of which path a program really took.
+pub fn native_calls(isa: Isa) -> u64 {
+    CALLS.with(|c| c[isa as usize].get())
+}
+
+fn count_call(isa: Isa) {
+    CALLS.with(|c| c[isa as usize].set(c[isa as usize].get() + 1));
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{count_call, Isa};
+    use std::arch::x86_64::*;
+
+    /// Defines `$name`, the `$mr × ($nv · $lanes)` microkernel of `$isa` on the vector type
+    /// `$v` with its zero, unaligned load, broadcast, fused multiply-add and unaligned store.
+    macro_rules! microkernel {
+        ($name:ident, $isa:expr, $feature:literal, $mr:literal, $nv:literal, $lanes:literal,
+         $v:ty, $zero:ident, $load:ident, $splat:ident, $fma:ident, $store:ident) => {
+            /// See the module's safety contract.
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe extern "C" fn $name(
+                a: *const f32,
+                b: *const f32,
+                kc: usize,
+                tile: *mut f32,
+            ) {
+                const NR: usize = $nv * $lanes;
+                count_call($isa);
+                let mut acc: [[$v; $nv]; $mr] = [[$zero(); $nv]; $mr];
+                let mut bv: [$v; $nv] = [$zero(); $nv];
+                for k in 0..kc {
+                    let (ak, bk) = (a.add(k * $mr), b.add(k * NR));
+                    for (v, x) in bv.iter_mut().enumerate() {
+                        *x = $load(bk.add(v * $lanes));
+                    }
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let x = $splat(*ak.add(r));
+                        for (c, &y) in row.iter_mut().zip(&bv) {
+                            *c = $fma(x, y, *c);
+                        }
+                    }
+                }
+                for (r, row) in acc.iter().enumerate() {
+                    for (v, &c) in row.iter().enumerate() {
+                        $store(tile.add(r * NR + v * $lanes), c);
+                    }
+                }
+            }
+        };
+    }
+
+    microkernel!(
+        avx512_6x32,
+        Isa::Avx512,
+        "avx512f",
+        6,
+        2,
+        16,
+        __m512,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_storeu_ps
+    );
+    microkernel!(
+        avx2_6x16,
+        Isa::Avx2,
+        "avx2,fma",
+        6,
+        2,
+        8,
+        __m256,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_storeu_ps
+    );
+}
