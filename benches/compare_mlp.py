@@ -1,21 +1,42 @@
 #!/usr/bin/env python3
-"""The seed MLP's training step and inference latency in kiln and in PyTorch, interleaved in one
-run on this machine (the figures drift with the clock, so each round measures both).
+"""The seed MLP's training step and inference latency in kiln and its peers, interleaved in one
+run on this machine (the figures drift with the clock, so each round measures every framework).
 
     python3 benches/compare_mlp.py [--rounds N] [--threads N]
+    taskset -c 0 python3 benches/compare_mlp.py     # everything pinned to one core
 
-Needs `pip install torch`. kiln's figures come from `cargo bench --bench mlp_step -- --json`.
+Peers: PyTorch eager and `torch.compile` (`pip install torch`), and JAX with `jax.jit`
+(`pip install jax`); a peer that is not installed is skipped. kiln's figures come from
+`cargo bench --bench mlp_step -- --json`. Every framework trains the same network (784 → 64
+relu → 64 relu → 10, Adam with Keras's defaults, sparse categorical cross-entropy) on random
+data at batch 128 and predicts softmax probabilities at batch 128 and 1; medians in ms.
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import time
 
-import torch
+SIZES = [(784, 64), (64, 64), (64, 10)]
+BATCH = 128
 
 
-def torch_figures(threads, seconds=3.0):
+def timed(f, seconds=3.0):
+    """Median wall time of `f()` in ms over `seconds`, after 20 warm-up calls."""
+    for _ in range(20):
+        f()
+    samples, start = [], time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        f()
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples) * 1e3
+
+
+def torch_figures(threads, compiled):
+    import torch
+
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = torch.nn.Sequential(
@@ -25,31 +46,91 @@ def torch_figures(threads, seconds=3.0):
     )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = torch.nn.CrossEntropyLoss()
-    x = torch.rand(128, 784)
-    y = torch.randint(0, 10, (128,))
+    x = torch.rand(BATCH, 784)
+    y = torch.randint(0, 10, (BATCH,))
     x1 = torch.rand(1, 784)
+    forward = torch.compile(model) if compiled else model
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
+        loss = loss_fn(forward(x), y)
         loss.backward()
         opt.step()
 
-    def timed(f):
-        for _ in range(20):
-            f()
-        samples, start = [], time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            t = time.perf_counter()
-            f()
-            samples.append(time.perf_counter() - t)
-        return statistics.median(samples) * 1e3
+    def predict(inputs):
+        with torch.no_grad():
+            return torch.softmax(forward(inputs), -1)
 
-    train = timed(step)
-    with torch.no_grad():
-        infer_128 = timed(lambda: torch.softmax(model(x), -1))
-        infer_1 = timed(lambda: torch.softmax(model(x1), -1))
-    return {"train_step_ms": train, "infer_128_ms": infer_128, "infer_1_ms": infer_1}
+    started = time.perf_counter()
+    step()
+    predict(x)
+    predict(x1)
+    first_ms = (time.perf_counter() - started) * 1e3
+    return {
+        "train_step_ms": timed(step),
+        "infer_128_ms": timed(lambda: predict(x)),
+        "infer_1_ms": timed(lambda: predict(x1)),
+        "first_call_ms": first_ms,
+    }
+
+
+def jax_figures():
+    import jax
+    import jax.numpy as jnp
+
+    key = jax.random.PRNGKey(0)
+    params = []
+    for fan_in, fan_out in SIZES:
+        key, sub = jax.random.split(key)
+        limit = (6.0 / (fan_in + fan_out)) ** 0.5
+        params.append((jax.random.uniform(sub, (fan_in, fan_out), minval=-limit, maxval=limit),
+                       jnp.zeros(fan_out)))
+
+    def logits(ps, x):
+        for i, (w, b) in enumerate(ps):
+            x = x @ w + b
+            if i < len(ps) - 1:
+                x = jax.nn.relu(x)
+        return x
+
+    def loss(ps, x, y):
+        log_p = jax.nn.log_softmax(logits(ps, x))
+        return -jnp.mean(jnp.take_along_axis(log_p, y[:, None], axis=1))
+
+    lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-7
+
+    @jax.jit
+    def step(ps, m, v, t, x, y):
+        grads = jax.grad(loss)(ps, x, y)
+        t = t + 1
+        alpha = lr * jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        m = jax.tree_util.tree_map(lambda m, g: m + (g - m) * (1 - b1), m, grads)
+        v = jax.tree_util.tree_map(lambda v, g: v + (g * g - v) * (1 - b2), v, grads)
+        ps = jax.tree_util.tree_map(lambda p, m, v: p - alpha * m / (jnp.sqrt(v) + eps), ps, m, v)
+        return ps, m, v, t
+
+    predict = jax.jit(lambda ps, x: jax.nn.softmax(logits(ps, x)))
+    x = jax.random.uniform(key, (BATCH, 784))
+    y = jax.random.randint(key, (BATCH,), 0, 10)
+    x1 = jax.random.uniform(key, (1, 784))
+    state = [params, jax.tree_util.tree_map(jnp.zeros_like, params),
+             jax.tree_util.tree_map(jnp.zeros_like, params), jnp.float32(0)]
+
+    def train():
+        state[:] = step(*state, x, y)
+        jax.block_until_ready(state[0])
+
+    started = time.perf_counter()
+    train()
+    predict(state[0], x).block_until_ready()
+    predict(state[0], x1).block_until_ready()
+    first_ms = (time.perf_counter() - started) * 1e3
+    return {
+        "train_step_ms": timed(train),
+        "infer_128_ms": timed(lambda: predict(state[0], x).block_until_ready()),
+        "infer_1_ms": timed(lambda: predict(state[0], x1).block_until_ready()),
+        "first_call_ms": first_ms,
+    }
 
 
 def kiln_figures():
@@ -60,21 +141,51 @@ def kiln_figures():
     return json.loads(out.strip().splitlines()[-1])
 
 
+def available(module):
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (kiln runs 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for the peers (kiln runs one thread for now)")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {args.threads} thread(s); medians in ms")
-    print(f"{'round':>5} {'row':<22} {'kiln':>10} {'torch':>10} {'torch/kiln':>11}")
+    # XLA reads its flags before it starts; with one thread, keep its Eigen pool off. (For a
+    # strict comparison pin the whole run: `taskset -c 0 python3 benches/compare_mlp.py`.)
+    if args.threads == 1:
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    peers = []
+    if available("torch"):
+        peers += [("torch eager", lambda: torch_figures(args.threads, False)),
+                  ("torch.compile", lambda: torch_figures(args.threads, True))]
+    if available("jax"):
+        peers.append(("jax.jit", jax_figures))
+    print(f"{args.threads} thread(s); medians in ms; ratio = peer / kiln (> 1: kiln is faster)")
+    print("peers: " + (", ".join(name for name, _ in peers) or "none installed"))
+    rows = [("train_step_ms", "train step, batch 128"),
+            ("infer_128_ms", "inference, batch 128"),
+            ("infer_1_ms", "inference, batch 1")]
+    header = f"{'round':>5} {'row':<22} {'kiln':>9}"
+    for name, _ in peers:
+        header += f" {name:>14} {'ratio':>6}"
+    print(header)
     for r in range(1, args.rounds + 1):
         k = kiln_figures()
-        t = torch_figures(args.threads)
-        for key, label in [("train_step_ms", "train step, batch 128"),
-                           ("infer_128_ms", "inference, batch 128"),
-                           ("infer_1_ms", "inference, batch 1")]:
-            print(f"{r:>5} {label:<22} {k[key]:>10.4f} {t[key]:>10.4f} {t[key] / k[key]:>10.2f}x")
-        print(f"{r:>5} {'kiln train compile':<22} {k['train_compile_ms']:>10.2f}")
+        results = [(name, figures()) for name, figures in peers]
+        for key, label in rows:
+            line = f"{r:>5} {label:<22} {k[key]:>9.4f}"
+            for _, p in results:
+                line += f" {p[key]:>14.4f} {p[key] / k[key]:>5.2f}x"
+            print(line)
+        line = f"{r:>5} {'compile / first call':<22} {k['train_compile_ms']:>9.2f}"
+        for _, p in results:
+            line += f" {p['first_call_ms']:>14.2f} {'':>6}"
+        print(line)
 
 
 if __name__ == "__main__":
