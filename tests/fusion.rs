@@ -341,3 +341,49 @@ fn fusion_shrinks_the_mlp_training_step() {
     println!("MLP training step kernels: {off} unfused, {on} fused");
     assert!(on * 2 < off, "{on} fused vs {off} unfused kernels");
 }
+
+#[test]
+fn the_update_of_all_parameters_is_one_loop_for_every_optimizer() {
+    // The seed MLP (six parameters) with each optimizer: the per-parameter updates are the
+    // same code on memory laid out alike (parameters, each state family, and the gradients),
+    // so one kernel updates them all; the step counter and bias corrections are one scalar
+    // kernel before it. A wrong offset anywhere would show in the Keras reference suite and
+    // the training tests, which run the same programs.
+    let arch = Sequential::new(&[784])
+        .add(Layer::dense(64, Activation::Relu))
+        .add(Layer::dense(64, Activation::Relu))
+        .add(Layer::dense(10, Activation::Softmax));
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
+    let optimizers: [Optimizer; 5] = [
+        Adam::default().into(),
+        AdamW::default().into(),
+        RmsProp::default().into(),
+        Sgd::default().into(),
+        Sgd {
+            momentum: 0.9,
+            nesterov: true,
+            ..Sgd::default()
+        }
+        .into(),
+    ];
+    for optimizer in optimizers {
+        let lg = loss_graph(&arch, &loss, &[], Some(&optimizer)).unwrap();
+        let mut p = Program::new(&lg.forward.graph, &[lg.loss], &lg.updates).unwrap();
+        let exe = p.specialise(16).unwrap();
+        let names: Vec<&str> = exe.kernels.iter().map(|k| k.name.as_str()).collect();
+        let flat = names.iter().filter(|n| n.ends_with("flat_update")).count();
+        assert_eq!(
+            flat,
+            1,
+            "{}: {names:?}\n{}",
+            optimizer.name(),
+            exe.fusion_report
+        );
+        assert!(
+            names.last().unwrap().ends_with("flat_update"),
+            "{}: {names:?}",
+            optimizer.name()
+        );
+        assert!(!names.iter().any(|n| n.contains("assign")), "{names:?}");
+    }
+}

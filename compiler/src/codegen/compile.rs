@@ -7,6 +7,7 @@
 
 use super::fusion;
 use super::fusion::{Group, Kind};
+use super::horizontal;
 use super::jit::{CodeHandle, JitBuilder, KernelFn};
 use super::kernels::epilogue::{self, EpilogueSpec};
 use super::kernels::fused::{self, FusedSpec};
@@ -196,6 +197,14 @@ enum Body {
     Op(Op),
     /// A fusion group of several nodes.
     Group(Group),
+    /// The elementwise update groups of several parameters as one loop of `len` elements: the
+    /// first group's code over the span of all parameters, which starts `shift` bytes before
+    /// that group's own values (see [`horizontal`]).
+    Flat {
+        groups: Vec<Group>,
+        len: usize,
+        shift: usize,
+    },
 }
 
 /// One kernel of the program: its body, the values it reads and the values it writes.
@@ -226,8 +235,55 @@ impl Planned {
                 }
                 Kind::Contraction(_) | Kind::Single => false,
             },
+            Body::Flat { .. } => false,
         }
     }
+}
+
+/// Replaces the kernels of `merge` by one loop, at the place of the last of them (after every
+/// value they read is computed), and renumbers the kernels.
+fn merge_kernels(specs: Vec<Planned>, merge: &horizontal::Merge) -> Vec<Planned> {
+    let last = *merge.kernels.iter().max().expect("a merge has kernels");
+    let mut groups = Vec::new();
+    let (mut reads, mut results) = (Vec::new(), Vec::new());
+    let mut parts: Vec<Option<Planned>> = specs.into_iter().map(Some).collect();
+    for &k in &merge.kernels {
+        let part = parts[k].take().expect("each kernel once");
+        let Body::Group(group) = part.body else {
+            unreachable!("only fused groups merge")
+        };
+        groups.push(group);
+        for r in part.reads {
+            if !reads.contains(&r) && !merge.dropped.contains(&r) {
+                reads.push(r);
+            }
+        }
+        results.extend(
+            part.results
+                .into_iter()
+                .filter(|r| !merge.dropped.contains(r)),
+        );
+    }
+    parts[last] = Some(Planned {
+        name: "k_flat_update".into(),
+        body: Body::Flat {
+            groups,
+            len: merge.len,
+            shift: merge.shift,
+        },
+        reads,
+        results,
+    });
+    parts
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(k, mut p)| {
+            let label = p.name.split_once('_').map_or(p.name.as_str(), |(_, l)| l);
+            p.name = format!("k{k}_{label}");
+            p
+        })
+        .collect()
 }
 
 /// The nodes `roots` depend on, in topological order.
@@ -393,6 +449,39 @@ pub fn compile(
             in_place.insert(v, p);
         }
     }
+    // One loop for the updates of all parameters, when their kernels are the same code.
+    let parameter_offsets: HashMap<NodeId, usize> = state
+        .parameters
+        .iter()
+        .map(|s| (s.node, s.offset))
+        .collect();
+    let groups_of: Vec<Option<&Group>> = specs
+        .iter()
+        .map(|p| match &p.body {
+            Body::Group(g) => Some(g),
+            _ => None,
+        })
+        .collect();
+    let merge = if options.fusion {
+        horizontal::plan(graph, &groups_of, &in_place, &parameter_offsets)
+    } else {
+        None
+    };
+    // The broadcasts the merged kernels no longer store must have no other reader.
+    let merge = merge.filter(|m| {
+        !specs.iter().enumerate().any(|(k, p)| {
+            !m.kernels.contains(&k) && p.reads.iter().any(|&r| m.dropped.contains(&root(r)))
+        })
+    });
+    let mut bundled: HashMap<NodeId, (usize, usize)> = HashMap::new();
+    if let Some(merge) = &merge {
+        specs = merge_kernels(specs, merge);
+        for (block, (values, _)) in merge.blocks.iter().enumerate() {
+            for &(v, offset) in values {
+                bundled.insert(v, (block, offset));
+            }
+        }
+    }
     for &(p, v) in &updates {
         if in_place.get(&v) == Some(&p) {
             continue;
@@ -414,9 +503,31 @@ pub fn compile(
     let end = specs.len();
     let mut buffers: Vec<Buffer> = Vec::new();
     let mut buffer_of: HashMap<NodeId, usize> = HashMap::new();
+    // Values laid out like the parameters (see `horizontal`) share one buffer per family, at
+    // a byte offset within it.
+    let mut offset_in: HashMap<NodeId, usize> = HashMap::new();
+    for (values, bytes) in merge.iter().flat_map(|m| &m.blocks) {
+        for &(v, offset) in values {
+            buffer_of.insert(v, buffers.len());
+            offset_in.insert(v, offset);
+        }
+        buffers.push(Buffer {
+            name: "gradients, laid out like the parameters".into(),
+            offset: 0,
+            live: Request {
+                size_bytes: *bytes,
+                first: end,
+                last: 0,
+                pinned: false,
+            },
+        });
+    }
     for &n in &order {
         let node = graph.node(n);
-        let elsewhere = in_registers.contains(&n) || in_place.contains_key(&n);
+        let elsewhere = in_registers.contains(&n)
+            || in_place.contains_key(&n)
+            || bundled.contains_key(&n)
+            || merge.as_ref().is_some_and(|m| m.dropped.contains(&n));
         if matches!(node.op, Op::Reshape(_) | Op::Parameter { .. }) || elsewhere {
             continue;
         }
@@ -430,7 +541,7 @@ pub fn compile(
             offset: 0,
             live: Request {
                 size_bytes: dims(n).iter().product::<usize>() * node.dtype.size(),
-                first: 0,
+                first: if pinned { 0 } else { end },
                 last: if pinned { end } else { 0 },
                 pinned,
             },
@@ -439,8 +550,8 @@ pub fn compile(
     for (k, p) in specs.iter().enumerate() {
         for r in &p.results {
             if let Some(&b) = buffer_of.get(&root(*r)) {
-                buffers[b].live.first = k;
-                buffers[b].live.last = k;
+                let live = &mut buffers[b].live;
+                (live.first, live.last) = (live.first.min(k), live.last.max(k));
             }
         }
         for o in &p.reads {
@@ -477,6 +588,7 @@ pub fn compile(
                 }
                 Kind::Elementwise | Kind::Single => 0,
             },
+            Body::Flat { .. } => 0,
         };
         scratch_of.push((size_bytes > 0).then_some(buffers.len()));
         if size_bytes > 0 {
@@ -499,15 +611,13 @@ pub fn compile(
     for (b, offset) in buffers.iter_mut().zip(&plan.offsets) {
         b.offset = ALIGN + offset;
     }
-    let parameter_offsets: HashMap<NodeId, usize> = state
-        .parameters
-        .iter()
-        .map(|s| (s.node, s.offset))
-        .collect();
     let place = |n: NodeId| {
         let n = root(n);
         match buffer_of.get(&n) {
-            Some(&b) => (Region::Work, buffers[b].offset),
+            Some(&b) => (
+                Region::Work,
+                buffers[b].offset + offset_in.get(&n).copied().unwrap_or(0),
+            ),
             None => (
                 Region::State,
                 parameter_offsets[in_place.get(&n).unwrap_or(&n)],
@@ -542,6 +652,16 @@ pub fn compile(
         }
     }
 
+    let group_flops = |group: &Group| -> u64 {
+        group
+            .nodes
+            .iter()
+            .map(|&m| {
+                let ins: Vec<Buf> = graph.operands(m).into_iter().map(shaped).collect();
+                kernels::flops(&graph.node(m).op, &ins, &shaped(m))
+            })
+            .sum()
+    };
     let mut jit = JitBuilder::new(options.dump_clif)?.with_isa(isa)?;
     if options.dump_asm {
         jit = jit.with_disassembly();
@@ -612,13 +732,45 @@ pub fn compile(
                     }
                 };
                 ids.push(id);
-                nodes
-                    .iter()
-                    .map(|&m| {
-                        let ins: Vec<Buf> = graph.operands(m).into_iter().map(shaped).collect();
-                        kernels::flops(&graph.node(m).op, &ins, &shaped(m))
-                    })
-                    .sum()
+                group_flops(group)
+            }
+            Body::Flat { groups, len, shift } => {
+                // The first group's code over the whole span: values of the parameter's shape
+                // are read and written as `[len]`, scalars as they are.
+                let first = &groups[0];
+                let full = graph.shape(first.root());
+                let flat = |n: NodeId| {
+                    if graph.shape(n) == full {
+                        Buf {
+                            offset: buf(n).offset - shift,
+                            dims: vec![*len],
+                            ..buf(n)
+                        }
+                    } else {
+                        buf(n)
+                    }
+                };
+                let mut inputs: HashMap<NodeId, Buf> = HashMap::new();
+                for &m in &first.nodes {
+                    for o in graph.operands(m) {
+                        if !first.nodes.contains(&o) {
+                            inputs.insert(o, flat(o));
+                        }
+                    }
+                }
+                let spec = FusedSpec {
+                    graph,
+                    nodes: &first.nodes,
+                    inputs: &inputs,
+                    outputs: first
+                        .outputs
+                        .iter()
+                        .filter(|o| in_place.contains_key(o))
+                        .map(|&o| (o, flat(o)))
+                        .collect(),
+                };
+                ids.push(jit.define(&p.name, |e, arena| fused::lower(e, arena, &spec))?);
+                groups.iter().map(group_flops).sum()
             }
         };
         let moved = ins.iter().chain(&outs).map(Buf::len).sum::<usize>();

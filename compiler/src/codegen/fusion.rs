@@ -570,6 +570,16 @@ impl Planner<'_> {
             .into_iter()
             .filter(|u| !candidate.contains(u))
             .collect();
+        let scalar = self.graph.shape(producer).count().coefficient == 1
+            && !self.graph.shape(producer).has_batch();
+        let larger = self.graph.shape(group[group.len() - 1]).count().coefficient > 1;
+        if scalar && larger && !outside.is_empty() {
+            return Err(
+                "a scalar read by several kernels is computed once, in its own kernel (so \
+                 the kernels reading it stay alike, e.g. the updates of all parameters)"
+                    .into(),
+            );
+        }
         if let Some(u) = self.cycle_through(&candidate, group_of, formed) {
             return Err(format!(
                 "{} (node {}) would read the group and feed it: fusing would form a cycle",

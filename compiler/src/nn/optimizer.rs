@@ -156,22 +156,44 @@ impl Optimizer {
     ) -> Result<Vec<(NodeId, NodeId)>> {
         g.scoped("optimizer", |g| {
             let iterations = g.parameter(ITERATIONS, Shape::scalar())?;
+            // The state is created family by family (every parameter's `m`, then every `v`),
+            // so each family's slots lie in the state arena exactly as the parameters do and
+            // one loop can update all parameters (see `codegen::horizontal`).
+            let families = self
+                .slot_names()
+                .iter()
+                .map(|name| params.iter().map(|&p| slot(g, p, name)).collect())
+                .collect::<Result<Vec<Vec<NodeId>>>>()?;
             let one = g.scalar(1.0)?;
             let step = g.add(iterations, one)?;
             let mut updates = vec![(iterations, step)];
-            for (&p, &grad) in params.iter().zip(gradients) {
-                updates.extend(self.update(g, p, grad, step)?);
+            for (i, (&p, &grad)) in params.iter().zip(gradients).enumerate() {
+                let state: Vec<NodeId> = families.iter().map(|f| f[i]).collect();
+                updates.extend(self.update(g, p, grad, step, &state)?);
             }
             Ok(updates)
         })
     }
 
+    /// The names of the per-parameter state slots, in the order `update` takes them.
+    fn slot_names(&self) -> &'static [&'static str] {
+        match *self {
+            Optimizer::Sgd(o) if o.momentum == 0.0 => &[],
+            Optimizer::Sgd(_) => &["momentum"],
+            Optimizer::Adam(_) | Optimizer::AdamW(_) => &["m", "v"],
+            Optimizer::RmsProp(o) if o.momentum == 0.0 => &["velocity"],
+            Optimizer::RmsProp(_) => &["velocity", "momentum"],
+        }
+    }
+
+    /// One parameter's update, given its state slots (see [`Optimizer::slot_names`]).
     fn update(
         &self,
         g: &mut Graph,
         p: NodeId,
         grad: NodeId,
         step: NodeId,
+        state: &[NodeId],
     ) -> Result<Vec<(NodeId, NodeId)>> {
         match *self {
             Optimizer::Sgd(o) => {
@@ -179,7 +201,7 @@ impl Optimizer {
                 if o.momentum == 0.0 {
                     return Ok(vec![(p, g.sub(p, lr_g)?)]);
                 }
-                let m = slot(g, p, "momentum")?;
+                let m = state[0];
                 let mm = g.scale(m, o.momentum)?;
                 let m_new = g.sub(mm, lr_g)?;
                 let p_new = if o.nesterov {
@@ -191,7 +213,7 @@ impl Optimizer {
                 };
                 Ok(vec![(m, m_new), (p, p_new)])
             }
-            Optimizer::Adam(o) => adam(g, p, grad, step, o, None),
+            Optimizer::Adam(o) => adam(g, [p, state[0], state[1]], grad, step, o, None),
             Optimizer::AdamW(o) => {
                 let adam_part = Adam {
                     learning_rate: o.learning_rate,
@@ -199,10 +221,17 @@ impl Optimizer {
                     beta_2: o.beta_2,
                     epsilon: o.epsilon,
                 };
-                adam(g, p, grad, step, adam_part, Some(o.weight_decay))
+                adam(
+                    g,
+                    [p, state[0], state[1]],
+                    grad,
+                    step,
+                    adam_part,
+                    Some(o.weight_decay),
+                )
             }
             Optimizer::RmsProp(o) => {
-                let v = slot(g, p, "velocity")?;
+                let v = state[0];
                 let g2 = g.mul(grad, grad)?;
                 let v_new = lerp_towards(g, v, g2, 1.0 - o.rho)?;
                 let eps = g.scalar(o.epsilon)?;
@@ -213,7 +242,7 @@ impl Optimizer {
                 if o.momentum == 0.0 {
                     return Ok(vec![(v, v_new), (p, g.sub(p, increment)?)]);
                 }
-                let m = slot(g, p, "momentum")?;
+                let m = state[1];
                 let mm = g.scale(m, o.momentum)?;
                 let m_new = g.add(mm, increment)?;
                 Ok(vec![(v, v_new), (m, m_new), (p, g.sub(p, m_new)?)])
@@ -226,14 +255,12 @@ impl Optimizer {
 /// `α = lr·√(1−β₂ᵗ)/(1−β₁ᵗ)`, `m += (g−m)(1−β₁)`, `v += (g²−v)(1−β₂)`, `p −= α·m/(√v + ε)`.
 fn adam(
     g: &mut Graph,
-    p: NodeId,
+    [p, m, v]: [NodeId; 3],
     grad: NodeId,
     step: NodeId,
     o: Adam,
     weight_decay: Option<f32>,
 ) -> Result<Vec<(NodeId, NodeId)>> {
-    let m = slot(g, p, "m")?;
-    let v = slot(g, p, "v")?;
     let b1 = g.scalar(o.beta_1)?;
     let b2 = g.scalar(o.beta_2)?;
     let b1t = g.binary(crate::ir::BinaryOp::Pow, b1, step)?;
