@@ -15,10 +15,10 @@ use std::time::Instant;
 
 model! {
     /// The seed MLP for the shipped 8×8 digits (64 pixels).
-    DigitsMlp(x: [64]) -> dense(64, relu) -> dense(64, relu) -> dense(10, softmax)
+    pub DigitsMlp(x: [64]) -> dense(64, relu) -> dense(64, relu) -> dense(10, softmax)
 
     /// The seed MLP for real 28×28 MNIST (784 pixels).
-    MnistMlp(x: [784]) -> dense(64, relu) -> dense(64, relu) -> dense(10, softmax)
+    pub MnistMlp(x: [784]) -> dense(64, relu) -> dense(64, relu) -> dense(10, softmax)
 }
 
 struct Args {
