@@ -3,7 +3,7 @@
 mod compile;
 pub mod emit;
 pub mod fusion;
-pub mod horizontal;
+mod horizontal;
 pub mod jit;
 pub mod kernels;
 pub mod math;
