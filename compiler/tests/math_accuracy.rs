@@ -32,7 +32,7 @@ fn define(
     fma: bool,
     vector: bool,
 ) -> FuncId {
-    jit.define(name, |e, bases| {
+    jit.define(name, 1, |e, bases| {
         let arena = bases.work;
         e.fma &= fma;
         let out = i32::try_from(4 * n).expect("buffer fits i32 offsets");
@@ -73,7 +73,7 @@ fn run(f: MathFn, xs: &[f32], fma: bool, vector: bool) -> Vec<f32> {
     buf[..n].copy_from_slice(xs);
     // SAFETY: the kernel reads `n` and writes `n` f32s inside `buf` (the work arena; it uses no
     // state); `_code` outlives the call.
-    unsafe { kernels[0](std::ptr::null_mut(), buf.as_mut_ptr().cast()) };
+    unsafe { kernels[0](std::ptr::null_mut(), buf.as_mut_ptr().cast(), 0) };
     buf.split_off(n)
 }
 

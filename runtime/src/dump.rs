@@ -98,16 +98,25 @@ impl Profile {
     /// A table: per kernel, calls, total and mean time, GFLOP/s and GB/s.
     pub fn report(&self, exe: &Executable) -> String {
         let mut s = format!(
-            "batch {}: {} runs\n{:<28} {:>8} {:>10} {:>10} {:>9} {:>8}\n",
-            exe.batch, self.calls, "kernel", "calls", "total ms", "mean us", "GFLOP/s", "GB/s"
+            "batch {}: {} runs\n{:<28} {:>5} {:>8} {:>10} {:>10} {:>9} {:>8}\n",
+            exe.batch,
+            self.calls,
+            "kernel",
+            "parts",
+            "calls",
+            "total ms",
+            "mean us",
+            "GFLOP/s",
+            "GB/s"
         );
         let total: Duration = self.time.iter().sum();
         for (k, t) in exe.kernels.iter().zip(&self.time) {
             let secs = t.as_secs_f64().max(1e-12);
             let calls = self.calls as f64;
             s += &format!(
-                "{:<28} {:>8} {:>10.3} {:>10.2} {:>9.2} {:>8.2}\n",
+                "{:<28} {:>5} {:>8} {:>10.3} {:>10.2} {:>9.2} {:>8.2}\n",
                 k.name,
+                k.parts,
                 self.calls,
                 secs * 1e3,
                 secs * 1e6 / calls.max(1.0),

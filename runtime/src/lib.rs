@@ -10,6 +10,7 @@ mod dump;
 mod float_mode;
 mod init;
 mod model;
+pub mod pool;
 mod program;
 mod progress;
 mod summary;

@@ -9,6 +9,7 @@ use crate::arena::Arena;
 use crate::cache::get_or_compile;
 use crate::dump::{DumpConfig, Profile};
 use crate::float_mode::FlushSubnormals;
+use crate::pool::Pool;
 use kiln_compiler::codegen::{CompileOptions, Executable, Slot, StateLayout};
 use kiln_compiler::interp::infer_batch;
 use kiln_compiler::ir::{Graph, NodeId, Op};
@@ -276,15 +277,27 @@ impl Program {
         spec.work.write_words(exe.status_offset, &[0]);
         let (state, work) = (self.state.as_ptr(), spec.work.as_ptr());
         let flush = FlushSubnormals::start();
+        let pool = exe
+            .kernels
+            .iter()
+            .any(|k| k.parts > 1)
+            .then(|| Pool::global().engage())
+            .flatten();
         for (i, k) in exe.kernels.iter().enumerate() {
             let started = self.dump.profile.then(Instant::now);
             // SAFETY: the kernel was compiled for these arena layouts; every input was checked
             // to fill exactly its slot, and kernels check computed indices themselves.
-            unsafe { (k.func)(state, work) };
+            unsafe {
+                match &pool {
+                    Some(pool) if k.parts > 1 => pool.run(k, state, work),
+                    _ => k.run_serially(state, work),
+                }
+            }
             if let Some(t) = started {
                 spec.profile.time[i] += t.elapsed();
             }
         }
+        drop(pool);
         drop(flush);
         spec.profile.calls += 1;
         let status = spec.work.words(exe.status_offset, 1)[0];

@@ -1,5 +1,6 @@
 //! Keras-style summaries: a model's layers with their output shapes and parameter counts, and
-//! compiled programs with their kernel counts, compile times and memory (known before they run).
+//! compiled programs with their kernel counts (and how many are split across threads), compile
+//! times and memory (known before they run).
 
 use crate::model::Model;
 use crate::program::Program;
@@ -36,10 +37,15 @@ pub(crate) fn layers(model: &Model) -> String {
         model.parameter_count(),
         format_bytes(bytes)
     );
-    let path = CompileOptions::from_env()
-        .and_then(|o| Isa::resolve(o.isa))
-        .map_or_else(|e| e.to_string(), |isa| isa.to_string());
+    let (path, threads) = match CompileOptions::from_env() {
+        Ok(o) => (
+            Isa::resolve(o.isa).map_or_else(|e| e.to_string(), |isa| isa.to_string()),
+            o.threads.to_string(),
+        ),
+        Err(e) => (e.to_string(), e.to_string()),
+    };
     let _ = writeln!(s, "Matmul microkernel: {path}");
+    let _ = writeln!(s, "Threads per large kernel: {threads}");
     s
 }
 
@@ -50,10 +56,10 @@ pub(crate) fn programs(programs: &[(&str, Option<&Program>)]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<10} {:>6} {:>8} {:>10} {:>12} {:>12} {:>12}",
-        "Program", "Batch", "Kernels", "Compile", "Work arena", "State arena", "Peak"
+        "{:<10} {:>6} {:>8} {:>6} {:>10} {:>12} {:>12} {:>12}",
+        "Program", "Batch", "Kernels", "Split", "Compile", "Work arena", "State arena", "Peak"
     );
-    let _ = writeln!(s, "{}", "─".repeat(76));
+    let _ = writeln!(s, "{}", "─".repeat(83));
     for &(name, program) in programs {
         let Some(program) = program.filter(|p| !p.batch_sizes().is_empty()) else {
             let _ = writeln!(s, "{name:<10} not compiled yet");
@@ -64,8 +70,9 @@ pub(crate) fn programs(programs: &[(&str, Option<&Program>)]) -> String {
             let exe = program.executable(batch).expect("a compiled batch size");
             let _ = writeln!(
                 s,
-                "{name:<10} {batch:>6} {:>8} {:>7.1} ms {:>12} {:>12} {:>12}",
+                "{name:<10} {batch:>6} {:>8} {:>6} {:>7.1} ms {:>12} {:>12} {:>12}",
                 exe.kernels.len(),
+                exe.kernels.iter().filter(|k| k.parts > 1).count(),
                 exe.compile_time.as_secs_f64() * 1e3,
                 format_bytes(exe.work_bytes),
                 format_bytes(state),

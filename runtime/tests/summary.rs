@@ -24,8 +24,9 @@ fn assert_row(summary: &str, name: &str, program: &Program, batch: usize) {
     let exe = program.executable(batch).expect("compiled");
     let state = program.state_layout().bytes;
     let expected = format!(
-        "{name} {batch} {} {:.1} ms {} {} {}",
+        "{name} {batch} {} {} {:.1} ms {} {} {}",
         exe.kernels.len(),
+        exe.kernels.iter().filter(|k| k.parts > 1).count(),
         exe.compile_time.as_secs_f64() * 1e3,
         bytes(exe.work_bytes),
         bytes(state),

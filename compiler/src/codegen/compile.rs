@@ -52,6 +52,22 @@ pub struct Kernel {
     pub flops: u64,
     /// Bytes of operands read plus output written per call.
     pub bytes: u64,
+    /// The calls that make up one run, `func(state, work, part)` for every `part` below this:
+    /// 1 for a kernel that runs whole on one thread (see [`CompileOptions::threads`]).
+    pub parts: usize,
+}
+
+impl Kernel {
+    /// Runs every part of the kernel on the calling thread, in order.
+    ///
+    /// # Safety
+    /// `state` and `work` must be arenas laid out as the kernel's executable planned them.
+    pub unsafe fn run_serially(&self, state: *mut u8, work: *mut u8) {
+        for part in 0..self.parts {
+            // SAFETY: the caller's contract; every part below `parts` is valid.
+            unsafe { (self.func)(state, work, part as u64) };
+        }
+    }
 }
 
 /// An index input and the exclusive upper bound of its values.
@@ -161,6 +177,15 @@ pub struct CompileOptions {
     pub dump_graphs: bool,
     /// Force a contraction microkernel path (`KILN_ISA`); `None`: the widest this CPU runs.
     pub isa: Option<Isa>,
+    /// The most threads one kernel is split across (`KILN_THREADS`; by default the CPUs this
+    /// process may use). Large matmuls and elementwise loops run as that many parts, each on
+    /// its own share of the output; results are bitwise the same for every count.
+    pub threads: usize,
+}
+
+/// The CPUs this process may run on.
+pub fn available_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Default for CompileOptions {
@@ -172,13 +197,15 @@ impl Default for CompileOptions {
             simplify: true,
             dump_graphs: false,
             isa: None,
+            threads: available_threads(),
         }
     }
 }
 
 impl CompileOptions {
     /// The defaults, with fusion off when the environment sets `KILN_FUSION=0` and the
-    /// microkernel path forced by `KILN_ISA=avx512|avx2|baseline` (an unknown name is an error).
+    /// microkernel path forced by `KILN_ISA=avx512|avx2|baseline`, and at most `KILN_THREADS`
+    /// threads per kernel (an unknown path or a count that is not a positive number is an error).
     pub fn from_env() -> Result<Self> {
         Ok(CompileOptions {
             fusion: std::env::var("KILN_FUSION").map_or(true, |v| v != "0"),
@@ -186,8 +213,22 @@ impl CompileOptions {
                 Ok(name) if !name.is_empty() => Some(Isa::parse(&name)?),
                 _ => None,
             },
+            threads: match std::env::var("KILN_THREADS") {
+                Ok(count) if !count.is_empty() => parse_threads(&count)?,
+                _ => available_threads(),
+            },
             ..Self::default()
         })
+    }
+}
+
+/// A thread count as `KILN_THREADS` gives it.
+fn parse_threads(count: &str) -> Result<usize> {
+    match count.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(Error::InvalidArgument(format!(
+            "KILN_THREADS={count}: expected a positive number of threads"
+        ))),
     }
 }
 
@@ -572,19 +613,41 @@ pub fn compile(
         dims: dims(n),
         dtype: graph.dtype(n),
     };
+    // How many parts each kernel runs as (on up to that many threads).
+    let threads = options.threads.max(1);
+    let parts: Vec<usize> = specs
+        .iter()
+        .map(|p| match &p.body {
+            Body::Op(op) => {
+                let ins: Vec<Buf> = p.reads.iter().map(|&o| shaped(o)).collect();
+                kernels::parts(op, &ins, &shaped(p.results[0]), isa, threads)
+            }
+            Body::Group(group) => match &group.kind {
+                Kind::Contraction(m) => {
+                    let ins: Vec<Buf> = graph.operands(*m).into_iter().map(shaped).collect();
+                    kernels::parts(&graph.node(*m).op, &ins, &shaped(*m), isa, threads)
+                }
+                Kind::Elementwise => {
+                    kernels::elementwise_parts(shaped(group.root()).len(), threads)
+                }
+                Kind::Rows(_) | Kind::Single => 1,
+            },
+            Body::Flat { len, .. } => kernels::elementwise_parts(*len, threads),
+        })
+        .collect();
     let mut scratch_of = Vec::with_capacity(specs.len());
     for (k, p) in specs.iter().enumerate() {
         let size_bytes = match &p.body {
             Body::Op(op) => {
                 let ins: Vec<Buf> = p.reads.iter().map(|&o| shaped(o)).collect();
-                kernels::scratch_bytes(op, &ins, &shaped(p.results[0]), isa)
+                kernels::scratch_bytes(op, &ins, &shaped(p.results[0]), isa, parts[k])
             }
             Body::Group(group) => match &group.kind {
                 Kind::Rows(domain) => rows::scratch_bytes(graph, &group.nodes, domain, batch)?,
                 Kind::Contraction(m) => {
                     let ins: Vec<Buf> = graph.operands(*m).into_iter().map(shaped).collect();
                     let op = &graph.node(*m).op;
-                    kernels::scratch_bytes(op, &ins, &shaped(*m), isa)
+                    kernels::scratch_bytes(op, &ins, &shaped(*m), isa, parts[k])
                 }
                 Kind::Elementwise | Kind::Single => 0,
             },
@@ -682,7 +745,9 @@ pub fn compile(
                     status: status_offset,
                     status_code: k as u32 + 1,
                 };
-                ids.push(jit.define(&p.name, |e, arena| kernels::lower(e, arena, &spec))?);
+                ids.push(jit.define(&p.name, parts[k], |e, arena| {
+                    kernels::lower(e, arena, &spec)
+                })?);
                 kernels::flops(op, &ins, &outs[0])
             }
             Body::Group(group) => {
@@ -706,7 +771,7 @@ pub fn compile(
                             outputs,
                             scratch,
                         };
-                        jit.define(&p.name, |e, arena| rows::lower(e, arena, &spec))?
+                        jit.define(&p.name, parts[k], |e, arena| rows::lower(e, arena, &spec))?
                     }
                     Kind::Contraction(matmul) => {
                         let spec = EpilogueSpec {
@@ -719,7 +784,9 @@ pub fn compile(
                             status: status_offset,
                             status_code: k as u32 + 1,
                         };
-                        jit.define(&p.name, |e, arena| epilogue::lower(e, arena, &spec))?
+                        jit.define(&p.name, parts[k], |e, arena| {
+                            epilogue::lower(e, arena, &spec)
+                        })?
                     }
                     Kind::Elementwise | Kind::Single => {
                         let spec = FusedSpec {
@@ -728,7 +795,7 @@ pub fn compile(
                             inputs: &inputs,
                             outputs,
                         };
-                        jit.define(&p.name, |e, arena| fused::lower(e, arena, &spec))?
+                        jit.define(&p.name, parts[k], |e, arena| fused::lower(e, arena, &spec))?
                     }
                 };
                 ids.push(id);
@@ -769,13 +836,13 @@ pub fn compile(
                         .map(|&o| (o, flat(o)))
                         .collect(),
                 };
-                ids.push(jit.define(&p.name, |e, arena| fused::lower(e, arena, &spec))?);
+                ids.push(jit.define(&p.name, parts[k], |e, arena| fused::lower(e, arena, &spec))?);
                 groups.iter().map(group_flops).sum()
             }
         };
         let moved = ins.iter().chain(&outs).map(Buf::len).sum::<usize>();
         let bytes = moved as u64 * 4;
-        kernels_meta.push((p.name.clone(), flops, bytes));
+        kernels_meta.push((p.name.clone(), flops, bytes, parts[k]));
     }
     let clif = jit.clif().to_vec();
     let asm = jit.asm().to_vec();
@@ -783,11 +850,12 @@ pub fn compile(
     let kernels = kernels_meta
         .into_iter()
         .zip(fns)
-        .map(|((name, flops, bytes), func)| Kernel {
+        .map(|((name, flops, bytes, parts), func)| Kernel {
             name,
             func,
             flops,
             bytes,
+            parts,
         })
         .collect();
     let outputs = outputs

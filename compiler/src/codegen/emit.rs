@@ -11,13 +11,20 @@ use cranelift_frontend::FunctionBuilder;
 /// Number of f32 lanes in a vector.
 pub const LANES: usize = 4;
 
+/// Number of f32s in a cache line: parts of a kernel share out whole lines, so no two threads
+/// write the same line.
+pub const LINE: usize = 16;
+
 /// Emits instructions into one function. `fma` says whether the host has fused multiply-add
 /// (without it `fma` would lower to libcalls, so `mul_add` falls back to `fmul` + `fadd`);
-/// `isa` is the widest microkernel path contractions may take.
+/// `isa` is the widest microkernel path contractions may take; the kernel runs as `parts`
+/// calls and `part` (an `i64` below `parts`) says which one this is.
 pub struct Emit<'a, 'f> {
     pub b: &'a mut FunctionBuilder<'f>,
     pub fma: bool,
     pub isa: Isa,
+    pub part: Value,
+    pub parts: usize,
 }
 
 /// The integer type with the lane layout of a float type (`F32 → I32`, `F32X4 → I32X4`).
@@ -51,8 +58,37 @@ pub fn mem_readonly() -> MemFlagsData {
 }
 
 impl<'a, 'f> Emit<'a, 'f> {
-    pub fn new(b: &'a mut FunctionBuilder<'f>, fma: bool, isa: Isa) -> Self {
-        Emit { b, fma, isa }
+    pub fn new(
+        b: &'a mut FunctionBuilder<'f>,
+        fma: bool,
+        isa: Isa,
+        part: Value,
+        parts: usize,
+    ) -> Self {
+        Emit {
+            b,
+            fma,
+            isa,
+            part,
+            parts,
+        }
+    }
+
+    /// This part's share `begin..end` (two `i64`s) of `units` loop iterations: the parts take
+    /// consecutive chunks of `units / parts` rounded up to a multiple of `align`, so a share
+    /// may be empty. With one part: the constants `0` and `units`. Every unit belongs to
+    /// exactly one share, whatever `parts` is, and is computed the same way in any of them.
+    pub fn share(&mut self, units: usize, align: usize) -> (Value, Value) {
+        if self.parts == 1 {
+            return (self.i64(0), self.i64(units as i64));
+        }
+        let chunk = units.div_ceil(self.parts).div_ceil(align) * align;
+        let total = self.i64(units as i64);
+        let begin = self.b.ins().imul_imm_s(self.part, chunk as i64);
+        let begin = self.b.ins().umin(begin, total);
+        let end = self.b.ins().iadd_imm_s(begin, chunk as i64);
+        let end = self.b.ins().umin(end, total);
+        (begin, end)
     }
 
     /// The type of a value.

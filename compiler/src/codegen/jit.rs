@@ -1,8 +1,11 @@
 //! The JIT module: creates the host ISA, defines kernel functions and owns their machine code.
 //!
-//! Every kernel has the signature `extern "C" fn(state: *mut u8, work: *mut u8)`: parameters
-//! and optimizer state live in the state arena (shared by every batch-size specialisation of a
-//! program), everything else in the work arena; kernels address buffers at constant offsets.
+//! Every kernel has the signature `extern "C" fn(state: *mut u8, work: *mut u8, part: u64)`:
+//! parameters and optimizer state live in the state arena (shared by every batch-size
+//! specialisation of a program), everything else in the work arena; kernels address buffers at
+//! constant offsets. A kernel split into `parts` computes share `part` of its outer loop (see
+//! [`Emit::share`]); calling it with every `part` in `0..parts`, in any order or concurrently,
+//! computes the whole kernel.
 
 use super::emit::Emit;
 use super::kernels::matmul::Isa;
@@ -16,8 +19,9 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use std::sync::Arc;
 
-/// A compiled kernel, given the bases of the state and work arenas.
-pub type KernelFn = unsafe extern "C" fn(state: *mut u8, work: *mut u8);
+/// A compiled kernel, given the bases of the state and work arenas and which of its parts to
+/// run.
+pub type KernelFn = unsafe extern "C" fn(state: *mut u8, work: *mut u8, part: u64);
 
 /// Facts about the host CPU that change code generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,15 +151,16 @@ impl JitBuilder {
         self.features
     }
 
-    /// Defines a kernel named `name` whose body is emitted by `body`, given the arena bases.
+    /// Defines a kernel named `name` whose body is emitted by `body`, given the arena bases;
+    /// the kernel runs as `parts` calls, each computing its share (see [`Emit::share`]).
     pub fn define(
         &mut self,
         name: &str,
+        parts: usize,
         body: impl FnOnce(&mut Emit, Bases) -> Result<()>,
     ) -> Result<FuncId> {
         let mut sig = self.module.make_signature();
-        sig.params.push(AbiParam::new(I64));
-        sig.params.push(AbiParam::new(I64));
+        sig.params = vec![AbiParam::new(I64); 3];
         let id = self
             .module
             .declare_function(name, Linkage::Local, &sig)
@@ -176,7 +181,8 @@ impl JitBuilder {
                 state: params[0],
                 work: params[1],
             };
-            let mut e = Emit::new(&mut b, self.features.fma, self.isa);
+            let part = params[2];
+            let mut e = Emit::new(&mut b, self.features.fma, self.isa, part, parts);
             body(&mut e, bases)?;
             e.b.ins().return_(&[]);
             b.finalize(frontend_config);

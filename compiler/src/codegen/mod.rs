@@ -10,9 +10,10 @@ pub mod math;
 pub mod memory;
 
 pub use compile::{
-    compile, Buffer, CompileOptions, Executable, IndexBound, Kernel, Slot, StateLayout,
+    available_threads, compile, Buffer, CompileOptions, Executable, IndexBound, Kernel, Slot,
+    StateLayout,
 };
 pub use jit::{host_features, CpuFeatures, JitBuilder, KernelFn};
-pub use kernels::matmul::{native_calls, Isa};
+pub use kernels::matmul::{credit_native_calls, native_call_counts, native_calls, Isa};
 pub use kernels::Region;
 pub use memory::ALIGN;

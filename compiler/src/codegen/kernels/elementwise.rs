@@ -2,7 +2,7 @@
 //! position-dependent leaves (iota, random) and one-hot.
 
 use super::{Bases, KernelSpec};
-use crate::codegen::emit::{float_type, int_type, Emit, LANES};
+use crate::codegen::emit::{float_type, int_type, Emit, LANES, LINE};
 use crate::codegen::math;
 use crate::error::Result;
 use crate::ir::{BinaryOp, CompareOp, DType, Op, UnaryOp};
@@ -155,10 +155,18 @@ fn pow(e: &mut Emit, a: Value, b: Value) -> Value {
 
 /// `for i in 0..n` over elements, `body(e, i, lanes)` handling `lanes` elements at `i`:
 /// an unrolled vector loop, then one vector step, then a scalar tail.
-pub(crate) fn for_elements(e: &mut Emit, n: usize, mut body: impl FnMut(&mut Emit, Value, usize)) {
+pub(crate) fn for_elements(e: &mut Emit, n: usize, body: impl FnMut(&mut Emit, Value, usize)) {
+    let range = (e.i64(0), e.i64(n as i64));
+    for_elements_in(e, range, body);
+}
+
+/// [`for_elements`] over `start..end` (two `i64`s).
+pub(crate) fn for_elements_in(
+    e: &mut Emit,
+    (start, end): (Value, Value),
+    mut body: impl FnMut(&mut Emit, Value, usize),
+) {
     const UNROLL: usize = 2;
-    let start = e.i64(0);
-    let end = e.i64(n as i64);
     let (i, _) = e.for_range(start, end, (LANES * UNROLL) as i64, &[], |e, i, _| {
         for u in 0..UNROLL {
             let iu = e.b.ins().iadd_imm_s(i, (u * LANES) as i64);
@@ -191,7 +199,8 @@ pub(super) fn lower_map(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result
         .collect();
     let out = spec.output.ptr(e, arena);
     let out_dtype = spec.output.dtype;
-    for_elements(e, spec.output.len(), |e, i, lanes| {
+    let share = e.share(spec.output.len(), LINE);
+    for_elements_in(e, share, |e, i, lanes| {
         let args: Vec<Value> = ins
             .iter()
             .map(|&(p, dt)| {

@@ -3,10 +3,10 @@
 //! the group's outputs. Broadcasts in the group are not materialised: they are stride-0 axes of
 //! their operand's reads.
 
-use super::elementwise::{elementwise_value, for_elements, lane_type};
+use super::elementwise::{elementwise_value, for_elements_in, lane_type};
 use super::movement::broadcast_strides;
 use super::{Bases, Buf};
-use crate::codegen::emit::{mem_readonly, Emit, LANES};
+use crate::codegen::emit::{mem_readonly, Emit, LANES, LINE};
 use crate::error::Result;
 use crate::ir::{strides, Graph, NodeId, Op};
 use cranelift_codegen::ir::{InstBuilder, Value};
@@ -98,6 +98,7 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &FusedSpec) -> Result<()> {
 }
 
 /// Loops over the outer axes, advancing every pointer by its stride, then runs the inner axis.
+/// A kernel in several parts shares out its outermost axis (whole cache lines of a single axis).
 fn nest(
     e: &mut Emit,
     spec: &FusedSpec,
@@ -108,14 +109,30 @@ fn nest(
     ptrs: Vec<Value>,
 ) {
     let Some((&n, outer)) = extents.split_last() else {
-        inner(e, spec, read_of, accesses, 1, vec![0; sets.len()], &ptrs);
+        let one = (e.i64(0), e.i64(1));
+        inner(e, spec, read_of, accesses, one, vec![0; sets.len()], &ptrs);
         return;
     };
     let last = extents.len() - 1;
     let inner_strides: Vec<usize> = sets.iter().map(|s| s[last]).collect();
     let outer_sets: Vec<Vec<usize>> = sets.iter().map(|s| s[..last].to_vec()).collect();
-    loop_nest(e, outer, &outer_sets, ptrs, &mut |e, ptrs| {
-        inner(e, spec, read_of, accesses, n, inner_strides.clone(), ptrs)
+    let Some((&first, rest)) = outer.split_first() else {
+        let share = e.share(n, LINE);
+        inner(e, spec, read_of, accesses, share, inner_strides, &ptrs);
+        return;
+    };
+    let (begin, end) = e.share(first, 1);
+    e.for_range(begin, end, 1, &[], |e, i, _| {
+        let moved: Vec<Value> = ptrs
+            .iter()
+            .zip(&outer_sets)
+            .map(|(&p, s)| e.addr(p, i, (s[0] * 4) as i64))
+            .collect();
+        loop_nest(e, rest, &outer_sets, moved, &mut |e, ptrs| {
+            let all = (e.i64(0), e.i64(n as i64));
+            inner(e, spec, read_of, accesses, all, inner_strides.clone(), ptrs)
+        });
+        Vec::new()
     });
 }
 
@@ -150,7 +167,7 @@ fn inner(
     spec: &FusedSpec,
     read_of: &HashMap<(NodeId, usize), usize>,
     accesses: &[Access],
-    n: usize,
+    range: (Value, Value),
     inner_strides: Vec<usize>,
     ptrs: &[Value],
 ) {
@@ -211,8 +228,11 @@ fn inner(
         }
     };
     if vectorisable {
-        for_elements(e, n, body);
+        for_elements_in(e, range, body);
     } else {
-        e.for_count(n, |e, i| body(e, i, 1));
+        e.for_range(range.0, range.1, 1, &[], |e, i, _| {
+            body(e, i, 1);
+            Vec::new()
+        });
     }
 }

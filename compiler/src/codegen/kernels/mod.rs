@@ -13,6 +13,7 @@ pub mod rows;
 pub use elementwise::elementwise_value;
 
 use super::emit::Emit;
+use super::fusion::is_elementwise_map;
 use crate::error::{Error, Result};
 use crate::ir::{DType, Op};
 use cranelift_codegen::ir::{InstBuilder, Value};
@@ -77,12 +78,40 @@ pub struct KernelSpec<'a> {
 }
 
 /// Scratch bytes a kernel needs besides its operands and output, with contractions on
-/// microkernel path `isa` at widest.
-pub fn scratch_bytes(op: &Op, inputs: &[Buf], output: &Buf, isa: matmul::Isa) -> usize {
+/// microkernel path `isa` at widest, run as `parts` (see [`parts`]).
+pub fn scratch_bytes(
+    op: &Op,
+    inputs: &[Buf],
+    output: &Buf,
+    isa: matmul::Isa,
+    parts: usize,
+) -> usize {
     match op {
-        Op::MatMul { .. } => matmul::scratch_bytes(op, inputs, isa),
+        Op::MatMul { .. } => matmul::scratch_bytes(op, inputs, isa, parts),
         Op::Reduce { .. } => reduce::scratch_bytes(op, &inputs[0], output),
         _ => 0,
+    }
+}
+
+/// Below this many elements an elementwise loop runs as one part.
+const MIN_PARALLEL_ELEMENTS: usize = 1 << 15;
+
+/// How many parts (at most `threads`) the kernel of `op` runs as: matmuls and elementwise maps
+/// large enough to gain from more threads are split, every other kernel runs whole.
+pub fn parts(op: &Op, inputs: &[Buf], output: &Buf, isa: matmul::Isa, threads: usize) -> usize {
+    match op {
+        Op::MatMul { .. } => matmul::parts(op, inputs, isa, threads),
+        _ if is_elementwise_map(op) => elementwise_parts(output.len(), threads),
+        _ => 1,
+    }
+}
+
+/// How many parts (at most `threads`) an elementwise loop over `len` elements runs as.
+pub fn elementwise_parts(len: usize, threads: usize) -> usize {
+    if len < MIN_PARALLEL_ELEMENTS {
+        1
+    } else {
+        threads
     }
 }
 

@@ -30,6 +30,11 @@
 //! full panels of a row-major B when `M` is so small that packing would cost more than the
 //! product (see [`Plan::new`] for the measurements behind both choices).
 //!
+//! A matmul large enough to gain from threads runs as several parts (see [`parts`]): they share
+//! out the batch items or, for fewer items than parts, the `ic` row blocks of each item (then
+//! `mc` is capped so that every part gets one). Each part packs into scratch of its own; no part
+//! splits a sum over `K`, so every output is the same bits for any number of parts.
+//!
 //! The store path writes only the valid rows and columns of an edge tile (sizes are
 //! compile-time constants, so each edge gets exact straight-line code), adds the partial sum
 //! already in `C` for every depth block but the first, and passes each value through the
@@ -42,7 +47,7 @@ mod pack;
 #[cfg(test)]
 mod tests;
 
-pub use native::{native_calls, Isa};
+pub use native::{credit_native_calls, native_call_counts, native_calls, Isa};
 
 use super::{Bases, Buf, KernelSpec};
 use crate::codegen::emit::{Emit, LANES};
@@ -123,12 +128,15 @@ struct Plan {
     /// Whether `B` is packed; otherwise the microkernel reads its full panels in place and only
     /// a partial last panel is packed.
     pack_b: bool,
+    /// Parts the kernel runs as (see [`Emit::share`]): each packs into scratch of its own and
+    /// writes its own rows of `C`, so the sum behind every output is the same for any count.
+    parts: usize,
 }
 
 impl Plan {
     /// The plan for the operands `a` and `b` of `op` on this host, given the widest
-    /// microkernel path `isa` may take.
-    fn new(op: &Op, a: &Buf, b: &Buf, isa: Isa) -> Plan {
+    /// microkernel path `isa` may take, split into `parts` (see [`parts`]).
+    fn new(op: &Op, a: &Buf, b: &Buf, isa: Isa, parts: usize) -> Plan {
         let Op::MatMul {
             transpose_a,
             transpose_b,
@@ -172,7 +180,11 @@ impl Plan {
         // Blocking hardly matters at f32x4 speed (the microkernel reads 52 bytes per 10 FMAs):
         // measured on 512² to 2048×1024², mc from 30 to 745 and nc from 256 to 1496 stay within
         // 3 %, with small mc slightly ahead. These bounds also keep the scratch space small.
-        let mc_max = (l2 / 8 / (4 * kc)).max(mr) / mr * mr;
+        let mut mc_max = (l2 / 8 / (4 * kc)).max(mr) / mr * mr;
+        if parts > 1 && batch < parts {
+            // The parts share the row blocks, so there must be at least one per part.
+            mc_max = mc_max.min(m.div_ceil(parts).div_ceil(mr) * mr);
+        }
         let nc_max = (l2 / 4 / (4 * kc)).max(nr) / nr * nr;
         Plan {
             batch,
@@ -193,7 +205,19 @@ impl Plan {
             // of columns would reuse it.
             pack_a: path != Isa::Baseline || (transpose_a && n > nr + LANES),
             pack_b,
+            parts,
         }
+    }
+
+    /// Whether the parts share the batch items (each part all rows of its items) rather than
+    /// the row blocks of every item.
+    fn splits_batch(&self) -> bool {
+        self.parts > 1 && self.batch >= self.parts
+    }
+
+    /// Row blocks of one batch item.
+    fn m_blocks(&self) -> usize {
+        self.m.div_ceil(self.mc)
     }
 
     /// Rows and columns of the register tile (and of packed A and B panels).
@@ -261,11 +285,17 @@ impl Plan {
         (self.b_offset() + self.b_bytes()).div_ceil(64) * 64
     }
 
-    fn scratch_bytes(&self) -> usize {
-        match self.path {
+    /// Scratch bytes of one part (cache-line aligned, so each part's starts on its own line).
+    fn part_scratch_bytes(&self) -> usize {
+        let bytes = match self.path {
             Isa::Baseline => self.b_offset() + self.b_bytes(),
             _ => self.tile_offset() + self.mr() * self.nr() * 4,
-        }
+        };
+        bytes.div_ceil(64) * 64
+    }
+
+    fn scratch_bytes(&self) -> usize {
+        self.parts * self.part_scratch_bytes()
     }
 
     /// Depth blocks.
@@ -274,8 +304,29 @@ impl Plan {
     }
 }
 
-pub(super) fn scratch_bytes(op: &Op, inputs: &[Buf], isa: Isa) -> usize {
-    Plan::new(op, &inputs[0], &inputs[1], isa).scratch_bytes()
+pub(super) fn scratch_bytes(op: &Op, inputs: &[Buf], isa: Isa, parts: usize) -> usize {
+    Plan::new(op, &inputs[0], &inputs[1], isa, parts).scratch_bytes()
+}
+
+/// Below this many flops a matmul runs as one part: waking another thread would cost more than
+/// it saves.
+const MIN_PARALLEL_FLOPS: usize = 1 << 19;
+
+/// How many parts (at most `threads`) the matmul `op` of `inputs` runs as: the batch items, or
+/// the register-tile rows of each item, shared by up to `threads` parts when it is large
+/// enough to gain from them.
+pub(crate) fn parts(op: &Op, inputs: &[Buf], isa: Isa, threads: usize) -> usize {
+    let p = Plan::new(op, &inputs[0], &inputs[1], isa, 1);
+    let units = if p.batch >= threads {
+        p.batch
+    } else {
+        p.m.div_ceil(p.mr())
+    };
+    if 2 * p.batch * p.m * p.n * p.k < MIN_PARALLEL_FLOPS {
+        1
+    } else {
+        threads.min(units).max(1)
+    }
 }
 
 pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
@@ -292,7 +343,7 @@ pub(crate) fn lower_with_epilogue(
     spec: &KernelSpec,
     epilogue: Option<Epilogue>,
 ) -> Result<()> {
-    let plan = Plan::new(spec.op, &spec.inputs[0], &spec.inputs[1], e.isa);
+    let plan = Plan::new(spec.op, &spec.inputs[0], &spec.inputs[1], e.isa, e.parts);
     emit(e, arena, spec, plan, epilogue);
     Ok(())
 }
@@ -302,7 +353,12 @@ fn emit(e: &mut Emit, arena: Bases, spec: &KernelSpec, p: Plan, epilogue: Option
     let a_base = spec.inputs[0].ptr(e, arena);
     let b_base = spec.inputs[1].ptr(e, arena);
     let c_base = spec.output.ptr(e, arena);
-    let a_pack = e.b.ins().iadd_imm_s(arena.work, spec.scratch as i64);
+    let scratch = e.b.ins().iadd_imm_s(arena.work, spec.scratch as i64);
+    let a_pack = if p.parts > 1 {
+        e.addr(scratch, e.part, p.part_scratch_bytes() as i64)
+    } else {
+        scratch
+    };
     let b_pack = e.b.ins().iadd_imm_s(a_pack, p.b_offset() as i64);
     let tile = e.b.ins().iadd_imm_s(a_pack, p.tile_offset() as i64);
     let native = p.path.native().map(|f| {
@@ -322,7 +378,13 @@ fn emit(e: &mut Emit, arena: Bases, spec: &KernelSpec, p: Plan, epilogue: Option
         native,
         epilogue,
     };
-    counted(e, p.batch, 1, |e, bi| {
+    // The parts share the batch items or the row blocks of each (see `Plan::splits_batch`).
+    let (items, blocks) = match p.parts {
+        1 => (None, None),
+        _ if p.splits_batch() => (Some(e.share(p.batch, 1)), None),
+        _ => (None, Some(e.share(p.m_blocks(), 1))),
+    };
+    ranged(e, items, p.batch, 1, |e, bi| {
         let a = e.addr(a_base, bi, (m * k * 4) as i64);
         let b = e.addr(b_base, bi, (k * n * 4) as i64);
         let c = e.addr(c_base, bi, (m * n * 4) as i64);
@@ -348,7 +410,13 @@ fn emit(e: &mut Emit, arena: Bases, spec: &KernelSpec, p: Plan, epilogue: Option
                     kc,
                 };
                 pack::b_block(e, &ctx, &block);
-                counted(e, m, p.mc, |e, ic| {
+                let rows = blocks.map(|(first, last)| {
+                    let begin = e.b.ins().imul_imm_s(first, p.mc as i64);
+                    let end = e.b.ins().imul_imm_s(last, p.mc as i64);
+                    let m = e.i64(m as i64);
+                    (begin, e.b.ins().umin(end, m))
+                });
+                ranged(e, rows, m, p.mc, |e, ic| {
                     if p.pack_a {
                         pack::a_block(e, &ctx, &block, ic);
                     }
@@ -407,6 +475,25 @@ fn counted(e: &mut Emit, total: usize, step: usize, mut body: impl FnMut(&mut Em
     // `for_range` runs while `i + step <= end`: with `end = total + step - 1` that is `i < total`.
     let end = e.i64((total + step - 1) as i64);
     e.for_range(start, end, step as i64, &[], |e, i, _| {
+        body(e, i);
+        Vec::new()
+    });
+}
+
+/// [`counted`] over this part's share `begin..end` of `0..total` (multiples of `step`, `end`
+/// at most `total`), or over all of it (`None`).
+fn ranged(
+    e: &mut Emit,
+    share: Option<(Value, Value)>,
+    total: usize,
+    step: usize,
+    mut body: impl FnMut(&mut Emit, Value),
+) {
+    let Some((begin, end)) = share else {
+        return counted(e, total, step, body);
+    };
+    let end = e.b.ins().iadd_imm_s(end, (step - 1) as i64);
+    e.for_range(begin, end, step as i64, &[], |e, i, _| {
         body(e, i);
         Vec::new()
     });

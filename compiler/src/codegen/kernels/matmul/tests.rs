@@ -128,7 +128,7 @@ fn max_error(plan: Plan, with_epilogue: bool) -> f64 {
     let f: &dyn Fn(&mut Emit, Value, Value, Value, usize) -> Value = &epilogue;
     let epi: Option<Epilogue> = with_epilogue.then_some(f);
     let id = jit
-        .define("matmul", |e, arena| {
+        .define("matmul", plan.parts, |e, arena| {
             emit(e, arena, &spec, plan, epi);
             Ok(())
         })
@@ -141,7 +141,9 @@ fn max_error(plan: Plan, with_epilogue: bool) -> f64 {
     state.extend([f32::NAN; 16]);
     let calls = native_calls(plan.path);
     // SAFETY: both arenas cover every buffer of `spec` and its scratch space.
-    unsafe { fns[0](state.as_mut_ptr().cast(), work.as_mut_ptr().cast()) };
+    for part in 0..plan.parts as u64 {
+        unsafe { fns[0](state.as_mut_ptr().cast(), work.as_mut_ptr().cast(), part) };
+    }
     if plan.path != Isa::Baseline && m * n > 0 {
         assert!(
             native_calls(plan.path) > calls,
@@ -223,6 +225,9 @@ fn every_block_boundary_edge_and_layout_on_every_path() {
                             nc,
                             pack_a,
                             pack_b,
+                            // One, two (sharing the batch items) or three parts (sharing the
+                            // row blocks), in turn.
+                            parts: 1 + cases / 2 % 3,
                         };
                         for with_epilogue in [false, true] {
                             let err = max_error(plan, with_epilogue);
@@ -259,6 +264,7 @@ fn empty_contraction_stores_zeros_through_the_epilogue() {
                 nc: nr,
                 pack_a: native,
                 pack_b: pack_b || native,
+                parts: 1,
             };
             assert_eq!(max_error(plan, false), 0.0);
             assert_eq!(max_error(plan, true), 0.0);

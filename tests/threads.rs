@@ -1,0 +1,151 @@
+//! Programs split their large kernels into parts that run on the worker pool: results are
+//! bitwise the same for 1, 2 and 3 threads (every part computes its share the same way, and no
+//! sum is split), they match the interpreter, and worker threads really run parts.
+//!
+//! One test function, so that no other test of this binary holds the pool while it counts the
+//! parts the workers ran.
+
+mod common;
+
+use common::*;
+use kiln::compiler::codegen::CompileOptions;
+use kiln::compiler::nn::{loss_graph, TARGET};
+use kiln::prelude::*;
+use kiln::runtime::pool;
+
+const THREADS: [usize; 3] = [1, 2, 3];
+
+fn options(threads: usize) -> CompileOptions {
+    CompileOptions {
+        threads,
+        ..CompileOptions::default()
+    }
+}
+
+fn bits(tensors: &[Tensor]) -> Vec<Vec<u32>> {
+    tensors.iter().map(Tensor::to_bits).collect()
+}
+
+/// Five Adam steps of an MLP whose matmuls and update loop are large enough to be split, from
+/// seed 0 on generated data; returns the losses and the final parameters, as bits, and how
+/// many parts each kernel of the step ran as.
+fn train(threads: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<usize>) {
+    let arch = Sequential::new(&[300])
+        .add(Layer::dense(256, Activation::Relu))
+        .add(Layer::dense(10, Activation::Softmax));
+    let model = Model::new(arch.clone(), 0).unwrap();
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
+    let step = loss_graph(&arch, &loss, &[], Some(&Adam::default().into())).unwrap();
+    let mut program = Program::with_options(
+        &step.forward.graph,
+        &[step.loss],
+        &step.updates,
+        options(threads),
+    )
+    .unwrap();
+    for (name, value) in model.parameters() {
+        program.set_parameter(name, value).unwrap();
+    }
+    let mut r = rng(7);
+    let mut losses = Vec::new();
+    for _ in 0..5 {
+        let x = uniform(&mut r, &[96, 300], -1.0, 1.0);
+        let y = indices(&mut r, &[96], 10);
+        losses.extend(bits(&program.run(&[("x", &x), (TARGET, &y)]).unwrap()));
+    }
+    let parameters = model
+        .parameters()
+        .iter()
+        .map(|(name, _)| program.parameter(name).unwrap().to_bits())
+        .collect();
+    let parts = program
+        .executable(96)
+        .unwrap()
+        .kernels
+        .iter()
+        .map(|k| k.parts)
+        .collect();
+    (losses, parameters, parts)
+}
+
+/// A batched matmul (split over its batch items), one with a single item (split over row
+/// blocks), and a broadcasting elementwise kernel over two axes (split over rows).
+fn split_graph() -> (Graph, Vec<NodeId>) {
+    let mut g = Graph::new();
+    let a = g
+        .input("a", Shape::fixed(&[5, 70, 90]), DType::F32)
+        .unwrap();
+    let b = g
+        .input("b", Shape::fixed(&[5, 90, 83]), DType::F32)
+        .unwrap();
+    let batched = g.matmul(a, b, false, false).unwrap();
+    let c = g.input("c", Shape::fixed(&[301, 97]), DType::F32).unwrap();
+    let d = g.input("d", Shape::fixed(&[97, 251]), DType::F32).unwrap();
+    let single = g.matmul(c, d, false, false).unwrap();
+    let e = g.input("e", Shape::fixed(&[301, 251]), DType::F32).unwrap();
+    let bias = g.input("bias", Shape::fixed(&[251]), DType::F32).unwrap();
+    let wide = g.broadcast_to(bias, &Shape::fixed(&[301, 251])).unwrap();
+    let shifted = g.sub(e, wide).unwrap();
+    let squared = g.mul(shifted, shifted).unwrap();
+    (g, vec![batched, single, squared])
+}
+
+#[test]
+fn split_kernels_give_the_same_bits_on_any_thread_count_and_workers_run_parts() {
+    // Three threads (two workers besides this one) whatever the machine; nothing has started
+    // the pool yet, and this binary's only test is this one.
+    std::env::set_var("KILN_THREADS", "3");
+    assert_eq!(pool::workers(), 2);
+    let before = pool::worker_parts();
+    // Each run's parts: the serial run has one per kernel, the others split the large kernels.
+    let runs: Vec<_> = THREADS.iter().map(|&t| train(t)).collect();
+    let (losses, parameters, parts) = &runs[0];
+    assert!(parts.iter().all(|&p| p == 1), "one thread: {parts:?}");
+    for (t, (l, p, split)) in THREADS.iter().zip(&runs).skip(1) {
+        assert!(
+            split.iter().filter(|&&p| p == *t).count() >= 3,
+            "{t} threads: the two large matmuls and the update loop are split: {split:?}"
+        );
+        assert_eq!(l, losses, "{t} threads: losses differ from one thread's");
+        assert_eq!(
+            p, parameters,
+            "{t} threads: parameters differ from one thread's"
+        );
+    }
+
+    let (g, outputs) = split_graph();
+    let mut r = rng(3);
+    let feeds = [
+        ("a", uniform(&mut r, &[5, 70, 90], -1.0, 1.0)),
+        ("b", uniform(&mut r, &[5, 90, 83], -1.0, 1.0)),
+        ("c", uniform(&mut r, &[301, 97], -1.0, 1.0)),
+        ("d", uniform(&mut r, &[97, 251], -1.0, 1.0)),
+        ("e", uniform(&mut r, &[301, 251], -1.0, 1.0)),
+        ("bias", uniform(&mut r, &[251], -1.0, 1.0)),
+    ];
+    let feeds: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (*n, t)).collect();
+    let reference = check_graph("split kernels", &g, &outputs, &feeds, tol(1e-4, 1e-4));
+    let mut serial = None;
+    for threads in THREADS {
+        let mut program = Program::with_options(&g, &outputs, &[], options(threads)).unwrap();
+        let got = bits(&program.run(&feeds).unwrap());
+        let exe = program.executable(1).unwrap();
+        let split = exe.kernels.iter().filter(|k| k.parts == threads).count();
+        assert!(
+            threads == 1 || split >= 3,
+            "{threads} threads: {split} kernels split"
+        );
+        assert_eq!(
+            got,
+            *serial.get_or_insert_with(|| got.clone()),
+            "{threads} threads"
+        );
+    }
+    assert_eq!(
+        bits(&reference),
+        serial.unwrap(),
+        "the default options' run"
+    );
+    // The split runs offered the workers over a hundred parts.
+    assert!(pool::worker_parts() > before, "no worker thread ran a part");
+}
