@@ -2,20 +2,23 @@
 """The seed MLP's training step and inference latency in kiln and its peers, interleaved in one
 run on this machine (the figures drift with the clock, so each round measures every framework).
 
-    python3 benches/compare_mlp.py [--rounds N] [--threads N]
-    taskset -c 0 python3 benches/compare_mlp.py     # everything pinned to one core
+    python3 benches/compare_mlp.py [--rounds N] [--threads 1 2]
 
 Peers: PyTorch eager and `torch.compile` (`pip install torch`), and JAX with `jax.jit`
 (`pip install jax`); a peer that is not installed is skipped. kiln's figures come from
-`cargo bench --bench mlp_step -- --json`. Every framework trains the same network (784 → 64
-relu → 64 relu → 10, Adam with Keras's defaults, sparse categorical cross-entropy) on random
-data at batch 128 and predicts softmax probabilities at batch 128 and 1; medians in ms.
+`cargo bench --bench mlp_step -- --json --threads N`. Every measurement runs in its own
+process pinned to the first N CPUs (`taskset`), for N = 1 and 2 by default. Every framework
+trains the same network (784 → 64 relu → 64 relu → 10, Adam with Keras's defaults, sparse
+categorical cross-entropy) on random data at batch 128 and predicts softmax probabilities at
+batch 128 and 1; medians in ms.
 """
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
+import sys
 import time
 
 SIZES = [(784, 64), (64, 64), (64, 10)]
@@ -133,10 +136,40 @@ def jax_figures():
     }
 
 
-def kiln_figures():
+def pinned(threads):
+    """`taskset` prefix running a command on CPUs 0 .. threads-1 (nothing if taskset is missing)."""
+    if shutil.which("taskset") is None:
+        return []
+    return ["taskset", "-c", f"0-{threads - 1}"]
+
+
+def kiln_figures(threads):
+    env = dict(os.environ, KILN_THREADS=str(threads))
     out = subprocess.run(
-        ["cargo", "bench", "--quiet", "--bench", "mlp_step", "--", "--json"],
-        check=True, capture_output=True, text=True,
+        pinned(threads) + ["cargo", "bench", "--quiet", "--bench", "mlp_step", "--",
+                           "--json", "--threads", str(threads)],
+        check=True, capture_output=True, text=True, env=env,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+PEERS = {
+    "torch eager": lambda threads: torch_figures(threads, False),
+    "torch.compile": lambda threads: torch_figures(threads, True),
+    "jax.jit": lambda threads: jax_figures(),
+}
+
+
+def peer_figures(name, threads):
+    """Runs one peer in a child process pinned to `threads` CPUs (XLA fixes its thread pools
+    when it starts, so each thread count needs a fresh process)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    if threads == 1:
+        env.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                                    "intra_op_parallelism_threads=1")
+    out = subprocess.run(
+        pinned(threads) + [sys.executable, __file__, "--peer", name, "--threads", str(threads)],
+        check=True, capture_output=True, text=True, env=env,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -152,40 +185,42 @@ def available(module):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads for the peers (kiln runs one thread for now)")
+    parser.add_argument("--threads", type=int, nargs="+",
+                        default=[t for t in (1, 2) if t <= (os.cpu_count() or 1)],
+                        help="thread counts to compare (each run pinned to that many CPUs)")
+    parser.add_argument("--peer", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    # XLA reads its flags before it starts; with one thread, keep its Eigen pool off. (For a
-    # strict comparison pin the whole run: `taskset -c 0 python3 benches/compare_mlp.py`.)
-    if args.threads == 1:
-        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    if args.peer:
+        print(json.dumps(PEERS[args.peer](args.threads[0])))
+        return
     peers = []
     if available("torch"):
-        peers += [("torch eager", lambda: torch_figures(args.threads, False)),
-                  ("torch.compile", lambda: torch_figures(args.threads, True))]
+        peers += ["torch eager", "torch.compile"]
     if available("jax"):
-        peers.append(("jax.jit", jax_figures))
-    print(f"{args.threads} thread(s); medians in ms; ratio = peer / kiln (> 1: kiln is faster)")
-    print("peers: " + (", ".join(name for name, _ in peers) or "none installed"))
+        peers.append("jax.jit")
+    print("medians in ms; ratio = peer / kiln (> 1: kiln is faster); each run pinned to the "
+          "first `threads` CPUs")
+    print("peers: " + (", ".join(peers) or "none installed"))
     rows = [("train_step_ms", "train step, batch 128"),
             ("infer_128_ms", "inference, batch 128"),
             ("infer_1_ms", "inference, batch 1")]
-    header = f"{'round':>5} {'row':<22} {'kiln':>9}"
-    for name, _ in peers:
+    header = f"{'round':>5} {'threads':>7} {'row':<22} {'kiln':>9}"
+    for name in peers:
         header += f" {name:>14} {'ratio':>6}"
     print(header)
     for r in range(1, args.rounds + 1):
-        k = kiln_figures()
-        results = [(name, figures()) for name, figures in peers]
-        for key, label in rows:
-            line = f"{r:>5} {label:<22} {k[key]:>9.4f}"
-            for _, p in results:
-                line += f" {p[key]:>14.4f} {p[key] / k[key]:>5.2f}x"
-            print(line)
-        line = f"{r:>5} {'compile / first call':<22} {k['train_compile_ms']:>9.2f}"
-        for _, p in results:
-            line += f" {p['first_call_ms']:>14.2f} {'':>6}"
-        print(line)
+        for threads in args.threads:
+            k = kiln_figures(threads)
+            results = [peer_figures(name, threads) for name in peers]
+            for key, label in rows:
+                line = f"{r:>5} {threads:>7} {label:<22} {k[key]:>9.4f}"
+                for p in results:
+                    line += f" {p[key]:>14.4f} {p[key] / k[key]:>5.2f}x"
+                print(line)
+            line = f"{r:>5} {threads:>7} {'compile / first call':<22} {k['train_compile_ms']:>9.2f}"
+            for p in results:
+                line += f" {p['first_call_ms']:>14.2f} {'':>6}"
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ mod clock;
 
 use clock::{gflops, ms, sample, Budget, Clock, Stats};
 use kiln::compiler::autodiff;
-use kiln::compiler::codegen::{CompileOptions, Executable, Isa, KernelFn, Region, ALIGN};
+use kiln::compiler::codegen::{CompileOptions, Executable, Isa, Region, ALIGN};
 use kiln::compiler::ir::{ReduceOp, UnaryOp};
 use kiln::prelude::*;
 use std::time::Duration;
@@ -147,10 +147,9 @@ impl<'p> Direct<'p> {
     fn run(&mut self) {
         let (state, work) = (self.state.as_ptr(), self.work.as_ptr());
         for k in &self.exe.kernels {
-            let f: KernelFn = k.func;
             // SAFETY: the arenas have the layouts' sizes and alignment, hold the constants, and
             // every input and parameter was checked to fill exactly its slot.
-            unsafe { f(state, work) };
+            unsafe { k.run_serially(state, work) };
         }
     }
 

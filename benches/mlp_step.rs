@@ -1,7 +1,7 @@
 //! The seed MLP (784 → 64 relu → 64 relu → 10 softmax, Adam, sparse categorical
-//! cross-entropy) on random data: training-step time at batch 128, inference latency at batch
-//! 128 and 1, and the compile time of each program. `--json` prints one JSON object instead of
-//! the table (for `benches/compare_mlp.py`, which runs PyTorch in the same session).
+//! cross-entropy) on random data: compile time of the training program, training-step time at
+//! batch 128 and inference latency at batch 128 and 1, with programs compiled for 1 and for 2
+//! threads (medians).
 
 #[path = "clock.rs"]
 mod clock;
@@ -10,7 +10,7 @@ use clock::{ms, sample, Budget};
 use kiln::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn random(shape: &[usize], rng: &mut StdRng) -> Tensor {
     let n = shape.iter().product();
@@ -36,65 +36,96 @@ fn step_flops(batch: usize) -> u64 {
         .sum::<usize>() as u64
 }
 
-fn main() -> kiln::Result<()> {
-    let json = std::env::args().any(|a| a == "--json");
-    let mut rng = StdRng::seed_from_u64(0);
-    let batch = 128;
-    let x = random(&[batch, 784], &mut rng);
-    let y = Tensor::from_i32(&[batch], (0..batch).map(|_| rng.gen_range(0..10)).collect())?;
+/// One thread count's figures.
+struct Figures {
+    train_compile: Duration,
+    train: clock::Stats,
+    infer_128: clock::Stats,
+    infer_1: clock::Stats,
+}
 
+/// Measures the seed MLP with programs compiled for `threads` threads (`KILN_THREADS`, read
+/// when a program is created).
+fn measure(threads: usize) -> kiln::Result<Figures> {
+    std::env::set_var("KILN_THREADS", threads.to_string());
+    let mut rng = StdRng::seed_from_u64(0);
+    let x = random(&[BATCH, 784], &mut rng);
+    let y = Tensor::from_i32(&[BATCH], (0..BATCH).map(|_| rng.gen_range(0..10)).collect())?;
     let mut model = Model::new(seed_mlp(), 0)?;
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
-    let started = Instant::now();
     let mut trainer = model.compile(Adam::default(), loss, &[])?;
     trainer.train_step(&x, &y)?;
     let train_compile = trainer.compile_time();
-    let first_step = started.elapsed();
     let budget = Budget::new(Duration::from_secs(3), 20, 5000);
     let train = sample(budget, || {
         trainer.train_step(&x, &y).unwrap();
     });
     drop(trainer);
-
     let x1 = random(&[1, 784], &mut rng);
     let infer_128 = sample(budget, || {
-        model.predict(&x, batch).unwrap();
+        model.predict(&x, BATCH).unwrap();
     });
     let infer_1 = sample(budget, || {
         model.predict(&x1, 1).unwrap();
     });
+    Ok(Figures {
+        train_compile,
+        train,
+        infer_128,
+        infer_1,
+    })
+}
 
-    let gflops = step_flops(batch) as f64 / train.median().as_secs_f64() / 1e9;
-    if json {
+const BATCH: usize = 128;
+
+/// `--threads N`: only N threads (default: 1, and 2 when the machine has two CPUs); `--json`:
+/// one JSON object per thread count instead of the table (for `benches/compare_mlp.py`).
+fn main() -> kiln::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let json = args.iter().any(|a| a == "--json");
+    let counts: Vec<usize> = match args.iter().position(|a| a == "--threads") {
+        Some(i) => vec![args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .filter(|&n| n > 0)
+            .expect("--threads takes a positive number")],
+        None => (1..=kiln::compiler::codegen::available_threads().min(2)).collect(),
+    };
+    if !json {
+        println!("seed MLP 784-64-64-10, Adam, sparse CE; random data; batch {BATCH}");
         println!(
-            "{{\"train_step_ms\": {:.4}, \"train_step_best_ms\": {:.4}, \"infer_128_ms\": {:.4}, \"infer_1_ms\": {:.5}, \"train_compile_ms\": {:.2}}}",
-            ms(train.median()),
-            ms(train.best()),
-            ms(infer_128.median()),
-            ms(infer_1.median()),
-            ms(train_compile)
+            "{:>7} {:>11} {:>14} {:>12} {:>9} {:>13} {:>11}",
+            "threads",
+            "compile ms",
+            "train step ms",
+            "best ms",
+            "GFLOP/s",
+            "infer 128 ms",
+            "infer 1 ms"
         );
-        return Ok(());
     }
-    println!("seed MLP 784-64-64-10, Adam, sparse CE; random data; 1 thread");
-    println!(
-        "training program compile      {:8.2} ms (first step incl. compile {:.2} ms)",
-        ms(train_compile),
-        ms(first_step)
-    );
-    println!(
-        "training step, batch {batch}      {:8.4} ms median, {:.4} ms best ({gflops:.1} GFLOP/s, n={})",
-        ms(train.median()),
-        ms(train.best()),
-        train.count()
-    );
-    println!(
-        "inference, batch {batch}          {:8.4} ms median",
-        ms(infer_128.median())
-    );
-    println!(
-        "inference, batch 1            {:8.5} ms median",
-        ms(infer_1.median())
-    );
+    for threads in counts {
+        let f = measure(threads)?;
+        let gflops = step_flops(BATCH) as f64 / f.train.median().as_secs_f64() / 1e9;
+        if json {
+            println!(
+                "{{\"threads\": {threads}, \"train_step_ms\": {:.4}, \"train_step_best_ms\": {:.4}, \"infer_128_ms\": {:.4}, \"infer_1_ms\": {:.5}, \"train_compile_ms\": {:.2}}}",
+                ms(f.train.median()),
+                ms(f.train.best()),
+                ms(f.infer_128.median()),
+                ms(f.infer_1.median()),
+                ms(f.train_compile)
+            );
+        } else {
+            println!(
+                "{threads:>7} {:>11.2} {:>14.4} {:>12.4} {gflops:>9.1} {:>13.4} {:>11.5}",
+                ms(f.train_compile),
+                ms(f.train.median()),
+                ms(f.train.best()),
+                ms(f.infer_128.median()),
+                ms(f.infer_1.median()),
+            );
+        }
+    }
     Ok(())
 }
