@@ -224,3 +224,45 @@ fn summary_names_layers_shapes_and_parameter_counts() {
     assert!(k.iter().all(|v| v.abs() <= limit));
     assert!(k.iter().any(|v| v.abs() > 0.9 * limit));
 }
+
+/// The prediction program keeps the parameters between predictions, and sees every change:
+/// `set_parameter`, training, and `load`.
+#[test]
+fn predictions_follow_every_change_of_the_parameters() {
+    let (train, test) = digits();
+    let x = test.features();
+    let mut model = Model::new(seed_mlp(64), 0).unwrap();
+    let initial = model.predict(x, 64).unwrap().to_bits();
+    assert_eq!(model.predict(x, 64).unwrap().to_bits(), initial);
+    let path =
+        std::env::temp_dir().join(format!("kiln-predict-{}.safetensors", std::process::id()));
+    model.save(&path).unwrap();
+
+    // Zero output weights and biases: every class gets probability 1/10.
+    for name in ["dense_2/kernel", "dense_2/bias"] {
+        let shape = model.parameter(name).unwrap().shape().to_vec();
+        model
+            .set_parameter(name, Tensor::zeros(&shape, DType::F32))
+            .unwrap();
+    }
+    let uniform = model.predict(x, 64).unwrap();
+    assert!(uniform
+        .as_f32()
+        .unwrap()
+        .iter()
+        .all(|&p| (p - 0.1).abs() < 1e-6));
+
+    let mut trainer = model.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
+    trainer.fit(&train, &quiet(1, 32, 0)).unwrap();
+    drop(trainer);
+    let trained = model.predict(x, 64).unwrap().to_bits();
+    assert_ne!(
+        trained,
+        uniform.to_bits(),
+        "training changed nothing the predictor sees"
+    );
+
+    model.load(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(model.predict(x, 64).unwrap().to_bits(), initial);
+}

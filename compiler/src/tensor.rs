@@ -127,6 +127,17 @@ impl Tensor {
         }
     }
 
+    /// The elements' raw 4-byte words, without copying them.
+    pub fn as_bits(&self) -> &[u32] {
+        let (ptr, len) = match &self.data {
+            TensorData::F32(v) => (v.as_ptr().cast::<u32>(), v.len()),
+            TensorData::I32(v) => (v.as_ptr().cast::<u32>(), v.len()),
+        };
+        // SAFETY: f32 and i32 have the size and alignment of u32, every bit pattern is a valid
+        // u32, and the slice borrows `self`, which owns the elements.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+
     /// Raw 4-byte words of the elements.
     pub fn to_bits(&self) -> Vec<u32> {
         match &self.data {

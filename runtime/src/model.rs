@@ -20,6 +20,9 @@ pub struct Model {
     description: String,
     /// The prediction program and the model's input names, once built.
     predictor: Option<(Program, Vec<String>)>,
+    /// Whether the prediction program's state holds the parameters as they are now (so a
+    /// prediction need not copy them in again).
+    predictor_current: bool,
 }
 
 impl Model {
@@ -46,6 +49,7 @@ impl Model {
             layers: forward.layers,
             input_item,
             predictor: None,
+            predictor_current: false,
         })
     }
 
@@ -76,6 +80,7 @@ impl Model {
             .find(|(n, _)| n == name)
             .expect("checked above");
         slot.1 = value;
+        self.predictor_current = false;
         Ok(())
     }
 
@@ -114,6 +119,7 @@ impl Model {
         for ((_, value), new) in self.params.iter_mut().zip(loaded.tensors) {
             *value = new;
         }
+        self.predictor_current = false;
         Ok(())
     }
 
@@ -171,6 +177,7 @@ impl Model {
 
     /// Reads the model's parameters back from a program's state.
     pub(crate) fn store_from(&mut self, program: &Program) -> Result<()> {
+        self.predictor_current = false;
         for (name, value) in &mut self.params {
             *value = program.parameter(name)?;
         }
@@ -188,9 +195,13 @@ impl Model {
     pub fn predict_inputs(&mut self, xs: &[Tensor], batch_size: usize) -> Result<Tensor> {
         self.build_predictor()?;
         let (mut program, inputs) = self.predictor.take().expect("built above");
-        let result = self
-            .load_into(&mut program)
-            .and_then(|_| predict_batches(&mut program, &inputs, xs, batch_size));
+        let loaded = if self.predictor_current {
+            Ok(())
+        } else {
+            self.load_into(&mut program)
+        };
+        self.predictor_current = loaded.is_ok();
+        let result = loaded.and_then(|_| predict_batches(&mut program, &inputs, xs, batch_size));
         self.predictor = Some((program, inputs));
         result
     }
@@ -275,6 +286,11 @@ pub(crate) fn predict_batches(
     let n = n.unwrap_or(0);
     if n == 0 {
         return Err(Error::Data("predict was given no items".into()));
+    }
+    if n <= batch_size {
+        // One batch: the inputs as they are.
+        let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(String::as_str).zip(xs).collect();
+        return Ok(program.run(&feeds)?.remove(0));
     }
     let mut out = Vec::new();
     let mut out_item = Vec::new();

@@ -180,7 +180,7 @@ impl Program {
     pub fn set_parameter(&mut self, name: &str, value: &Tensor) -> Result<()> {
         let slot = self.parameter_slot(name)?.clone();
         check_tensor(&slot, value)?;
-        self.state.write_words(slot.offset, &value.to_bits());
+        self.state.write_words(slot.offset, value.as_bits());
         Ok(())
     }
 
@@ -272,7 +272,7 @@ impl Program {
             }
         }
         for slot in &exe.inputs {
-            spec.work.write_words(slot.offset, &feed(slot)?.to_bits());
+            spec.work.write_words(slot.offset, feed(slot)?.as_bits());
         }
         spec.work.write_words(exe.status_offset, &[0]);
         let (state, work) = (self.state.as_ptr(), spec.work.as_ptr());
