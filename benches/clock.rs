@@ -107,6 +107,49 @@ pub fn measure_clock(adds: u64, trials: usize) -> Option<Clock> {
     }
 }
 
+/// Twelve independent AVX-512 FMA chains, `rounds` times: 384 flops a round, two FMAs a cycle
+/// when the core issues them at full rate.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_chains(rounds: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_ps(); 12];
+    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    for _ in 0..rounds {
+        for x in acc.iter_mut() {
+            *x = _mm512_fmadd_ps(*x, a, b);
+        }
+        // Keeps the loop a loop of FMAs (no reassociation into fewer, longer steps).
+        std::arch::asm!("", options(nomem, nostack));
+    }
+    acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+}
+
+/// The AVX-512 FMA throughput one core reaches in GFLOP/s: the fastest of `trials` runs of
+/// twelve independent FMA chains (`None` without AVX-512). Cores lower their clock for heavy
+/// AVX-512 code, so this is the roofline a matmul can actually reach, below
+/// [`Clock::peak_512`] at the clock of the add chain.
+pub fn measure_fma_512(trials: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        const ROUNDS: u64 = 2_000_000;
+        // SAFETY: AVX-512F was detected above.
+        let run = || std::hint::black_box(unsafe { fma_chains(ROUNDS) });
+        run();
+        let best = (0..trials.max(1))
+            .map(|_| {
+                time(|| {
+                    run();
+                })
+            })
+            .min()
+            .expect("at least one trial");
+        return Some((ROUNDS * 384) as f64 / best.as_secs_f64() / 1e9);
+    }
+    let _ = trials;
+    None
+}
+
 /// The 1-, 5- and 15-minute load averages (Linux), to judge how busy the machine was.
 pub fn load_average() -> Option<String> {
     let s = std::fs::read_to_string("/proc/loadavg").ok()?;

@@ -36,8 +36,21 @@ fn main() -> kiln::Result<()> {
         None => println!("core clock   n/a (the clock loop is x86-64 assembly)"),
     }
 
-    println!("\n== matmul, single-threaded ==");
-    matmul_table(clock.as_ref())?;
+    let fma = clock::measure_fma_512(if quick { 5 } else { 20 });
+    if let Some(gflops) = fma {
+        println!(
+            "AVX-512 FMA  {gflops:6.1} GFLOP/s per core measured (12 independent FMA chains; {}), \
+             the clock heavy AVX-512 code really runs at",
+            clock.map_or("n/a".into(), |c| format!(
+                "{:.0} % of the peak above, {:.2} GHz",
+                100.0 * gflops / c.peak_512(),
+                gflops / clock::FLOP_PER_CYCLE_512
+            ))
+        );
+    }
+
+    println!("\n== matmul ==");
+    matmul_table(clock.as_ref(), fma)?;
 
     println!("\n== compile time ==");
     compile_table()?;
@@ -163,7 +176,7 @@ impl<'p> Direct<'p> {
 
 // ---- matmul ----
 
-fn matmul_table(clock: Option<&Clock>) -> kiln::Result<()> {
+fn matmul_table(clock: Option<&Clock>, fma: Option<f64>) -> kiln::Result<()> {
     let shapes: &[(usize, usize, usize)] = &[
         (64, 64, 64),
         (128, 128, 128),
@@ -175,14 +188,17 @@ fn matmul_table(clock: Option<&Clock>) -> kiln::Result<()> {
         (128, 64, 10),
     ];
     let budget = Budget::new(Duration::from_millis(1500), 5, 200);
+    let threads = CompileOptions::from_env()?.threads;
     for isa in Isa::available() {
         println!("\nmicrokernel path {isa}");
-        matmul_rows(clock, shapes, isa, budget)?;
+        matmul_rows(clock, fma, shapes, isa, budget)?;
     }
     println!(
-        "kernel: the program's kernels called directly on a pre-filled arena (no copies);\n\
-         run: Program::run, which also checks and copies the inputs in and the output out;\n\
-         % of the single-core peak at the measured clock; n: kernel timings (best, median)"
+        "kernel: the kernel compiled for one thread, called directly on a pre-filled arena (no\n\
+         copies); run: Program::run compiled for {threads} threads (KILN_THREADS, default: the\n\
+         CPUs), which also checks and copies the inputs in and the output out (same bits);\n\
+         % of the single-core peak at the measured clock (fma: of the measured AVX-512 FMA\n\
+         throughput); n: kernel timings (best, median)"
     );
     Ok(())
 }
@@ -190,12 +206,14 @@ fn matmul_table(clock: Option<&Clock>) -> kiln::Result<()> {
 /// One table row per shape, with contractions forced onto microkernel path `isa`.
 fn matmul_rows(
     clock: Option<&Clock>,
+    fma: Option<f64>,
     shapes: &[(usize, usize, usize)],
     isa: Isa,
     budget: Budget,
 ) -> kiln::Result<()> {
+    let threads = CompileOptions::from_env()?.threads;
     println!(
-        "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>4}",
+        "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>6} {:>8} {:>8} {:>4}",
         "m×k · k×n",
         "compile",
         "kernel",
@@ -204,13 +222,25 @@ fn matmul_rows(
         "GFLOP/s",
         "% 128b",
         "% 512b",
+        "% fma",
         "run",
         "run",
         "n"
     );
     println!(
-        "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>4}",
-        "", "ms", "best ms", "med ms", "best", "median", "best", "best", "med ms", "GFLOP/s", ""
+        "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>6} {:>8} {:>8} {:>4}",
+        "",
+        "ms",
+        "best ms",
+        "med ms",
+        "best",
+        "median",
+        "best",
+        "best",
+        "best",
+        "med ms",
+        format!("{threads} thr"),
+        ""
     );
     for &(m, k, n) in shapes {
         let mut g = Graph::new();
@@ -221,17 +251,23 @@ fn matmul_rows(
             isa: Some(isa),
             ..CompileOptions::from_env()?
         };
+        // The kernel columns: compiled for one thread. The run columns: for `threads`.
+        let single = CompileOptions {
+            threads: 1,
+            ..options.clone()
+        };
+        let mut serial = Program::with_options(&g, &[c], &[], single)?;
+        serial.specialise(1)?;
         let mut program = Program::with_options(&g, &[c], &[], options)?;
-        program.specialise(1)?;
         let (ta, tb) = (fill(1, &[m, k])?, fill(2, &[k, n])?);
         let feeds = [("a", &ta), ("b", &tb)];
-        let exe = program.executable(1).expect("compiled for batch 1");
+        let exe = serial.executable(1).expect("compiled for batch 1");
         let flops: u64 = exe.kernels.iter().map(|k| k.flops).sum();
         assert_eq!(flops, 2 * (m * k * n) as u64, "flop count of the matmul");
         let compile = exe.compile_time;
 
         let (kernel, direct_out) = {
-            let mut direct = Direct::new(&program, 1, &feeds);
+            let mut direct = Direct::new(&serial, 1, &feeds);
             let stats = sample(budget, || direct.run());
             (stats, direct.output())
         };
@@ -242,7 +278,7 @@ fn matmul_rows(
         assert_eq!(
             run_out[0].to_bits(),
             direct_out,
-            "direct kernel calls and Program::run disagree"
+            "one thread's kernel and Program::run on {threads} threads disagree"
         );
 
         let best = gflops(flops, kernel.best());
@@ -251,7 +287,7 @@ fn matmul_rows(
             None => "n/a".into(),
         };
         println!(
-            "{:<22} {:>8.2} {:>8.3} {:>8.3} {:>8.2} {:>8.2} {:>7} {:>7} {:>8.3} {:>8.2} {:>4}",
+            "{:<22} {:>8.2} {:>8.3} {:>8.3} {:>8.2} {:>8.2} {:>7} {:>7} {:>6} {:>8.3} {:>8.2} {:>4}",
             format!("{m}×{k} · {k}×{n}"),
             ms(compile),
             ms(kernel.best()),
@@ -260,6 +296,7 @@ fn matmul_rows(
             gflops(flops, kernel.median()),
             percent(clock.map(Clock::peak_128)),
             percent(clock.map(Clock::peak_512)),
+            percent(fma),
             ms(run.median()),
             gflops(flops, run.median()),
             kernel.count(),
