@@ -5,7 +5,9 @@
 use super::kernels::matmul::Isa;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, I32, I32X4, I64};
-use cranelift_codegen::ir::{BlockArg, Endianness, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{
+    BlockArg, Endianness, InstBuilder, InstructionData, MemFlagsData, Opcode, Type, Value,
+};
 use cranelift_frontend::FunctionBuilder;
 
 /// Number of f32 lanes in a vector.
@@ -119,6 +121,18 @@ impl<'a, 'f> Emit<'a, 'f> {
     /// An i64 (pointer-sized) constant.
     pub fn i64(&mut self, c: i64) -> Value {
         self.b.ins().iconst(I64, c)
+    }
+
+    /// The value of `v` when it is an integer constant.
+    pub fn constant(&self, v: Value) -> Option<i64> {
+        let inst = self.b.func.dfg.value_def(v).inst()?;
+        match self.b.func.dfg.insts[inst] {
+            InstructionData::UnaryImm {
+                opcode: Opcode::Iconst,
+                imm,
+            } => Some(imm.bits()),
+            _ => None,
+        }
     }
 
     /// `a * b + c`, fused when the host has FMA.

@@ -160,20 +160,51 @@ pub(crate) fn for_elements(e: &mut Emit, n: usize, body: impl FnMut(&mut Emit, V
     for_elements_in(e, range, body);
 }
 
-/// [`for_elements`] over `start..end` (two `i64`s).
+/// [`for_elements`] over `start..end` (two `i64`s). With constant bounds only the steps that
+/// run are emitted (a kernel over a scalar is one scalar body), which keeps small kernels small
+/// for Cranelift.
 pub(crate) fn for_elements_in(
     e: &mut Emit,
     (start, end): (Value, Value),
     mut body: impl FnMut(&mut Emit, Value, usize),
 ) {
     const UNROLL: usize = 2;
-    let (i, _) = e.for_range(start, end, (LANES * UNROLL) as i64, &[], |e, i, _| {
-        for u in 0..UNROLL {
-            let iu = e.b.ins().iadd_imm_s(i, (u * LANES) as i64);
-            body(e, iu, LANES);
+    const STEP: usize = LANES * UNROLL;
+    let unrolled = |e: &mut Emit, body: &mut dyn FnMut(&mut Emit, Value, usize)| {
+        e.for_range(start, end, STEP as i64, &[], |e, i, _| {
+            for u in 0..UNROLL {
+                let iu = e.b.ins().iadd_imm_s(i, (u * LANES) as i64);
+                body(e, iu, LANES);
+            }
+            Vec::new()
+        })
+        .0
+    };
+    if let (Some(first), Some(last)) = (e.constant(start), e.constant(end)) {
+        let n = last.saturating_sub(first) as usize;
+        if n >= STEP {
+            unrolled(e, &mut body);
         }
-        Vec::new()
-    });
+        let mut i = first + (n / STEP * STEP) as i64;
+        if n % STEP >= LANES {
+            let at = e.i64(i);
+            body(e, at, LANES);
+            i += LANES as i64;
+        }
+        let (at, tail) = (e.i64(i), e.i64(first + n as i64));
+        match n % LANES {
+            0 => {}
+            1 => body(e, at, 1),
+            _ => {
+                e.for_range(at, tail, 1, &[], |e, i, _| {
+                    body(e, i, 1);
+                    Vec::new()
+                });
+            }
+        }
+        return;
+    }
+    let i = unrolled(e, &mut body);
     let (i, _) = e.for_range(i, end, LANES as i64, &[], |e, i, _| {
         body(e, i, LANES);
         Vec::new()
