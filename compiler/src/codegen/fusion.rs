@@ -21,7 +21,7 @@
 //! which keeps the kernels acyclic; kernels run in a topological order of the groups.
 
 use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 /// What a group's kernel is.
 #[derive(Debug, Clone, PartialEq)]
@@ -535,12 +535,12 @@ impl Planner<'_> {
             .filter(|u| !group.contains(u))
             .map(|u| (u, u))
             .collect();
-        let mut seen = HashSet::new();
+        let mut seen = vec![false; self.graph.len()];
         while let Some((n, start)) = stack.pop() {
             if group.contains(&n) {
                 return Some(start);
             }
-            if !seen.insert(n) {
+            if std::mem::replace(&mut seen[n.index()], true) {
                 continue;
             }
             stack.extend(self.users(n).into_iter().map(|u| (u, start)));
