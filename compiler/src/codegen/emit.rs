@@ -210,6 +210,28 @@ impl<'a, 'f> Emit<'a, 'f> {
         self.b.ins().store(mem(), v, base, offset);
     }
 
+    /// `load.ty [base + offset]`, folding the offset into the instruction when it fits.
+    pub fn load_at(&mut self, ty: Type, flags: MemFlagsData, base: Value, offset: i64) -> Value {
+        match i32::try_from(offset) {
+            Ok(off) => self.b.ins().load(ty, flags, base, off),
+            Err(_) => {
+                let p = self.b.ins().iadd_imm_s(base, offset);
+                self.b.ins().load(ty, flags, p, 0)
+            }
+        }
+    }
+
+    /// `store [base + offset], v`, folding the offset into the instruction when it fits.
+    pub fn store_at(&mut self, v: Value, base: Value, offset: i64) {
+        match i32::try_from(offset) {
+            Ok(off) => self.store(v, base, off),
+            Err(_) => {
+                let p = self.b.ins().iadd_imm_s(base, offset);
+                self.store(v, p, 0)
+            }
+        }
+    }
+
     /// `base + index * scale` for an i64 index.
     pub fn addr(&mut self, base: Value, index: Value, scale: i64) -> Value {
         let off = if scale == 1 {

@@ -3,11 +3,12 @@
 //! one element at an edge) right before it is stored, reading their other operands at the same
 //! output position. Members that other kernels read are stored there too.
 
-use super::elementwise::{elem_addr, elementwise_value, lane_type};
-use super::matmul::lower_with_epilogue;
+use super::elementwise::{elementwise_value, lane_type};
+use super::matmul::{lower_with_epilogue, Epilogue};
 use super::movement::broadcast_strides;
 use super::{Bases, Buf, KernelSpec};
 use crate::codegen::emit::{mem_readonly, Emit};
+use crate::codegen::fusion::through_reshapes;
 use crate::error::Result;
 use crate::ir::{strides, DType, Graph, NodeId, Op};
 use cranelift_codegen::ir::{InstBuilder, Value};
@@ -44,8 +45,7 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &EpilogueSpec) -> Result<()> {
         .cloned()
         .expect("the group stores its root");
     let n_cols = c_buf.dims[1];
-    // Every read of a non-member: (base pointer, row stride, column stride in elements, type).
-    let mut reads: HashMap<(NodeId, usize), (Value, usize, usize, DType)> = HashMap::new();
+    let mut reads = Vec::new();
     for &m in spec.nodes.iter().filter(|&&m| m != spec.matmul) {
         for (slot, o) in g.operands(m).into_iter().enumerate() {
             let Some(buf) = spec.inputs.get(&o) else {
@@ -55,57 +55,26 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &EpilogueSpec) -> Result<()> {
                 Op::Broadcast { axes, .. } => broadcast_strides(&buf.dims, 2, axes),
                 _ => strides(&buf.dims),
             };
-            reads.insert((m, slot), (buf.ptr(e, arena), st[0], st[1], buf.dtype));
+            reads.push(Read {
+                at: (m, slot),
+                base: buf.ptr(e, arena),
+                strides: (st[0], st[1]),
+                dtype: buf.dtype,
+            });
         }
     }
-    let others: Vec<(NodeId, Value)> = spec
+    let others = spec
         .outputs
         .iter()
         .filter(|(n, _)| *n != kept)
         .map(|(n, b)| (*n, b.ptr(e, arena)))
         .collect();
-    let member = |o: NodeId| {
-        let r = crate::codegen::fusion::through_reshapes(g, o);
-        spec.nodes.contains(&r).then_some(r)
-    };
-    let epilogue = |e: &mut Emit, acc: Value, row: Value, col: Value, lanes: usize| -> Value {
-        let mut values: HashMap<NodeId, Value> = HashMap::from([(spec.matmul, acc)]);
-        let flat = e.b.ins().imul_imm_s(row, n_cols as i64);
-        let flat = e.b.ins().iadd(flat, col);
-        for &m in spec.nodes.iter().filter(|&&m| m != spec.matmul) {
-            let args: Vec<Value> = g
-                .operands(m)
-                .into_iter()
-                .enumerate()
-                .map(|(slot, o)| match member(o) {
-                    Some(inside) => values[&inside],
-                    None => {
-                        let (base, rs, cs, dtype) = reads[&(m, slot)];
-                        let r = e.b.ins().imul_imm_s(row, rs as i64);
-                        let c = e.b.ins().imul_imm_s(col, cs as i64);
-                        let at = e.b.ins().iadd(r, c);
-                        let p = elem_addr(e, base, at);
-                        if cs == 0 && lanes > 1 {
-                            let x = e.b.ins().load(lane_type(dtype, 1), mem_readonly(), p, 0);
-                            e.b.ins().splat(lane_type(dtype, lanes), x)
-                        } else {
-                            e.b.ins()
-                                .load(lane_type(dtype, lanes), mem_readonly(), p, 0)
-                        }
-                    }
-                })
-                .collect();
-            let v = match &g.node(m).op {
-                Op::Broadcast { .. } => args[0],
-                op => elementwise_value(e, op, &args),
-            };
-            values.insert(m, v);
-        }
-        for (n, base) in &others {
-            let p = elem_addr(e, *base, flat);
-            e.store(values[n], p, 0);
-        }
-        values[&kept]
+    let epilogue = Fused {
+        spec,
+        kept,
+        n_cols,
+        reads,
+        others,
     };
     let matmul_spec = KernelSpec {
         op: &g.node(spec.matmul).op,
@@ -120,4 +89,89 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &EpilogueSpec) -> Result<()> {
         status_code: spec.status_code,
     };
     lower_with_epilogue(e, arena, &matmul_spec, Some(&epilogue))
+}
+
+/// A read of a non-member operand: (member, operand slot), its buffer's first element, its
+/// element strides along the output's rows and columns (0 where broadcast), and its type.
+struct Read {
+    at: (NodeId, usize),
+    base: Value,
+    strides: (usize, usize),
+    dtype: DType,
+}
+
+/// The group's members after the matmul, as the matmul's epilogue.
+struct Fused<'a> {
+    spec: &'a EpilogueSpec<'a>,
+    /// The member whose buffer the matmul accumulates in (its value is what the store gets).
+    kept: NodeId,
+    n_cols: usize,
+    reads: Vec<Read>,
+    /// The other stored members and their buffers' first elements.
+    others: Vec<(NodeId, Value)>,
+}
+
+impl Epilogue for Fused<'_> {
+    /// Each read's and each other output's address at the tile's first element, in order.
+    fn tile(&self, e: &mut Emit, row: Value, col: Value) -> Vec<Value> {
+        let at = |e: &mut Emit, base: Value, (rs, cs): (usize, usize)| {
+            let r = e.b.ins().imul_imm_s(row, (rs * 4) as i64);
+            let c = e.b.ins().imul_imm_s(col, (cs * 4) as i64);
+            let p = e.b.ins().iadd(base, r);
+            e.b.ins().iadd(p, c)
+        };
+        let reads = self.reads.iter().map(|r| (r.base, r.strides));
+        let outputs = self.others.iter().map(|&(_, b)| (b, (self.n_cols, 1)));
+        reads
+            .chain(outputs)
+            .map(|(base, strides)| at(e, base, strides))
+            .collect()
+    }
+
+    fn apply(
+        &self,
+        e: &mut Emit,
+        tile: &[Value],
+        acc: Value,
+        r: usize,
+        c: usize,
+        lanes: usize,
+    ) -> Value {
+        let g = self.spec.graph;
+        let offset = |(rs, cs): (usize, usize)| ((r * rs + c * cs) * 4) as i64;
+        let mut values: HashMap<NodeId, Value> = HashMap::from([(self.spec.matmul, acc)]);
+        for &m in self.spec.nodes.iter().filter(|&&m| m != self.spec.matmul) {
+            let mut args = Vec::new();
+            for (slot, o) in g.operands(m).into_iter().enumerate() {
+                let inside = through_reshapes(g, o);
+                if self.spec.nodes.contains(&inside) {
+                    args.push(values[&inside]);
+                    continue;
+                }
+                let k = self
+                    .reads
+                    .iter()
+                    .position(|read| read.at == (m, slot))
+                    .expect("every outside operand is read");
+                let read = &self.reads[k];
+                let off = offset(read.strides);
+                args.push(if read.strides.1 == 0 && lanes > 1 {
+                    let x = e.load_at(lane_type(read.dtype, 1), mem_readonly(), tile[k], off);
+                    e.b.ins().splat(lane_type(read.dtype, lanes), x)
+                } else {
+                    e.load_at(lane_type(read.dtype, lanes), mem_readonly(), tile[k], off)
+                });
+            }
+            let v = match &g.node(m).op {
+                Op::Broadcast { .. } => args[0],
+                op => elementwise_value(e, op, &args),
+            };
+            values.insert(m, v);
+        }
+        for (k, (n, _)) in self.others.iter().enumerate() {
+            let off = offset((self.n_cols, 1));
+            e.store_at(values[n], tile[self.reads.len() + k], off);
+        }
+        values[&self.kept]
+    }
 }

@@ -21,28 +21,6 @@ use cranelift_codegen::ir::types::{F32, F32X4};
 use cranelift_codegen::ir::{AliasRegionData, InstBuilder, MemFlagsData, Type, Value};
 use std::borrow::Cow;
 
-/// `load.ty [base + offset]`, folding the offset into the instruction when it fits.
-pub(super) fn load_at(e: &mut Emit, ty: Type, flags: MemFlagsData, base: Value, off: i64) -> Value {
-    match i32::try_from(off) {
-        Ok(off) => e.b.ins().load(ty, flags, base, off),
-        Err(_) => {
-            let p = e.b.ins().iadd_imm_s(base, off);
-            e.b.ins().load(ty, flags, p, 0)
-        }
-    }
-}
-
-/// `store [base + offset], v`.
-pub(super) fn store_at(e: &mut Emit, v: Value, base: Value, off: i64) {
-    match i32::try_from(off) {
-        Ok(off) => e.store(v, base, off),
-        Err(_) => {
-            let p = e.b.ins().iadd_imm_s(base, off);
-            e.store(v, p, 0)
-        }
-    }
-}
-
 /// Where the microkernel reads `A`: element `(r, k)` of the tile at `ptr + r·row + k·depth`
 /// bytes (a packed panel has `row = 4`, `depth = 4·MR`).
 #[derive(Clone, Copy)]
@@ -113,11 +91,11 @@ pub(super) fn tiles(e: &mut Emit, ctx: &Ctx, blk: &Block, ic: Value) {
             let c = e.b.ins().iadd(blk.c, c_row);
             let c = e.addr(c, col, 4);
             let out_row = e.b.ins().iadd(blk.row0, row);
-            let tile = Tile {
-                c,
-                row: out_row,
-                col,
-            };
+            let shared = ctx
+                .epilogue
+                .map(|f| f.tile(e, out_row, col))
+                .unwrap_or_default();
+            let tile = Tile { c, shared };
             // Edge columns get a kernel as narrow as their vectors; edge rows of a packed
             // (zero-padded) A run the full kernel and are cut at the store, while edge rows of
             // an A read in place must not be read, so they get a kernel of their own.
@@ -163,7 +141,7 @@ pub(super) fn tiles(e: &mut Emit, ctx: &Ctx, blk: &Block, ic: Value) {
 fn load_tile(e: &mut Emit, tile: Value, rows: usize, vectors: usize, nr: usize) -> Acc {
     let values = (0..vectors)
         .flat_map(|v| (0..rows).map(move |r| ((r * nr + v * LANES) * 4) as i64))
-        .map(|off| load_at(e, F32X4, mem(), tile, off))
+        .map(|off| e.load_at(F32X4, mem(), tile, off))
         .collect();
     Acc { rows, values }
 }
@@ -223,13 +201,13 @@ fn kloop(e: &mut Emit, rows: usize, vectors: usize, a: ASource, b: BSource, kc: 
             let bv: Vec<Value> = (0..vectors)
                 .map(|v| {
                     let off = u as i64 * b.depth + (v * LANES * 4) as i64;
-                    load_at(e, F32X4, mem_readonly(), bp, off)
+                    e.load_at(F32X4, mem_readonly(), bp, off)
                 })
                 .collect();
             for r in 0..rows {
                 for (v, &bvec) in bv.iter().enumerate() {
                     let off = r as i64 * a.row + u as i64 * a.depth;
-                    let x = load_at(e, F32, flags[v], ap, off);
+                    let x = e.load_at(F32, flags[v], ap, off);
                     let x = e.b.ins().splat(F32X4, x);
                     set[v * rows + r] = e.mul_add(x, bvec, set[v * rows + r]);
                 }
@@ -258,12 +236,11 @@ struct Acc {
     values: Vec<Value>,
 }
 
-/// Where a tile goes: its first output element, its row in the output viewed as
-/// `[batch · M, N]`, and its column.
+/// Where a tile goes: its first output element, and what its epilogue's stores share (see
+/// [`Epilogue::tile`]).
 struct Tile {
     c: Value,
-    row: Value,
-    col: Value,
+    shared: Vec<Value>,
 }
 
 /// Stores a finished depth block: the first block stores, later ones add to what is there,
@@ -314,7 +291,7 @@ fn store_tile(
     rows: usize,
     cols: usize,
     add: bool,
-    epilogue: Option<Epilogue>,
+    epilogue: Option<&dyn Epilogue>,
 ) {
     for r in 0..rows {
         for v in 0..cols.div_ceil(LANES) {
@@ -325,15 +302,13 @@ fn store_tile(
             let finish = |e: &mut Emit, y: Value, off: i64, col: usize, ty: Type, lanes: usize| {
                 let mut y = y;
                 if add {
-                    let old = load_at(e, ty, mem(), tile.c, off);
+                    let old = e.load_at(ty, mem(), tile.c, off);
                     y = e.b.ins().fadd(old, y);
                 }
                 if let Some(f) = epilogue {
-                    let row = e.b.ins().iadd_imm_s(tile.row, r as i64);
-                    let col = e.b.ins().iadd_imm_s(tile.col, col as i64);
-                    y = f(e, y, row, col, lanes);
+                    y = f.apply(e, &tile.shared, y, r, col, lanes);
                 }
-                store_at(e, y, tile.c, off);
+                e.store_at(y, tile.c, off);
             };
             if lanes == LANES {
                 finish(e, x, off, c0, F32X4, LANES);

@@ -58,12 +58,28 @@ use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{AbiParam, InstBuilder, SigRef, Signature, Value};
 use std::sync::OnceLock;
 
-/// An elementwise function applied to each output value before it is stored:
-/// `epilogue(e, acc, row, col, lanes)` gets the finished sum `acc` (an `f32x4` when
-/// `lanes == 4`, an `f32` when `lanes == 1`) of the `lanes` outputs at row `row` (an `i64`
-/// counting rows of the output viewed as `[batch · M, N]`, so `row · N + col` is the flat
-/// output index) and columns `col .. col + lanes`, and returns the value to store.
-pub(crate) type Epilogue<'a> = &'a dyn Fn(&mut Emit, Value, Value, Value, usize) -> Value;
+/// An elementwise function applied to each output value before it is stored, in two steps so
+/// that its addressing is done once per register tile rather than once per vector.
+pub(crate) trait Epilogue {
+    /// Runs once per tile, where it dominates every store of the tile, given the tile's first
+    /// row (an `i64` counting rows of the output viewed as `[batch · M, N]`, so `row · N + col`
+    /// is the flat output index) and first column; returns the values the tile's stores share
+    /// (such as the operands' addresses at the tile's first element).
+    fn tile(&self, e: &mut Emit, row: Value, col: Value) -> Vec<Value>;
+
+    /// The value to store for the finished sum `acc` (an `f32x4` when `lanes == 4`, an `f32`
+    /// when `lanes == 1`) of the `lanes` outputs at row `r` and columns `c .. c + lanes` of the
+    /// tile, given what [`Epilogue::tile`] returned for it.
+    fn apply(
+        &self,
+        e: &mut Emit,
+        tile: &[Value],
+        acc: Value,
+        r: usize,
+        c: usize,
+        lanes: usize,
+    ) -> Value;
+}
 
 /// Data cache sizes of the host in bytes: (L1 data, L2).
 fn cache_sizes() -> (usize, usize) {
@@ -341,7 +357,7 @@ pub(crate) fn lower_with_epilogue(
     e: &mut Emit,
     arena: Bases,
     spec: &KernelSpec,
-    epilogue: Option<Epilogue>,
+    epilogue: Option<&dyn Epilogue>,
 ) -> Result<()> {
     let plan = Plan::new(spec.op, &spec.inputs[0], &spec.inputs[1], e.isa, e.parts);
     emit(e, arena, spec, plan, epilogue);
@@ -349,7 +365,7 @@ pub(crate) fn lower_with_epilogue(
 }
 
 /// Emits the loop nest of `p` (its scratch space, [`Plan::scratch_bytes`], at `spec.scratch`).
-fn emit(e: &mut Emit, arena: Bases, spec: &KernelSpec, p: Plan, epilogue: Option<Epilogue>) {
+fn emit(e: &mut Emit, arena: Bases, spec: &KernelSpec, p: Plan, epilogue: Option<&dyn Epilogue>) {
     let a_base = spec.inputs[0].ptr(e, arena);
     let b_base = spec.inputs[1].ptr(e, arena);
     let c_base = spec.output.ptr(e, arena);
@@ -437,7 +453,7 @@ struct Ctx<'a> {
     tile: Value,
     /// The native microkernel, when the path has one.
     native: Option<NativeCall>,
-    epilogue: Option<Epilogue<'a>>,
+    epilogue: Option<&'a dyn Epilogue>,
 }
 
 /// A native microkernel (see [`native`] for its signature and safety contract): its address

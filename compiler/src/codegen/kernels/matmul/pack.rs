@@ -11,7 +11,7 @@
 //! Every tile of [`Isa::tile`](super::Isa::tile) is packable: `LANES ≤ MR ≤ LANES + 2` and `NR`
 //! a multiple of `LANES` (checked by the tests).
 
-use super::microkernel::{block_end, load_at, store_at};
+use super::microkernel::block_end;
 use super::{is_last_block, when, Block, Ctx};
 use crate::codegen::emit::{mem_readonly, Emit, LANES};
 use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I8X16};
@@ -124,7 +124,7 @@ fn b_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, cols: usi
                         (g * LANES * 4) as i64,
                         cols.saturating_sub(g * LANES),
                     );
-                    store_at(e, v, d, (g * LANES * 4) as i64);
+                    e.store_at(v, d, (g * LANES * 4) as i64);
                 }
             },
         );
@@ -139,14 +139,14 @@ fn b_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, cols: usi
         for g in 0..nr / LANES {
             let t = transpose4(e, [vs[4 * g], vs[4 * g + 1], vs[4 * g + 2], vs[4 * g + 3]]);
             for (kk, &tv) in t.iter().enumerate() {
-                store_at(e, tv, d, kk as i64 * row + (g * LANES * 4) as i64);
+                e.store_at(tv, d, kk as i64 * row + (g * LANES * 4) as i64);
             }
         }
     });
     depth_loop(e, i, kc, 1, ptrs, [4, row], |e, s, d| {
         for j in 0..nr {
             let x = scalar(e, s, j as i64 * col, j < cols);
-            store_at(e, x, d, j as i64 * 4);
+            e.store_at(x, d, j as i64 * 4);
         }
     });
 }
@@ -169,21 +169,21 @@ fn a_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, rows: usi
             [(ks * 4) as i64, row],
             |e, s, d| {
                 if rows == mr {
-                    let v = load_at(e, F32X4, mem_readonly(), s, 0);
-                    store_at(e, v, d, 0);
+                    let v = e.load_at(F32X4, mem_readonly(), s, 0);
+                    e.store_at(v, d, 0);
                     let rest = match mr - LANES {
                         0 => None,
                         1 => Some(F32),
                         _ => Some(F64),
                     };
                     if let Some(ty) = rest {
-                        let x = load_at(e, ty, mem_readonly(), s, 16);
-                        store_at(e, x, d, 16);
+                        let x = e.load_at(ty, mem_readonly(), s, 16);
+                        e.store_at(x, d, 16);
                     }
                 } else {
                     for r in 0..mr {
                         let x = scalar(e, s, r as i64 * 4, r < rows);
-                        store_at(e, x, d, r as i64 * 4);
+                        e.store_at(x, d, r as i64 * 4);
                     }
                 }
             },
@@ -199,14 +199,14 @@ fn a_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, rows: usi
             .collect();
         let t = transpose4(e, [vs[0], vs[1], vs[2], vs[3]]);
         for (kk, &tv) in t.iter().enumerate() {
-            store_at(e, tv, d, kk as i64 * row);
+            e.store_at(tv, d, kk as i64 * row);
         }
         match mr - LANES {
             0 => {}
             1 => {
                 for kk in 0..LANES {
                     let x = e.b.ins().extractlane(vs[4], kk as u8);
-                    store_at(e, x, d, kk as i64 * row + 16);
+                    e.store_at(x, d, kk as i64 * row + 16);
                 }
             }
             _ => {
@@ -218,7 +218,7 @@ fn a_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, rows: usi
                 {
                     let pairs = e.bitcast(F64X2, v);
                     let pair = e.b.ins().extractlane(pairs, lane);
-                    store_at(e, pair, d, kk as i64 * row + 16);
+                    e.store_at(pair, d, kk as i64 * row + 16);
                 }
             }
         }
@@ -226,7 +226,7 @@ fn a_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, rows: usi
     depth_loop(e, i, kc, 1, ptrs, [4, row], |e, s, d| {
         for r in 0..mr {
             let x = scalar(e, s, r as i64 * stride, r < rows);
-            store_at(e, x, d, r as i64 * 4);
+            e.store_at(x, d, r as i64 * 4);
         }
     });
 }
@@ -234,7 +234,7 @@ fn a_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, rows: usi
 /// The f32 at `src + off`, or 0 when not `valid`.
 fn scalar(e: &mut Emit, src: Value, off: i64, valid: bool) -> Value {
     if valid {
-        load_at(e, F32, mem_readonly(), src, off)
+        e.load_at(F32, mem_readonly(), src, off)
     } else {
         e.f(F32, 0.0)
     }
@@ -243,7 +243,7 @@ fn scalar(e: &mut Emit, src: Value, off: i64, valid: bool) -> Value {
 /// The 4 f32s at `src + off`, or zeros when not `valid`.
 fn column_vector(e: &mut Emit, src: Value, off: i64, valid: bool) -> Value {
     if valid {
-        load_at(e, F32X4, mem_readonly(), src, off)
+        e.load_at(F32X4, mem_readonly(), src, off)
     } else {
         e.f(F32X4, 0.0)
     }
@@ -252,11 +252,11 @@ fn column_vector(e: &mut Emit, src: Value, off: i64, valid: bool) -> Value {
 /// The first `n` f32s at `src + off` in a vector padded with zeros (no access beyond them).
 fn partial_vector(e: &mut Emit, src: Value, off: i64, n: usize) -> Value {
     if n >= LANES {
-        return load_at(e, F32X4, mem_readonly(), src, off);
+        return e.load_at(F32X4, mem_readonly(), src, off);
     }
     let mut v = e.f(F32X4, 0.0);
     for l in 0..n {
-        let x = load_at(e, F32, mem_readonly(), src, off + 4 * l as i64);
+        let x = e.load_at(F32, mem_readonly(), src, off + 4 * l as i64);
         v = e.b.ins().insertlane(v, x, l as u8);
     }
     v

@@ -30,7 +30,30 @@ fn reference_epilogue(acc: f64, row: usize, col: usize) -> f64 {
     f(f(acc).max(0.0) + f(row as f64 / 64.0)) + f(col as f64 / 4096.0)
 }
 
-/// The same, emitted: `lanes` consecutive columns from `col`.
+/// The same, emitted: the tile shares its first row and column.
+struct TestEpilogue;
+
+impl Epilogue for TestEpilogue {
+    fn tile(&self, _: &mut Emit, row: Value, col: Value) -> Vec<Value> {
+        vec![row, col]
+    }
+
+    fn apply(
+        &self,
+        e: &mut Emit,
+        tile: &[Value],
+        acc: Value,
+        r: usize,
+        c: usize,
+        lanes: usize,
+    ) -> Value {
+        let row = e.b.ins().iadd_imm_s(tile[0], r as i64);
+        let col = e.b.ins().iadd_imm_s(tile[1], c as i64);
+        epilogue(e, acc, row, col, lanes)
+    }
+}
+
+/// `lanes` consecutive columns from `col` of row `row`.
 fn epilogue(e: &mut Emit, acc: Value, row: Value, col: Value, lanes: usize) -> Value {
     let ty = e.ty(acc);
     assert_eq!(ty, if lanes == 1 { F32 } else { F32X4 });
@@ -125,8 +148,7 @@ fn max_error(plan: Plan, with_epilogue: bool) -> f64 {
         status_code: 1,
     };
     let mut jit = JitBuilder::new(false).unwrap();
-    let f: &dyn Fn(&mut Emit, Value, Value, Value, usize) -> Value = &epilogue;
-    let epi: Option<Epilogue> = with_epilogue.then_some(f);
+    let epi: Option<&dyn Epilogue> = with_epilogue.then_some(&TestEpilogue);
     let id = jit
         .define("matmul", plan.parts, |e, arena| {
             emit(e, arena, &spec, plan, epi);
