@@ -9,6 +9,7 @@ mod common;
 
 use common::*;
 use kiln::compiler::codegen::CompileOptions;
+use kiln::compiler::ir::{ReduceOp, UnaryOp};
 use kiln::compiler::nn::{loss_graph, TARGET};
 use kiln::prelude::*;
 use kiln::runtime::pool;
@@ -69,7 +70,8 @@ fn train(threads: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<usize>) {
 }
 
 /// A batched matmul (split over its batch items), one with a single item (split over row
-/// blocks), and a broadcasting elementwise kernel over two axes (split over rows).
+/// blocks), a broadcasting elementwise kernel over two axes and a softmax (both split over
+/// rows).
 fn split_graph() -> (Graph, Vec<NodeId>) {
     let mut g = Graph::new();
     let a = g
@@ -87,7 +89,16 @@ fn split_graph() -> (Graph, Vec<NodeId>) {
     let wide = g.broadcast_to(bias, &Shape::fixed(&[301, 251])).unwrap();
     let shifted = g.sub(e, wide).unwrap();
     let squared = g.mul(shifted, shifted).unwrap();
-    (g, vec![batched, single, squared])
+    // A softmax over rows: a rows kernel whose exponentials wait in scratch for the sum.
+    let f = g.input("f", Shape::fixed(&[400, 97]), DType::F32).unwrap();
+    let top = g.reduce_last_keep(ReduceOp::Max, f).unwrap();
+    let top = g.broadcast_to(top, &Shape::fixed(&[400, 97])).unwrap();
+    let centred = g.sub(f, top).unwrap();
+    let exp = g.unary(UnaryOp::Exp, centred).unwrap();
+    let sum = g.reduce_last_keep(ReduceOp::Sum, exp).unwrap();
+    let sum = g.broadcast_to(sum, &Shape::fixed(&[400, 97])).unwrap();
+    let softmax = g.div(exp, sum).unwrap();
+    (g, vec![batched, single, squared, softmax])
 }
 
 #[test]
@@ -122,6 +133,7 @@ fn split_kernels_give_the_same_bits_on_any_thread_count_and_workers_run_parts() 
         ("d", uniform(&mut r, &[97, 251], -1.0, 1.0)),
         ("e", uniform(&mut r, &[301, 251], -1.0, 1.0)),
         ("bias", uniform(&mut r, &[251], -1.0, 1.0)),
+        ("f", uniform(&mut r, &[400, 97], -5.0, 5.0)),
     ];
     let feeds: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (*n, t)).collect();
     let reference = check_graph("split kernels", &g, &outputs, &feeds, tol(1e-4, 1e-4));

@@ -630,7 +630,10 @@ pub fn compile(
                 Kind::Elementwise => {
                     kernels::elementwise_parts(shaped(group.root()).len(), threads)
                 }
-                Kind::Rows(_) | Kind::Single => 1,
+                Kind::Rows(domain) => {
+                    rows::parts(graph, &group.nodes, domain, batch, threads).unwrap_or(1)
+                }
+                Kind::Single => 1,
             },
             Body::Flat { len, .. } => kernels::elementwise_parts(*len, threads),
         })
@@ -643,7 +646,9 @@ pub fn compile(
                 kernels::scratch_bytes(op, &ins, &shaped(p.results[0]), isa, parts[k])
             }
             Body::Group(group) => match &group.kind {
-                Kind::Rows(domain) => rows::scratch_bytes(graph, &group.nodes, domain, batch)?,
+                Kind::Rows(domain) => {
+                    rows::scratch_bytes(graph, &group.nodes, domain, batch, parts[k])?
+                }
                 Kind::Contraction(m) => {
                     let ins: Vec<Buf> = graph.operands(*m).into_iter().map(shaped).collect();
                     let op = &graph.node(*m).op;

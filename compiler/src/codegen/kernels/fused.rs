@@ -116,22 +116,39 @@ fn nest(
     let last = extents.len() - 1;
     let inner_strides: Vec<usize> = sets.iter().map(|s| s[last]).collect();
     let outer_sets: Vec<Vec<usize>> = sets.iter().map(|s| s[..last].to_vec()).collect();
-    let Some((&first, rest)) = outer.split_first() else {
+    if outer.is_empty() {
         let share = e.share(n, LINE);
         inner(e, spec, read_of, accesses, share, inner_strides, &ptrs);
         return;
+    }
+    shared_loop_nest(e, outer, &outer_sets, ptrs, &mut |e, ptrs| {
+        let all = (e.i64(0), e.i64(n as i64));
+        inner(e, spec, read_of, accesses, all, inner_strides.clone(), ptrs)
+    });
+}
+
+/// [`loop_nest`] with the outermost axis shared out among the kernel's parts (see
+/// [`Emit::share`]; with one part, the whole nest).
+pub(super) fn shared_loop_nest(
+    e: &mut Emit,
+    extents: &[usize],
+    sets: &[Vec<usize>],
+    ptrs: Vec<Value>,
+    body: &mut dyn FnMut(&mut Emit, &[Value]),
+) {
+    let Some((&first, rest)) = extents.split_first() else {
+        body(e, &ptrs);
+        return;
     };
+    let axis = sets.first().map_or(0, |s| s.len() - extents.len());
     let (begin, end) = e.share(first, 1);
     e.for_range(begin, end, 1, &[], |e, i, _| {
         let moved: Vec<Value> = ptrs
             .iter()
-            .zip(&outer_sets)
-            .map(|(&p, s)| e.addr(p, i, (s[0] * 4) as i64))
+            .zip(sets)
+            .map(|(&p, s)| e.addr(p, i, (s[axis] * 4) as i64))
             .collect();
-        loop_nest(e, rest, &outer_sets, moved, &mut |e, ptrs| {
-            let all = (e.i64(0), e.i64(n as i64));
-            inner(e, spec, read_of, accesses, all, inner_strides.clone(), ptrs)
-        });
+        loop_nest(e, rest, sets, moved, body);
         Vec::new()
     });
 }

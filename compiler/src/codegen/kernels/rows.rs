@@ -12,7 +12,7 @@
 //! members computed from totals run after the last row.
 
 use super::elementwise::{elem_addr, lane_type, one_hot_value};
-use super::fused::{coalesce, loop_nest};
+use super::fused::{coalesce, shared_loop_nest};
 use super::movement::broadcast_strides;
 use super::reduce::{combine, finish, horizontal, identity};
 use super::{Bases, Buf};
@@ -139,14 +139,38 @@ impl Schedule {
     }
 }
 
-/// Scratch bytes the kernel of a rows group needs.
+/// Scratch bytes the kernel of a rows group needs when it runs as `parts` (each part keeps its
+/// rows' values in scratch of its own).
 pub fn scratch_bytes(
     graph: &Graph,
     nodes: &[NodeId],
     domain: &RowDomain,
     batch: usize,
+    parts: usize,
 ) -> Result<usize> {
-    Ok(Schedule::new(graph, nodes, domain, batch)?.scratch_bytes())
+    Ok(parts * part_bytes(&Schedule::new(graph, nodes, domain, batch)?))
+}
+
+/// One part's scratch, whole cache lines.
+fn part_bytes(s: &Schedule) -> usize {
+    s.scratch_bytes().div_ceil(64) * 64
+}
+
+/// How many parts (at most `threads`) the kernel of a rows group runs as: its rows are shared
+/// out when it is large and computes nothing over all of them (a total is one sum over every
+/// row, which parts cannot split without changing its order).
+pub fn parts(
+    graph: &Graph,
+    nodes: &[NodeId],
+    domain: &RowDomain,
+    batch: usize,
+    threads: usize,
+) -> Result<usize> {
+    let s = Schedule::new(graph, nodes, domain, batch)?;
+    if s.level.values().any(|&l| l == Level::Total) {
+        return Ok(1);
+    }
+    Ok(super::elementwise_parts(s.rows * s.row_len, threads).min(s.rows))
 }
 
 /// Whether the rows kernel of `nodes` may store its member `written` over `value`: every member
@@ -282,7 +306,10 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &RowsSpec) -> Result<()> {
             Level::Total => total_outputs.push((*n, buf.clone())),
         }
     }
-    let scratch = e.b.ins().iadd_imm_s(arena.work, spec.scratch as i64);
+    let mut scratch = e.b.ins().iadd_imm_s(arena.work, spec.scratch as i64);
+    if e.parts > 1 {
+        scratch = e.addr(scratch, e.part, part_bytes(&s) as i64);
+    }
     let cells_base = s.kept.len() * s.row_len * 4;
     for (n, cell) in s.cells_in_order(spec.nodes) {
         let Op::Reduce { op, .. } = g.node(n).op else {
@@ -310,7 +337,7 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &RowsSpec) -> Result<()> {
         scratch,
         cells_base,
     };
-    loop_nest(e, &extents, &sets, ptrs, &mut |e, ptrs| k.row(e, ptrs));
+    shared_loop_nest(e, &extents, &sets, ptrs, &mut |e, ptrs| k.row(e, ptrs));
     k.totals(e, arena, &total_outputs);
     Ok(())
 }
