@@ -121,40 +121,16 @@ fn nest(
         inner(e, spec, read_of, accesses, share, inner_strides, &ptrs);
         return;
     }
-    shared_loop_nest(e, outer, &outer_sets, ptrs, &mut |e, ptrs| {
+    loop_nest(e, outer, &outer_sets, ptrs, &mut |e, ptrs| {
         let all = (e.i64(0), e.i64(n as i64));
         inner(e, spec, read_of, accesses, all, inner_strides.clone(), ptrs)
     });
 }
 
-/// [`loop_nest`] with the outermost axis shared out among the kernel's parts (see
-/// [`Emit::share`]; with one part, the whole nest).
-pub(super) fn shared_loop_nest(
-    e: &mut Emit,
-    extents: &[usize],
-    sets: &[Vec<usize>],
-    ptrs: Vec<Value>,
-    body: &mut dyn FnMut(&mut Emit, &[Value]),
-) {
-    let Some((&first, rest)) = extents.split_first() else {
-        body(e, &ptrs);
-        return;
-    };
-    let axis = sets.first().map_or(0, |s| s.len() - extents.len());
-    let (begin, end) = e.share(first, 1);
-    e.for_range(begin, end, 1, &[], |e, i, _| {
-        let moved: Vec<Value> = ptrs
-            .iter()
-            .zip(sets)
-            .map(|(&p, s)| e.addr(p, i, (s[axis] * 4) as i64))
-            .collect();
-        loop_nest(e, rest, sets, moved, body);
-        Vec::new()
-    });
-}
-
 /// Loops over `extents` (outermost first), advancing each pointer `ptrs[p]` by `sets[p][axis]`
-/// elements of 4 bytes per step of `axis`, and calls `body` with the moved pointers.
+/// elements of 4 bytes per step of `axis`, and calls `body` with the moved pointers. The
+/// outermost axis is shared out among the kernel's parts (see [`Emit::share`]; with one part,
+/// it runs whole).
 pub(super) fn loop_nest(
     e: &mut Emit,
     extents: &[usize],
@@ -162,18 +138,38 @@ pub(super) fn loop_nest(
     ptrs: Vec<Value>,
     body: &mut dyn FnMut(&mut Emit, &[Value]),
 ) {
-    let Some((&n, rest)) = extents.split_first() else {
+    let Some(&n) = extents.first() else {
         body(e, &ptrs);
         return;
     };
+    let share = e.share(n, 1);
+    axes(e, share, extents, sets, ptrs, body);
+}
+
+/// The loops of [`loop_nest`], the outermost over `begin..end`.
+fn axes(
+    e: &mut Emit,
+    (begin, end): (Value, Value),
+    extents: &[usize],
+    sets: &[Vec<usize>],
+    ptrs: Vec<Value>,
+    body: &mut dyn FnMut(&mut Emit, &[Value]),
+) {
     let axis = sets.first().map_or(0, |s| s.len() - extents.len());
-    e.for_count(n, |e, i| {
+    e.for_range(begin, end, 1, &[], |e, i, _| {
         let moved: Vec<Value> = ptrs
             .iter()
             .zip(sets)
             .map(|(&p, s)| e.addr(p, i, (s[axis] * 4) as i64))
             .collect();
-        loop_nest(e, rest, sets, moved, body);
+        match extents.get(1) {
+            Some(&n) => {
+                let all = (e.i64(0), e.i64(n as i64));
+                axes(e, all, &extents[1..], sets, moved, body);
+            }
+            None => body(e, &moved),
+        }
+        Vec::new()
     });
 }
 

@@ -12,7 +12,7 @@
 //! members computed from totals run after the last row.
 
 use super::elementwise::{elem_addr, lane_type, one_hot_value};
-use super::fused::{coalesce, shared_loop_nest};
+use super::fused::{coalesce, loop_nest};
 use super::movement::broadcast_strides;
 use super::reduce::{combine, finish, horizontal, identity};
 use super::{Bases, Buf};
@@ -337,7 +337,7 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &RowsSpec) -> Result<()> {
         scratch,
         cells_base,
     };
-    shared_loop_nest(e, &extents, &sets, ptrs, &mut |e, ptrs| k.row(e, ptrs));
+    loop_nest(e, &extents, &sets, ptrs, &mut |e, ptrs| k.row(e, ptrs));
     k.totals(e, arena, &total_outputs);
     Ok(())
 }
