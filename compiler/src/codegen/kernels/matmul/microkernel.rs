@@ -17,7 +17,7 @@
 use super::{if_else, Block, Ctx, Epilogue};
 use crate::codegen::emit::{mem, mem_readonly, Emit, LANES};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::types::{F32, F32X4};
+use cranelift_codegen::ir::types::{F32, F32X4, I64};
 use cranelift_codegen::ir::{AliasRegionData, InstBuilder, MemFlagsData, Type, Value};
 use std::borrow::Cow;
 
@@ -111,12 +111,49 @@ pub(super) fn tiles(e: &mut Emit, ctx: &Ctx, blk: &Block, ic: Value) {
                 };
                 let vectors = cols.div_ceil(LANES);
                 let rows = |edge: bool| if edge { m_edge } else { mr };
-                if let Some(native) = ctx.native {
-                    let args = [a.ptr, b_panel.ptr, blk.kc, ctx.tile];
-                    e.b.ins().call_indirect(native.sig, native.func, &args);
+                if let Some((to_tile, to_c)) = ctx.native {
+                    // Through the tile buffer and the JIT's store path: `store` of the tile.
+                    let buffered = |e: &mut Emit, rows: usize, store: &dyn Fn(&mut Emit, &Acc)| {
+                        let args = [a.ptr, b_panel.ptr, blk.kc, ctx.tile];
+                        e.b.ins().call_indirect(to_tile.sig, to_tile.func, &args);
+                        let acc = load_tile(e, ctx.tile, rows, vectors, nr);
+                        store(e, &acc);
+                    };
+                    // Straight into C, adding to the partial sum of earlier depth blocks.
+                    let direct = |e: &mut Emit| {
+                        let ldc = e.i64(p.n as i64);
+                        let later = e.b.ins().icmp_imm_s(IntCC::NotEqual, blk.pc, 0);
+                        let accumulate = e.b.ins().uextend(I64, later);
+                        let args = [a.ptr, b_panel.ptr, blk.kc, tile.c, ldc, accumulate];
+                        e.b.ins().call_indirect(to_c.sig, to_c.func, &args);
+                    };
                     split(e, row_edge, |e, row_edge| {
-                        let acc = load_tile(e, ctx.tile, rows(row_edge), vectors, nr);
-                        store_blocks(e, ctx, blk, &tile, &acc, rows(row_edge), cols)
+                        let rows = rows(row_edge);
+                        let all_blocks = |e: &mut Emit, acc: &Acc| {
+                            store_blocks(e, ctx, blk, &tile, acc, rows, cols)
+                        };
+                        // Full tiles skip the buffer unless this block applies the epilogue.
+                        if row_edge || col_edge {
+                            buffered(e, rows, &all_blocks);
+                        } else if ctx.epilogue.is_none() {
+                            direct(e);
+                        } else if p.k_blocks() == 1 {
+                            buffered(e, rows, &all_blocks);
+                        } else {
+                            let last =
+                                super::is_last_block(e, blk.pc, p.kc, p.k).expect("several blocks");
+                            if_else(
+                                e,
+                                last,
+                                |e| {
+                                    buffered(e, rows, &|e, acc| {
+                                        let f = ctx.epilogue;
+                                        store_tile(e, p.n, &tile, acc, rows, cols, true, f)
+                                    })
+                                },
+                                direct,
+                            );
+                        }
                     });
                 } else if p.pack_a {
                     let acc = kloop(e, mr, vectors, a, b_panel, blk.kc);

@@ -377,13 +377,16 @@ fn emit(e: &mut Emit, arena: Bases, spec: &KernelSpec, p: Plan, epilogue: Option
     };
     let b_pack = e.b.ins().iadd_imm_s(a_pack, p.b_offset() as i64);
     let tile = e.b.ins().iadd_imm_s(a_pack, p.tile_offset() as i64);
-    let native = p.path.native().map(|f| {
-        let mut sig = Signature::new(e.b.func.signature.call_conv);
-        sig.params = vec![AbiParam::new(I64); 4];
-        NativeCall {
-            sig: e.b.import_signature(sig),
-            func: e.i64(f as usize as i64),
-        }
+    let native = p.path.native().map(|(to_tile, to_c)| {
+        let mut call = |params: usize, address: usize| {
+            let mut sig = Signature::new(e.b.func.signature.call_conv);
+            sig.params = vec![AbiParam::new(I64); params];
+            NativeCall {
+                sig: e.b.import_signature(sig),
+                func: e.i64(address as i64),
+            }
+        };
+        (call(4, to_tile as usize), call(6, to_c as usize))
     });
     let (m, k, n) = (p.m, p.k, p.n);
     let ctx = Ctx {
@@ -451,8 +454,8 @@ struct Ctx<'a> {
     b_pack: Value,
     /// The tile buffer in scratch a native microkernel writes.
     tile: Value,
-    /// The native microkernel, when the path has one.
-    native: Option<NativeCall>,
+    /// The native microkernels, when the path has them: to the tile buffer and to `C`.
+    native: Option<(NativeCall, NativeCall)>,
     epilogue: Option<&'a dyn Epilogue>,
 }
 

@@ -3,15 +3,21 @@
 //! (6 × 32: twelve zmm accumulators) and AVX2 + FMA (6 × 16: twelve ymm accumulators). The
 //! portable path, the Cranelift `f32x4` microkernel, always exists.
 //!
-//! The JIT calls a native kernel through its address, as
-//! `extern "C" fn(a: *const f32, b: *const f32, kc: usize, tile: *mut f32)`.
+//! Each path has two kernels, which the JIT calls through their addresses:
+//! - `extern "C" fn(a: *const f32, b: *const f32, kc: usize, tile: *mut f32)` writes the tile,
+//!   row-major `[MR][NR]`, into the tile buffer, from where the JIT's store path takes it (edge
+//!   tiles, epilogues);
+//! - `extern "C" fn(a, b, kc, c: *mut f32, ldc: usize, accumulate: usize)` writes a full tile
+//!   straight into `C` (row `r` at `c + r · ldc`), adding it to what is there when `accumulate`
+//!   is not 0 (every depth block but the first).
 //!
 //! Safety contract, upheld by the loop nest for every call it emits: `a` points to a packed A
 //! panel of `kc · MR` readable f32s (`[kc][MR]`), `b` to a packed B panel of `kc · NR` readable
-//! f32s (`[kc][NR]`), `tile` to `MR · NR` writable f32s (the tile buffer in the kernel's scratch)
-//! that overlap neither panel; no alignment is assumed. The kernel reads only the two panels and
-//! writes only the tile, row-major `[MR][NR]`. A path's kernel is only emitted after its CPU
-//! features were detected ([`Isa::resolve`]).
+//! f32s (`[kc][NR]`), `tile` to `MR · NR` writable f32s (the tile buffer in the kernel's
+//! scratch), `c` to `MR` rows of `NR` readable and writable f32s `ldc` apart; what a kernel
+//! writes overlaps neither panel, and no alignment is assumed. A kernel reads only the two
+//! panels (and `C`'s tile) and writes only its tile. A path's kernels are only emitted after its
+//! CPU features were detected ([`Isa::resolve`]).
 
 use crate::error::{Error, Result};
 use std::cell::Cell;
@@ -27,8 +33,12 @@ pub enum Isa {
     Avx512,
 }
 
-/// The entry point of a native microkernel (see the module's safety contract).
+/// The native microkernel writing the tile buffer (see the module's safety contract).
 pub(crate) type NativeFn = unsafe extern "C" fn(*const f32, *const f32, usize, *mut f32);
+
+/// The native microkernel writing a full tile into `C` (see the module's safety contract).
+pub(crate) type NativeToCFn =
+    unsafe extern "C" fn(*const f32, *const f32, usize, *mut f32, usize, usize);
 
 impl Isa {
     pub const ALL: [Isa; 3] = [Isa::Baseline, Isa::Avx2, Isa::Avx512];
@@ -99,14 +109,15 @@ impl Isa {
         }
     }
 
-    /// The native microkernel of the path (`None` for the Cranelift one).
-    pub(crate) fn native(self) -> Option<NativeFn> {
+    /// The native microkernels of the path, to the tile buffer and to `C` (`None` for the
+    /// Cranelift one).
+    pub(crate) fn native(self) -> Option<(NativeFn, NativeToCFn)> {
         match self {
             Isa::Baseline => None,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => Some(x86::avx2_6x16),
+            Isa::Avx2 => Some((x86::avx2_6x16, x86::avx2_6x16_to_c)),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => Some(x86::avx512_6x32),
+            Isa::Avx512 => Some((x86::avx512_6x32, x86::avx512_6x32_to_c)),
             #[cfg(not(target_arch = "x86_64"))]
             _ => None,
         }
@@ -156,11 +167,36 @@ mod x86 {
     use super::{count_call, Isa};
     use std::arch::x86_64::*;
 
-    /// Defines `$name`, the `$mr × ($nv · $lanes)` microkernel of `$isa` on the vector type
-    /// `$v` with its zero, unaligned load, broadcast, fused multiply-add and unaligned store.
+    /// The sums `acc[MR][NV]` (vectors of `$lanes`) of the packed panels `a` and `b` over
+    /// depth `kc`, in the body of a function with `$feature` enabled.
+    macro_rules! tile_sums {
+        ($a:ident, $b:ident, $kc:ident, $mr:literal, $nv:literal, $lanes:literal,
+         $v:ty, $zero:ident, $load:ident, $splat:ident, $fma:ident) => {{
+            let mut acc: [[$v; $nv]; $mr] = [[$zero(); $nv]; $mr];
+            let mut bv: [$v; $nv] = [$zero(); $nv];
+            for k in 0..$kc {
+                let (ak, bk) = ($a.add(k * $mr), $b.add(k * $nv * $lanes));
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = $load(bk.add(v * $lanes));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let x = $splat(*ak.add(r));
+                    for (c, &y) in row.iter_mut().zip(&bv) {
+                        *c = $fma(x, y, *c);
+                    }
+                }
+            }
+            acc
+        }};
+    }
+
+    /// Defines `$name` and `$to_c`, the `$mr × ($nv · $lanes)` microkernels of `$isa` (to the
+    /// tile buffer and to `C`) on the vector type `$v` with its zero, unaligned load,
+    /// broadcast, fused multiply-add, add and unaligned store.
     macro_rules! microkernel {
-        ($name:ident, $isa:expr, $feature:literal, $mr:literal, $nv:literal, $lanes:literal,
-         $v:ty, $zero:ident, $load:ident, $splat:ident, $fma:ident, $store:ident) => {
+        ($name:ident, $to_c:ident, $isa:expr, $feature:literal, $mr:literal, $nv:literal,
+         $lanes:literal, $v:ty, $zero:ident, $load:ident, $splat:ident, $fma:ident, $add:ident,
+         $store:ident) => {
             /// See the module's safety contract.
             #[target_feature(enable = $feature)]
             pub(super) unsafe extern "C" fn $name(
@@ -171,23 +207,35 @@ mod x86 {
             ) {
                 const NR: usize = $nv * $lanes;
                 count_call($isa);
-                let mut acc: [[$v; $nv]; $mr] = [[$zero(); $nv]; $mr];
-                let mut bv: [$v; $nv] = [$zero(); $nv];
-                for k in 0..kc {
-                    let (ak, bk) = (a.add(k * $mr), b.add(k * NR));
-                    for (v, x) in bv.iter_mut().enumerate() {
-                        *x = $load(bk.add(v * $lanes));
-                    }
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        let x = $splat(*ak.add(r));
-                        for (c, &y) in row.iter_mut().zip(&bv) {
-                            *c = $fma(x, y, *c);
-                        }
-                    }
-                }
+                let acc = tile_sums!(a, b, kc, $mr, $nv, $lanes, $v, $zero, $load, $splat, $fma);
                 for (r, row) in acc.iter().enumerate() {
                     for (v, &c) in row.iter().enumerate() {
                         $store(tile.add(r * NR + v * $lanes), c);
+                    }
+                }
+            }
+
+            /// See the module's safety contract.
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe extern "C" fn $to_c(
+                a: *const f32,
+                b: *const f32,
+                kc: usize,
+                c: *mut f32,
+                ldc: usize,
+                accumulate: usize,
+            ) {
+                count_call($isa);
+                let acc = tile_sums!(a, b, kc, $mr, $nv, $lanes, $v, $zero, $load, $splat, $fma);
+                for (r, row) in acc.iter().enumerate() {
+                    for (v, &x) in row.iter().enumerate() {
+                        let p = c.add(r * ldc + v * $lanes);
+                        let y = if accumulate != 0 {
+                            $add($load(p), x)
+                        } else {
+                            x
+                        };
+                        $store(p, y);
                     }
                 }
             }
@@ -196,6 +244,7 @@ mod x86 {
 
     microkernel!(
         avx512_6x32,
+        avx512_6x32_to_c,
         Isa::Avx512,
         "avx512f",
         6,
@@ -206,10 +255,12 @@ mod x86 {
         _mm512_loadu_ps,
         _mm512_set1_ps,
         _mm512_fmadd_ps,
+        _mm512_add_ps,
         _mm512_storeu_ps
     );
     microkernel!(
         avx2_6x16,
+        avx2_6x16_to_c,
         Isa::Avx2,
         "avx2,fma",
         6,
@@ -220,6 +271,7 @@ mod x86 {
         _mm256_loadu_ps,
         _mm256_set1_ps,
         _mm256_fmadd_ps,
+        _mm256_add_ps,
         _mm256_storeu_ps
     );
 }
