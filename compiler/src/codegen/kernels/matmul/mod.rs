@@ -324,9 +324,9 @@ pub(super) fn scratch_bytes(op: &Op, inputs: &[Buf], isa: Isa, parts: usize) -> 
     Plan::new(op, &inputs[0], &inputs[1], isa, parts).scratch_bytes()
 }
 
-/// Below this many flops a matmul runs as one part: waking another thread would cost more than
-/// it saves.
-const MIN_PARALLEL_FLOPS: usize = 1 << 19;
+/// Below this many flops (about 30 µs of one core) a matmul runs as one part: measured on the
+/// seed MLP's step, splitting its 1-Mflop matmuls (10–15 µs) made each slower, not faster.
+const MIN_PARALLEL_FLOPS: usize = 1 << 22;
 
 /// How many parts (at most `threads`) the matmul `op` of `inputs` runs as: the batch items, or
 /// the register-tile rows of each item, shared by up to `threads` parts when it is large
