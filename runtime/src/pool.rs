@@ -17,7 +17,7 @@
 
 use crate::float_mode::FlushSubnormals;
 use kiln_compiler::codegen::{
-    available_threads, credit_native_calls, native_call_counts, Kernel, KernelFn,
+    available_threads, credit_native_calls, native_call_counts, CompileOptions, Kernel, KernelFn,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -141,14 +141,10 @@ impl Shared {
     }
 }
 
-/// The threads a run uses: `KILN_THREADS` when it is a positive number, else the CPUs this
-/// process may use.
+/// The threads a run uses: `KILN_THREADS` (see [`CompileOptions::from_env`]; a program with
+/// an invalid value never compiles), else the CPUs this process may use.
 fn pool_threads() -> usize {
-    std::env::var("KILN_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(available_threads)
+    CompileOptions::from_env().map_or_else(|_| available_threads(), |o| o.threads)
 }
 
 impl Pool {

@@ -3,7 +3,8 @@
 //! A program is specialised lazily for each batch size it sees (each specialisation has its own
 //! work arena); all specialisations share one state arena holding parameters and optimizer
 //! state, so training on a last partial batch or evaluating at another batch size sees the
-//! same weights.
+//! same weights. Kernels split into parts (large matmuls, elementwise and rows kernels) run on
+//! the process's worker pool (see [`crate::pool`]), the others on the calling thread.
 
 use crate::arena::Arena;
 use crate::cache::get_or_compile;

@@ -893,3 +893,21 @@ pub fn compile(
         code,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_threads;
+
+    #[test]
+    fn kiln_threads_takes_a_positive_count() {
+        assert_eq!(parse_threads("3").unwrap(), 3);
+        assert_eq!(parse_threads(" 1 ").unwrap(), 1);
+        for bad in ["0", "-2", "two", "1.5"] {
+            let message = parse_threads(bad).unwrap_err().to_string();
+            assert!(
+                message.contains(&format!("KILN_THREADS={bad}")),
+                "{message}"
+            );
+        }
+    }
+}
