@@ -218,8 +218,9 @@ impl Engaged<'_> {
     /// As for [`Kernel::run_serially`].
     pub(crate) unsafe fn run(&self, kernel: &Kernel, state: *mut u8, work: *mut u8) {
         let s = self.pool.shared;
+        // At most `MAX_THREADS` parts, so they fit the ticket's 16 bits.
         let parts = kernel.parts as u64;
-        assert!(parts < 1 << 16, "a kernel has fewer than 65536 parts");
+        debug_assert!(parts < 1 << 16);
         // No part of the previous job is left (every run waits for all of its parts), so no
         // thread reads the fields while they change.
         s.done.store(0, Ordering::Relaxed);

@@ -178,14 +178,17 @@ pub struct CompileOptions {
     /// Force a contraction microkernel path (`KILN_ISA`); `None`: the widest this CPU runs.
     pub isa: Option<Isa>,
     /// The most threads one kernel is split across (`KILN_THREADS`; by default the CPUs this
-    /// process may use). Large matmuls and elementwise loops run as that many parts, each on
+    /// process may use; at most [`MAX_THREADS`]). Large matmuls and elementwise loops run as that many parts, each on
     /// its own share of the output; results are bitwise the same for every count.
     pub threads: usize,
 }
 
-/// The CPUs this process may run on.
+/// The most threads a kernel is split across.
+pub const MAX_THREADS: usize = 1024;
+
+/// The CPUs this process may run on (at most [`MAX_THREADS`]).
 pub fn available_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
 }
 
 impl Default for CompileOptions {
@@ -225,9 +228,9 @@ impl CompileOptions {
 /// A thread count as `KILN_THREADS` gives it.
 fn parse_threads(count: &str) -> Result<usize> {
     match count.trim().parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
         _ => Err(Error::InvalidArgument(format!(
-            "KILN_THREADS={count}: expected a positive number of threads"
+            "KILN_THREADS={count}: expected a number of threads from 1 to {MAX_THREADS}"
         ))),
     }
 }
@@ -614,7 +617,7 @@ pub fn compile(
         dtype: graph.dtype(n),
     };
     // How many parts each kernel runs as (on up to that many threads).
-    let threads = options.threads.max(1);
+    let threads = options.threads.clamp(1, MAX_THREADS);
     let parts: Vec<usize> = specs
         .iter()
         .map(|p| match &p.body {
@@ -902,7 +905,8 @@ mod tests {
     fn kiln_threads_takes_a_positive_count() {
         assert_eq!(parse_threads("3").unwrap(), 3);
         assert_eq!(parse_threads(" 1 ").unwrap(), 1);
-        for bad in ["0", "-2", "two", "1.5"] {
+        assert_eq!(parse_threads("1024").unwrap(), 1024);
+        for bad in ["0", "-2", "two", "1.5", "1025"] {
             let message = parse_threads(bad).unwrap_err().to_string();
             assert!(
                 message.contains(&format!("KILN_THREADS={bad}")),

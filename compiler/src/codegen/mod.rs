@@ -11,7 +11,7 @@ pub mod memory;
 
 pub use compile::{
     available_threads, compile, Buffer, CompileOptions, Executable, IndexBound, Kernel, Slot,
-    StateLayout,
+    StateLayout, MAX_THREADS,
 };
 pub use jit::{host_features, CpuFeatures, JitBuilder, KernelFn};
 pub use kernels::matmul::{credit_native_calls, native_call_counts, native_calls, Isa};
