@@ -191,7 +191,7 @@ fn matmul_table(clock: Option<&Clock>, fma: Option<f64>) -> kiln::Result<()> {
     let threads = CompileOptions::from_env()?.threads;
     for isa in Isa::available() {
         println!("\nmicrokernel path {isa}");
-        matmul_rows(clock, fma, shapes, isa, budget)?;
+        matmul_rows(clock, fma, shapes, isa, budget, threads)?;
     }
     println!(
         "kernel: the kernel compiled for one thread, called directly on a pre-filled arena (no\n\
@@ -203,15 +203,16 @@ fn matmul_table(clock: Option<&Clock>, fma: Option<f64>) -> kiln::Result<()> {
     Ok(())
 }
 
-/// One table row per shape, with contractions forced onto microkernel path `isa`.
+/// One table row per shape, with contractions forced onto microkernel path `isa`; the run
+/// columns with programs compiled for `threads` threads.
 fn matmul_rows(
     clock: Option<&Clock>,
     fma: Option<f64>,
     shapes: &[(usize, usize, usize)],
     isa: Isa,
     budget: Budget,
+    threads: usize,
 ) -> kiln::Result<()> {
-    let threads = CompileOptions::from_env()?.threads;
     println!(
         "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>6} {:>8} {:>8} {:>4}",
         "m×k · k×n",

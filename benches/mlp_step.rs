@@ -88,7 +88,9 @@ fn main() -> kiln::Result<()> {
             .get(i + 1)
             .and_then(|n| n.parse().ok())
             .filter(|&n| n > 0)
-            .expect("--threads takes a positive number")],
+            .ok_or_else(|| {
+                kiln::Error::InvalidArgument("--threads takes a positive number".into())
+            })?],
         None => (1..=kiln::compiler::codegen::available_threads().min(2)).collect(),
     };
     if !json {

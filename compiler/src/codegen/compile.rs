@@ -178,8 +178,9 @@ pub struct CompileOptions {
     /// Force a contraction microkernel path (`KILN_ISA`); `None`: the widest this CPU runs.
     pub isa: Option<Isa>,
     /// The most threads one kernel is split across (`KILN_THREADS`; by default the CPUs this
-    /// process may use; at most [`MAX_THREADS`]). Large matmuls and elementwise loops run as that many parts, each on
-    /// its own share of the output; results are bitwise the same for every count.
+    /// process may use; at most [`MAX_THREADS`]). Large matmuls, elementwise loops and rows
+    /// kernels run as that many parts, each on its own share of the output; results are
+    /// bitwise the same for every count.
     pub threads: usize,
 }
 
@@ -609,58 +610,47 @@ pub fn compile(
             buffers[b].live.last = end;
         }
     }
-    // Each kernel's scratch is live during that kernel only; its size depends only on shapes.
     let shaped = |n: NodeId| Buf {
         region: Region::Work,
         offset: 0,
         dims: dims(n),
         dtype: graph.dtype(n),
     };
-    // How many parts each kernel runs as (on up to that many threads).
+    // How many parts each kernel runs as (on up to `threads` threads), and the scratch space
+    // of all of its parts (which depends only on shapes); a kernel's scratch is live during
+    // that kernel only.
     let threads = options.threads.clamp(1, MAX_THREADS);
-    let parts: Vec<usize> = specs
-        .iter()
-        .map(|p| match &p.body {
-            Body::Op(op) => {
-                let ins: Vec<Buf> = p.reads.iter().map(|&o| shaped(o)).collect();
-                kernels::parts(op, &ins, &shaped(p.results[0]), isa, threads)
-            }
-            Body::Group(group) => match &group.kind {
-                Kind::Contraction(m) => {
-                    let ins: Vec<Buf> = graph.operands(*m).into_iter().map(shaped).collect();
-                    kernels::parts(&graph.node(*m).op, &ins, &shaped(*m), isa, threads)
-                }
-                Kind::Elementwise => {
-                    kernels::elementwise_parts(shaped(group.root()).len(), threads)
-                }
-                Kind::Rows(domain) => {
-                    rows::parts(graph, &group.nodes, domain, batch, threads).unwrap_or(1)
-                }
-                Kind::Single => 1,
-            },
-            Body::Flat { len, .. } => kernels::elementwise_parts(*len, threads),
-        })
-        .collect();
+    let mut parts = Vec::with_capacity(specs.len());
     let mut scratch_of = Vec::with_capacity(specs.len());
     for (k, p) in specs.iter().enumerate() {
-        let size_bytes = match &p.body {
+        let contraction = |op: &Op, ins: &[Buf], out: &Buf| {
+            let n = kernels::parts(op, ins, out, isa, threads);
+            (n, kernels::scratch_bytes(op, ins, out, isa, n))
+        };
+        let (n, size_bytes) = match &p.body {
             Body::Op(op) => {
                 let ins: Vec<Buf> = p.reads.iter().map(|&o| shaped(o)).collect();
-                kernels::scratch_bytes(op, &ins, &shaped(p.results[0]), isa, parts[k])
+                contraction(op, &ins, &shaped(p.results[0]))
             }
             Body::Group(group) => match &group.kind {
-                Kind::Rows(domain) => {
-                    rows::scratch_bytes(graph, &group.nodes, domain, batch, parts[k])?
-                }
                 Kind::Contraction(m) => {
                     let ins: Vec<Buf> = graph.operands(*m).into_iter().map(shaped).collect();
-                    let op = &graph.node(*m).op;
-                    kernels::scratch_bytes(op, &ins, &shaped(*m), isa, parts[k])
+                    contraction(&graph.node(*m).op, &ins, &shaped(*m))
                 }
-                Kind::Elementwise | Kind::Single => 0,
+                Kind::Rows(domain) => {
+                    let n = rows::parts(graph, &group.nodes, domain, batch, threads)?;
+                    let bytes = rows::scratch_bytes(graph, &group.nodes, domain, batch, n)?;
+                    (n, bytes)
+                }
+                Kind::Elementwise => {
+                    let len = shaped(group.root()).len();
+                    (kernels::elementwise_parts(len, threads), 0)
+                }
+                Kind::Single => (1, 0),
             },
-            Body::Flat { .. } => 0,
+            Body::Flat { len, .. } => (kernels::elementwise_parts(*len, threads), 0),
         };
+        parts.push(n);
         scratch_of.push((size_bytes > 0).then_some(buffers.len()));
         if size_bytes > 0 {
             buffers.push(Buffer {

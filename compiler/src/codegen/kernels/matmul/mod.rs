@@ -17,9 +17,12 @@
 //!           store: C tile (+)= acc, epilogue after the last depth block
 //! ```
 //!
-//! The tile `MR × NR` is the microkernel path's ([`Isa::tile`]). A native microkernel writes
-//! its accumulators into a tile buffer in scratch, which the JIT code loads into the same store
-//! path the Cranelift microkernel's accumulators take. Native paths read packed panels only;
+//! The tile `MR × NR` is the microkernel path's ([`Isa::tile`]). A native microkernel writes a
+//! full tile whose store needs no epilogue straight into `C` (adding the partial sum of earlier
+//! depth blocks); an edge tile, or a store that applies the epilogue, goes through a tile buffer
+//! in scratch, which the JIT code loads into the same store path the Cranelift microkernel's
+//! accumulators take (128-bit stores of a whole 6×32 tile cost several percent of a large
+//! GEMM, measured on 1024²). Native paths read packed panels only;
 //! a plan that reads an operand in place (small `M`, see [`Plan::new`]) takes the Cranelift
 //! path, whose microkernel reads in place.
 //!
