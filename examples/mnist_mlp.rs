@@ -26,6 +26,9 @@ struct Args {
     epochs: usize,
     batch_size: usize,
     seed: u64,
+    /// Print every epoch's logs with all digits and a digest of the final weights' bits (for
+    /// `tools/bit_identity.sh`).
+    exact: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -34,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
         epochs: 30,
         batch_size: 32,
         seed: 0,
+        exact: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,11 +49,11 @@ fn parse_args() -> Result<Args, String> {
                 args.batch_size = value()?.parse().map_err(|e| format!("--batch-size: {e}"))?
             }
             "--seed" => args.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--help" | "-h" => {
-                return Err(
-                    "usage: mnist_mlp [--data DIR] [--epochs N] [--batch-size N] [--seed N]".into(),
-                )
-            }
+            "--exact" => args.exact = true,
+            "--help" | "-h" => return Err(
+                "usage: mnist_mlp [--data DIR] [--epochs N] [--batch-size N] [--seed N] [--exact]"
+                    .into(),
+            ),
             other => return Err(format!("unknown argument `{other}` (try --help)")),
         }
     }
@@ -103,6 +107,9 @@ fn run(args: &Args) -> kiln::Result<()> {
     trainer.fit(&train, &fit)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let compile_ms = trainer.compile_time().as_secs_f64() * 1e3;
+    if args.exact {
+        print_exact(&trainer)?;
+    }
     let logs = trainer.evaluate(&test, 128)?;
     println!("test: {logs}");
     let accuracy = logs.get("accuracy").expect("accuracy was requested");
@@ -110,5 +117,22 @@ fn run(args: &Args) -> kiln::Result<()> {
         "result: test_accuracy={accuracy:.4} epochs={} train_seconds={train_seconds:.2} compile_ms={compile_ms:.1}",
         args.epochs
     );
+    Ok(())
+}
+
+/// Every epoch's logs with all digits, then an FNV-1a digest of the weights' bits.
+fn print_exact(trainer: &Trainer) -> kiln::Result<()> {
+    for (epoch, logs) in trainer.history().epochs.iter().enumerate() {
+        println!("exact: epoch {} {:?}", epoch + 1, logs.0);
+    }
+    let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
+    for (_, tensor) in trainer.weights()? {
+        for value in tensor.as_f32()? {
+            for byte in value.to_bits().to_le_bytes() {
+                digest = (digest ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+    println!("exact: weights digest {digest:016x}");
     Ok(())
 }

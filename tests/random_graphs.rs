@@ -92,6 +92,27 @@ fn build(steps: &[Step]) -> (Graph, Vec<NodeId>) {
     (g, outs)
 }
 
+/// With `KILN_BITS_LOG=FILE`, appends a digest of the JIT's result bits for this case to FILE
+/// (`tools/bit_identity.sh` compares two commits with it).
+fn log_bits(case: &str, outputs: &[Tensor]) {
+    let Ok(path) = std::env::var("KILN_BITS_LOG") else {
+        return;
+    };
+    let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
+    for word in outputs.iter().flat_map(Tensor::to_bits) {
+        for byte in word.to_le_bytes() {
+            digest = (digest ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let line = format!("{case} {digest:016x}\n");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    std::io::Write::write_all(&mut file, line.as_bytes()).unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -106,6 +127,7 @@ proptest! {
         let x = uniform(&mut r, &[batch, 5], -1.0, 1.0);
         let y = uniform(&mut r, &[batch, 5], -1.0, 1.0);
         let w = uniform(&mut r, &[5, 5], -0.5, 0.5);
-        check_graph("random graph", &g, &outs, &[("x", &x), ("y", &y), ("w", &w)], tol(1e-5, 1e-4));
+        let got = check_graph("random graph", &g, &outs, &[("x", &x), ("y", &y), ("w", &w)], tol(1e-5, 1e-4));
+        log_bits(&format!("{steps:?} batch={batch} seed={seed}"), &got);
     }
 }

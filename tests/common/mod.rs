@@ -106,9 +106,10 @@ pub fn run_jit(
     feeds: &[(&str, &Tensor)],
     fusion: bool,
 ) -> Vec<Tensor> {
+    // The environment chooses the microkernel path and threads (`KILN_ISA`, `KILN_THREADS`).
     let options = CompileOptions {
         fusion,
-        ..CompileOptions::default()
+        ..CompileOptions::from_env().expect("valid KILN_* variables")
     };
     let mut program = Program::with_options(graph, outputs, &[], options)
         .unwrap_or_else(|e| panic!("{what}: compile failed: {e}"));
