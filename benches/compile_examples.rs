@@ -13,16 +13,15 @@ use kiln::prelude::*;
 
 /// Compiles `model`'s programs for `batch` and prints one row per program.
 fn report(example: &str, model: &mut Model, loss: Loss, batch: usize) -> kiln::Result<()> {
-    let mut trainer = model.compile(Adam::default(), loss, &[Metric::Accuracy])?;
-    trainer.summary(batch)?;
-    let predict = trainer
-        .prediction_program()
-        .ok_or_else(|| kiln::Error::InvalidArgument("summary compiles predict".into()))?;
+    model.compile(Adam::default(), loss, &[Metric::Accuracy])?;
+    model.build(batch)?;
     for (name, program) in [
-        ("train", trainer.training_program()),
-        ("evaluate", trainer.evaluation_program()),
-        ("predict", predict),
+        ("train", model.training_program()),
+        ("evaluate", model.evaluation_program()),
+        ("predict", model.prediction_program()),
     ] {
+        let program =
+            program.ok_or_else(|| kiln::Error::InvalidArgument("build compiles all".into()))?;
         let kernels = program.executable(batch).map_or(0, |e| e.kernels.len());
         println!(
             "{example:<26} {name:<9} {batch:>6} {kernels:>8} {:>10.2}",

@@ -53,20 +53,21 @@ fn measure(threads: usize) -> kiln::Result<Figures> {
     let y = Tensor::from_i32(&[BATCH], (0..BATCH).map(|_| rng.gen_range(0..10)).collect())?;
     let mut model = Model::new(seed_mlp(), 0)?;
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
-    let mut trainer = model.compile(Adam::default(), loss, &[])?;
-    trainer.train_step(&x, &y)?;
-    let train_compile = trainer.compile_time();
+    model.compile(Adam::default(), loss, &[])?;
+    model.train_step(&x, &y)?;
+    let train_compile = model.compile_time();
     let budget = Budget::new(Duration::from_secs(3), 20, 5000);
     let train = sample(budget, || {
-        trainer.train_step(&x, &y).unwrap();
+        model.train_step(&x, &y).unwrap();
     });
-    drop(trainer);
     let x1 = random(&[1, 784], &mut rng);
     let infer_128 = sample(budget, || {
-        model.predict(&x, BATCH).unwrap();
+        model
+            .predict_with(&x, &Predict { batch_size: BATCH })
+            .unwrap();
     });
     let infer_1 = sample(budget, || {
-        model.predict(&x1, 1).unwrap();
+        model.predict_with(&x1, &Predict { batch_size: 1 }).unwrap();
     });
     Ok(Figures {
         train_compile,

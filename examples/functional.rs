@@ -55,9 +55,10 @@ pub fn train(seed: u64, epochs: usize, verbosity: Verbosity) -> kiln::Result<f64
     let (train, test) = (pairs(2048, seed)?, pairs(512, seed + 1)?);
     let mut model = Agreement::new(seed);
     let loss = Loss::BinaryCrossentropy { from_logits: false };
-    let mut trainer = model.compile(Adam::default(), loss, &[Metric::Accuracy])?;
+    model.compile(Adam::default(), loss, &[Metric::Accuracy])?;
     if verbosity != Verbosity::Quiet {
-        print!("{}", trainer.summary(32)?);
+        model.build(32)?; // compiles every program now, so the summary shows their memory
+        print!("{}", model.summary());
     }
     let fit = Fit {
         epochs,
@@ -65,10 +66,16 @@ pub fn train(seed: u64, epochs: usize, verbosity: Verbosity) -> kiln::Result<f64
         verbosity,
         ..Fit::default()
     };
-    trainer.fit(&train, &fit)?;
-    let logs = trainer.evaluate(&test, 128)?;
+    model.fit(&train, &fit)?;
+    let logs = model.evaluate_with(&test, &Evaluate { batch_size: 128 })?;
     if verbosity != Verbosity::Quiet {
         println!("test: {logs}");
+        // One tensor per input, in the model's input order.
+        let p = model.predict(test.inputs())?;
+        println!(
+            "p(agree) of the first 4 test pairs: {:?}",
+            &p.as_f32()?[..4]
+        );
     }
     logs.get("accuracy")
         .ok_or_else(|| kiln::Error::InvalidArgument("no accuracy was computed".into()))

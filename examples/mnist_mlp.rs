@@ -96,7 +96,7 @@ fn run(args: &Args) -> kiln::Result<()> {
     print!("{}", model.summary());
 
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
-    let mut trainer = model.compile(Adam::default(), loss, &[Metric::Accuracy])?;
+    model.compile(Adam::default(), loss, &[Metric::Accuracy])?;
     let fit = Fit {
         epochs: args.epochs,
         batch_size: args.batch_size,
@@ -104,14 +104,17 @@ fn run(args: &Args) -> kiln::Result<()> {
         ..Fit::default()
     };
     let started = Instant::now();
-    trainer.fit(&train, &fit)?;
+    model.fit(&train, &fit)?;
     let train_seconds = started.elapsed().as_secs_f64();
-    let compile_ms = trainer.compile_time().as_secs_f64() * 1e3;
+    let compile_ms = model.compile_time().as_secs_f64() * 1e3;
     if args.exact {
-        print_exact(&trainer)?;
+        print_exact(&model)?;
     }
-    let logs = trainer.evaluate(&test, 128)?;
+    let logs = model.evaluate_with(&test, &Evaluate { batch_size: 128 })?;
     println!("test: {logs}");
+    let probabilities = model.predict(test.features())?;
+    let first: Vec<usize> = (0..8).map(|i| argmax(&probabilities, i)).collect();
+    println!("predicted classes of the first 8 test digits: {first:?}");
     let accuracy = logs.get("accuracy").expect("accuracy was requested");
     println!(
         "result: test_accuracy={accuracy:.4} epochs={} train_seconds={train_seconds:.2} compile_ms={compile_ms:.1}",
@@ -120,13 +123,20 @@ fn run(args: &Args) -> kiln::Result<()> {
     Ok(())
 }
 
+/// The class of the highest probability in row `i` of `[N, classes]` probabilities.
+fn argmax(probabilities: &Tensor, i: usize) -> usize {
+    let classes = probabilities.shape()[1];
+    let row = &probabilities.as_f32().expect("f32 outputs")[i * classes..(i + 1) * classes];
+    (0..classes).fold(0, |best, c| if row[c] > row[best] { c } else { best })
+}
+
 /// Every epoch's logs with all digits, then an FNV-1a digest of the weights' bits.
-fn print_exact(trainer: &Trainer) -> kiln::Result<()> {
-    for (epoch, logs) in trainer.history().epochs.iter().enumerate() {
+fn print_exact(model: &Model) -> kiln::Result<()> {
+    for (epoch, logs) in model.history().epochs.iter().enumerate() {
         println!("exact: epoch {} {:?}", epoch + 1, logs.0);
     }
     let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
-    for (_, tensor) in trainer.weights()? {
+    for (_, tensor) in model.weights()? {
         for value in tensor.as_f32()? {
             for byte in value.to_bits().to_le_bytes() {
                 digest = (digest ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);

@@ -17,9 +17,11 @@
 //! let mut model = Mlp::new(0); // shapes were checked when this compiled
 //! print!("{}", model.summary());
 //! let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
-//! let mut trainer = model.compile(Adam::default(), loss, &[Metric::Accuracy])?;
-//! trainer.fit(&train, &Fit { epochs: 5, ..Fit::default() })?;
-//! println!("{}", trainer.evaluate(&test, 128)?);
+//! model.compile(Adam::default(), loss, &[Metric::Accuracy])?;
+//! model.fit(&train, &Fit { epochs: 5, ..Fit::default() })?;
+//! println!("{}", model.evaluate(&test)?);            // loss: … - accuracy: …
+//! let probabilities = model.predict(test.features())?; // [N, 10]
+//! model.save("mlp.safetensors")?;
 //! # Ok(())
 //! # }
 //! ```
@@ -34,8 +36,9 @@ pub use kiln_macros::model;
 pub use kiln_runtime as runtime;
 pub use kiln_runtime::data;
 pub use kiln_runtime::{
-    Callback, Control, Dataset, EarlyStopping, Fit, History, LambdaCallback, Logs, Mode, Model,
-    ModelCheckpoint, Program, TerminateOnNaN, Trainer, Validation, Verbosity,
+    Callback, Control, Dataset, EarlyStopping, Evaluate, Fit, History, Inputs, LambdaCallback,
+    Logs, Mode, Model, ModelCheckpoint, ParameterCounts, Predict, Program, TerminateOnNaN,
+    Validation, Verbosity,
 };
 
 /// The names most programs need.
@@ -48,7 +51,13 @@ pub mod prelude {
     pub use kiln_compiler::{Error, Result, Tensor};
     pub use kiln_macros::model;
     pub use kiln_runtime::{
-        Callback, Control, Dataset, EarlyStopping, Fit, History, LambdaCallback, Logs, Mode, Model,
-        ModelCheckpoint, Program, TerminateOnNaN, Trainer, Validation, Verbosity,
+        Callback, Control, Dataset, EarlyStopping, Evaluate, Fit, History, Inputs, LambdaCallback,
+        Logs, Mode, Model, ModelCheckpoint, Predict, Program, TerminateOnNaN, Validation,
+        Verbosity,
     };
 }
+
+/// The README's Rust snippets, compiled (and run where they do not touch files) as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

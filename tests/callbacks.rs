@@ -48,14 +48,15 @@ fn bits(weights: &[(String, Tensor)]) -> Vec<(String, Vec<u32>)> {
 /// A callback recording the weights at the end of every epoch.
 fn record_weights(snapshots: &mut Vec<Weights>) -> LambdaCallback<'_> {
     LambdaCallback::new().on_epoch_end(|_, _, control| {
-        snapshots.push(control.trainer().weights()?);
+        snapshots.push(control.model().weights()?);
         Ok(())
     })
 }
 
-fn iterations(trainer: &Trainer) -> f32 {
-    let t = trainer
+fn iterations(model: &Model) -> f32 {
+    let t = model
         .training_program()
+        .unwrap()
         .parameter("optimizer/iterations")
         .unwrap();
     t.as_f32().unwrap()[0]
@@ -72,7 +73,7 @@ fn scratch_dir(name: &str) -> PathBuf {
 fn the_closure_sees_every_batch_and_epoch() {
     let data = halves(10, 1);
     let mut model = Model::new(tiny(), 0).unwrap();
-    let mut trainer = model
+    model
         .compile(Adam::default(), SPARSE_CE, &[Metric::Accuracy])
         .unwrap();
     let (mut batches, mut epochs) = (Vec::new(), Vec::new());
@@ -84,15 +85,14 @@ fn the_closure_sees_every_batch_and_epoch() {
         })
         .on_epoch_end(|epoch, logs, control| {
             epochs.push((epoch, logs.clone()));
-            last_weights = control.trainer().weights()?;
+            last_weights = control.model().weights()?;
             Ok(())
         });
-    let history = trainer
+    let history = model
         .fit_with(&data, &quiet(3, 4), &mut [&mut seen])
         .unwrap()
         .clone();
     drop(seen);
-    drop(trainer);
     // 10 samples in batches of 4: 3 steps per epoch.
     let order: Vec<(usize, usize)> = batches.iter().map(|(e, b, _)| (*e, *b)).collect();
     let expected: Vec<(usize, usize)> =
@@ -109,14 +109,14 @@ fn the_closure_sees_every_batch_and_epoch() {
         );
     }
     assert!(batches.iter().all(|(_, _, l)| l.get("accuracy").is_some()));
-    assert_eq!(bits(&last_weights), bits(model.parameters()));
+    assert_eq!(bits(&last_weights), bits(&model.weights().unwrap()));
 }
 
 #[test]
 fn a_closure_can_stop_training_after_a_batch() {
     let data = halves(10, 1);
     let mut model = Model::new(tiny(), 0).unwrap();
-    let mut trainer = model.compile(Sgd::default(), SPARSE_CE, &[]).unwrap();
+    model.compile(Sgd::default(), SPARSE_CE, &[]).unwrap();
     let mut batch_logs = None;
     let mut stop = LambdaCallback::new().on_batch_end(|epoch, batch, logs, control| {
         if (epoch, batch) == (2, 1) {
@@ -126,7 +126,7 @@ fn a_closure_can_stop_training_after_a_batch() {
         }
         Ok(())
     });
-    let history = trainer
+    let history = model
         .fit_with(&data, &quiet(5, 4), &mut [&mut stop])
         .unwrap()
         .clone();
@@ -134,7 +134,7 @@ fn a_closure_can_stop_training_after_a_batch() {
     // As in Keras, the interrupted epoch is completed from the batches trained and recorded.
     assert_eq!(history.epochs.len(), 2);
     assert_eq!(Some(&history.epochs[1]), batch_logs.as_ref());
-    assert_eq!(iterations(&trainer), 4.0);
+    assert_eq!(iterations(&model), 4.0);
 }
 
 /// The epoch at which Keras's EarlyStopping (wait counting, strict improvement by more than
@@ -162,12 +162,12 @@ fn early_stopping_stops_when_improvements_fall_below_min_delta() {
             learning_rate: 0.05,
             ..Adam::default()
         };
-        let mut trainer = model.compile(adam, SPARSE_CE, &[]).unwrap();
+        model.compile(adam, SPARSE_CE, &[]).unwrap();
         let fit = Fit {
             shuffle: false,
             ..quiet(20, 16)
         };
-        trainer.fit_with(&data, &fit, callbacks).unwrap().clone()
+        model.fit_with(&data, &fit, callbacks).unwrap().clone()
     };
     let full = run(&mut []).get("loss");
     let (min_delta, patience) = (5e-3, 2);
@@ -192,27 +192,25 @@ fn early_stopping_counts_patience_as_keras_does() {
         learning_rate: 0.0,
         ..Sgd::default()
     };
-    let mut trainer = model.compile(frozen, SPARSE_CE, &[]).unwrap();
+    model.compile(frozen, SPARSE_CE, &[]).unwrap();
     let in_order = Fit {
         shuffle: false,
         ..quiet(10, 4)
     };
     for patience in [0, 1, 3] {
         let mut early = EarlyStopping::new("loss").patience(patience);
-        let before = trainer.history().epochs.len();
-        trainer
-            .fit_with(&data, &in_order, &mut [&mut early])
-            .unwrap();
-        let trained = trainer.history().epochs.len() - before;
+        let before = model.history().epochs.len();
+        model.fit_with(&data, &in_order, &mut [&mut early]).unwrap();
+        let trained = model.history().epochs.len() - before;
         assert_eq!(trained, patience.max(1) + 1, "patience {patience}");
         assert_eq!(early.stopped_epoch(), Some(trained));
         assert_eq!(early.best_epoch(), Some(1));
     }
     // Maximising a falling loss: no epoch after the first improves.
     let mut model = Model::new(tiny(), 0).unwrap();
-    let mut trainer = model.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
+    model.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
     let mut early = EarlyStopping::new("loss").mode(Mode::Max).patience(2);
-    let history = trainer
+    let history = model
         .fit_with(&data, &quiet(10, 4), &mut [&mut early])
         .unwrap();
     assert_eq!(history.epochs.len(), 3);
@@ -225,22 +223,21 @@ fn restore_best_weights_restores_the_best_epoch_bit_exactly() {
     // Maximising the loss makes epoch 1 the best: training does not stop (large patience),
     // and the weights of epoch 1 come back at the end.
     let mut model = Model::new(tiny(), 1).unwrap();
-    let mut trainer = model.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
+    model.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
     let mut snapshots = Vec::new();
     let mut record = record_weights(&mut snapshots);
     let mut early = EarlyStopping::new("loss")
         .mode(Mode::Max)
         .patience(100)
         .restore_best_weights(true);
-    trainer
+    model
         .fit_with(&train, &quiet(4, 16), &mut [&mut record, &mut early])
         .unwrap();
     drop(record);
-    assert_eq!(trainer.history().epochs.len(), 4);
-    assert_eq!(bits(&trainer.weights().unwrap()), bits(&snapshots[0]));
+    assert_eq!(model.history().epochs.len(), 4);
+    assert_eq!(bits(&model.weights().unwrap()), bits(&snapshots[0]));
     assert_ne!(bits(&snapshots[3]), bits(&snapshots[0]));
-    drop(trainer);
-    assert_eq!(bits(model.parameters()), bits(&snapshots[0]));
+    assert_eq!(bits(&model.weights().unwrap()), bits(&snapshots[0]));
 
     // On the validation loss, with early stopping: the restored weights are those of the
     // epoch with the lowest validation loss.
@@ -249,7 +246,7 @@ fn restore_best_weights_restores_the_best_epoch_bit_exactly() {
         learning_rate: 0.5,
         ..Sgd::default()
     };
-    let mut trainer = model.compile(sgd, SPARSE_CE, &[]).unwrap();
+    model.compile(sgd, SPARSE_CE, &[]).unwrap();
     let mut snapshots = Vec::new();
     let mut record = record_weights(&mut snapshots);
     let mut early = EarlyStopping::new("val_loss")
@@ -259,15 +256,14 @@ fn restore_best_weights_restores_the_best_epoch_bit_exactly() {
         validation: Validation::Data(&validation),
         ..quiet(15, 8)
     };
-    let val_loss = trainer
+    let val_loss = model
         .fit_with(&train, &fit, &mut [&mut record, &mut early])
         .unwrap()
         .get("val_loss");
     drop(record);
     let best = (0..val_loss.len()).fold(0, |b, i| if val_loss[i] < val_loss[b] { i } else { b });
     assert_eq!(early.best_epoch(), Some(best + 1));
-    drop(trainer);
-    assert_eq!(bits(model.parameters()), bits(&snapshots[best]));
+    assert_eq!(bits(&model.weights().unwrap()), bits(&snapshots[best]));
 }
 
 #[test]
@@ -275,7 +271,7 @@ fn model_checkpoint_writes_loadable_files_for_the_right_epochs() {
     let dir = scratch_dir("model-checkpoint");
     let data = halves(32, 7);
     let mut model = Model::new(tiny(), 0).unwrap();
-    let mut trainer = model
+    model
         .compile(Adam::default(), SPARSE_CE, &[Metric::Accuracy])
         .unwrap();
     let mut snapshots = Vec::new();
@@ -286,7 +282,7 @@ fn model_checkpoint_writes_loadable_files_for_the_right_epochs() {
         .mode(Mode::Max)
         .save_best_only(true)
         .weights_only(true);
-    let history = trainer
+    let history = model
         .fit_with(
             &data,
             &quiet(3, 8),
@@ -312,7 +308,7 @@ fn model_checkpoint_writes_loadable_files_for_the_right_epochs() {
         let mut fresh = Model::new(tiny(), 9).unwrap();
         fresh.load(path).unwrap();
         assert_eq!(
-            bits(fresh.parameters()),
+            bits(&fresh.weights().unwrap()),
             bits(weights),
             "{}",
             path.display()
@@ -327,14 +323,14 @@ fn model_checkpoint_writes_loadable_files_for_the_right_epochs() {
 
     // The full checkpoints resume training: epoch 2's holds two epochs of steps.
     let mut fresh = Model::new(tiny(), 9).unwrap();
-    let mut resumed = fresh
+    fresh
         .compile(Adam::default(), SPARSE_CE, &[Metric::Accuracy])
         .unwrap();
-    resumed.load_checkpoint(&every.saved()[1]).unwrap();
-    assert_eq!(iterations(&resumed), 8.0);
-    assert_eq!(bits(&resumed.weights().unwrap()), bits(&snapshots[1]));
+    fresh.load_checkpoint(&every.saved()[1]).unwrap();
+    assert_eq!(iterations(&fresh), 8.0);
+    assert_eq!(bits(&fresh.weights().unwrap()), bits(&snapshots[1]));
     // The weights-only file is not a training checkpoint.
-    let e = resumed.load_checkpoint(&best.saved()[0]).unwrap_err();
+    let e = fresh.load_checkpoint(&best.saved()[0]).unwrap_err();
     assert!(
         matches!(&e, Error::CheckpointMismatch { what, .. } if what == "contents"),
         "{e}"
@@ -362,23 +358,22 @@ fn terminate_on_nan_stops_cleanly_at_the_last_good_epoch() {
 
     // Without the callback: an error naming where the loss stopped being finite.
     let mut model = Model::new(arch.clone(), 0).unwrap();
-    let mut trainer = model.compile(sgd, Loss::MeanSquaredError, &[]).unwrap();
-    let (epoch, step) = match trainer.fit(&data, &fit).unwrap_err() {
+    model.compile(sgd, Loss::MeanSquaredError, &[]).unwrap();
+    let (epoch, step) = match model.fit(&data, &fit).unwrap_err() {
         Error::NonFinite { epoch, step, .. } => (epoch, step),
         other => panic!("expected NonFinite, got {other}"),
     };
     assert!(epoch >= 2, "the loss should stay finite for an epoch");
-    let failed_weights = trainer.weights().unwrap();
+    let failed_weights = model.weights().unwrap();
     assert_eq!(
-        iterations(&trainer),
+        iterations(&model),
         ((epoch - 1) * 8) as f32,
         "state rewound"
     );
-    drop(trainer);
 
     // With it: the same stop, as a clean end of training at the last completed epoch.
     let mut model = Model::new(arch, 0).unwrap();
-    let mut trainer = model.compile(sgd, Loss::MeanSquaredError, &[]).unwrap();
+    model.compile(sgd, Loss::MeanSquaredError, &[]).unwrap();
     let mut snapshots = Vec::new();
     let mut record = record_weights(&mut snapshots);
     let mut nan = TerminateOnNaN::new();
@@ -391,7 +386,7 @@ fn terminate_on_nan_stops_cleanly_at_the_last_good_epoch() {
         ended = true;
         Ok(())
     });
-    let history = trainer
+    let history = model
         .fit_with(&data, &fit, &mut [&mut record, &mut nan, &mut end])
         .unwrap()
         .clone();
@@ -400,12 +395,11 @@ fn terminate_on_nan_stops_cleanly_at_the_last_good_epoch() {
     assert_eq!(nan.stopped_at(), Some((epoch, step)));
     assert_eq!(history.epochs.len(), epoch - 1);
     let last_good = &snapshots[epoch - 2];
-    assert_eq!(bits(&trainer.weights().unwrap()), bits(last_good));
+    assert_eq!(bits(&model.weights().unwrap()), bits(last_good));
     assert_eq!(bits(&failed_weights), bits(last_good));
-    assert_eq!(iterations(&trainer), ((epoch - 1) * 8) as f32);
-    drop(trainer);
-    assert_eq!(bits(model.parameters()), bits(last_good));
-    assert!(model.parameters().iter().all(|(_, t)| t
+    assert_eq!(iterations(&model), ((epoch - 1) * 8) as f32);
+    assert_eq!(bits(&model.weights().unwrap()), bits(last_good));
+    assert!(model.weights().unwrap().iter().all(|(_, t)| t
         .as_f32()
         .unwrap()
         .iter()
@@ -416,14 +410,14 @@ fn terminate_on_nan_stops_cleanly_at_the_last_good_epoch() {
 fn terminate_on_nan_lets_early_stopping_restore_its_best_weights() {
     let (data, arch, sgd) = diverging();
     let mut model = Model::new(arch, 0).unwrap();
-    let mut trainer = model.compile(sgd, Loss::MeanSquaredError, &[]).unwrap();
+    model.compile(sgd, Loss::MeanSquaredError, &[]).unwrap();
     let mut snapshots = Vec::new();
     let mut record = record_weights(&mut snapshots);
     let mut nan = TerminateOnNaN::new();
     let mut early = EarlyStopping::new("loss")
         .patience(100)
         .restore_best_weights(true);
-    trainer
+    model
         .fit_with(
             &data,
             &quiet(20, 8),
@@ -432,19 +426,19 @@ fn terminate_on_nan_lets_early_stopping_restore_its_best_weights() {
         .unwrap();
     drop(record);
     assert!(nan.stopped_at().is_some());
-    let losses = trainer.history().get("loss");
+    let losses = model.history().get("loss");
     let best = (0..losses.len()).fold(0, |b, i| if losses[i] < losses[b] { i } else { b });
     assert_eq!(early.best_epoch(), Some(best + 1));
-    assert_eq!(bits(&trainer.weights().unwrap()), bits(&snapshots[best]));
+    assert_eq!(bits(&model.weights().unwrap()), bits(&snapshots[best]));
 }
 
 #[test]
 fn callbacks_report_bad_monitors_as_errors() {
     let data = halves(16, 8);
     let mut model = Model::new(tiny(), 0).unwrap();
-    let mut trainer = model.compile(Sgd::default(), SPARSE_CE, &[]).unwrap();
+    model.compile(Sgd::default(), SPARSE_CE, &[]).unwrap();
     let mut no_validation = EarlyStopping::default();
-    let e = trainer
+    let e = model
         .fit_with(&data, &quiet(2, 8), &mut [&mut no_validation])
         .unwrap_err();
     assert!(
@@ -452,12 +446,12 @@ fn callbacks_report_bad_monitors_as_errors() {
         "{e}"
     );
     let mut unknown = EarlyStopping::new("mae");
-    let e = trainer
+    let e = model
         .fit_with(&data, &quiet(2, 8), &mut [&mut unknown])
         .unwrap_err();
     assert!(e.to_string().contains("Mode::Min"), "{e}");
     let mut bad_path = ModelCheckpoint::new("epoch-{epoch.safetensors");
-    let e = trainer
+    let e = model
         .fit_with(&data, &quiet(2, 8), &mut [&mut bad_path])
         .unwrap_err();
     assert!(e.to_string().contains("never closed"), "{e}");

@@ -50,8 +50,8 @@ fn bits(weights: &[(String, Tensor)]) -> Vec<(String, Vec<u32>)> {
 }
 
 /// Every tensor of the training state (weights and optimizer state), as bits.
-fn state(trainer: &Trainer) -> Vec<(String, Vec<u32>)> {
-    let program = trainer.training_program();
+fn state(model: &Model) -> Vec<(String, Vec<u32>)> {
+    let program = model.training_program().unwrap();
     program
         .state_layout()
         .parameters
@@ -68,10 +68,10 @@ fn state(trainer: &Trainer) -> Vec<(String, Vec<u32>)> {
 /// A model trained for one epoch with Adam, and the path of its training checkpoint.
 fn trained_checkpoint(dir: &Path) -> PathBuf {
     let mut model = Model::new(mlp(8), 0).unwrap();
-    let mut trainer = model.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
-    trainer.fit(&data(), &quiet(1)).unwrap();
+    model.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
+    model.fit(&data(), &quiet(1)).unwrap();
     let path = dir.join("trained.safetensors");
-    trainer.save_checkpoint(&path).unwrap();
+    model.save_checkpoint(&path).unwrap();
     path
 }
 
@@ -110,16 +110,21 @@ fn metadata(path: &Path) -> HashMap<String, String> {
 fn weights_round_trip_bit_exactly_with_readable_names_and_metadata() {
     let dir = scratch_dir("weights");
     let mut model = Model::new(mlp(8), 0).unwrap();
-    let mut trainer = model.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
-    trainer.fit(&data(), &quiet(1)).unwrap();
-    drop(trainer);
+    model.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
+    model.fit(&data(), &quiet(1)).unwrap();
     let path = dir.join("model.safetensors");
     model.save(&path).unwrap();
 
     let mut other = Model::new(mlp(8), 1).unwrap();
-    assert_ne!(bits(other.parameters()), bits(model.parameters()));
+    assert_ne!(
+        bits(&other.weights().unwrap()),
+        bits(&model.weights().unwrap())
+    );
     other.load(&path).unwrap();
-    assert_eq!(bits(other.parameters()), bits(model.parameters()));
+    assert_eq!(
+        bits(&other.weights().unwrap()),
+        bits(&model.weights().unwrap())
+    );
 
     let bytes = std::fs::read(&path).unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();
@@ -161,28 +166,28 @@ fn training_checkpoints_hold_the_optimizer_state_and_resume_bit_identically() {
     let fit = quiet(4);
 
     let mut model = Model::new(mlp(8), 0).unwrap();
-    let mut uninterrupted = model
+    model
         .compile(Adam::default(), SPARSE_CE, &[Metric::Accuracy])
         .unwrap();
-    let full_history = uninterrupted.fit(&data, &fit).unwrap().clone();
-    let full_state = state(&uninterrupted);
+    let full_history = model.fit(&data, &fit).unwrap().clone();
+    let full_state = state(&model);
 
     let path = dir.join("epoch-2.safetensors");
     let mut model = Model::new(mlp(8), 0).unwrap();
-    let mut first = model
+    model
         .compile(Adam::default(), SPARSE_CE, &[Metric::Accuracy])
         .unwrap();
-    first.fit(&data, &Fit { epochs: 2, ..fit }).unwrap();
-    first.save_checkpoint(&path).unwrap();
-    let saved_state = state(&first);
+    model.fit(&data, &Fit { epochs: 2, ..fit }).unwrap();
+    model.save_checkpoint(&path).unwrap();
+    let saved_state = state(&model);
 
     let mut fresh = Model::new(mlp(8), 7).unwrap();
-    let mut resumed = fresh
+    fresh
         .compile(Adam::default(), SPARSE_CE, &[Metric::Accuracy])
         .unwrap();
-    resumed.load_checkpoint(&path).unwrap();
-    assert_eq!(state(&resumed), saved_state, "the whole state round-trips");
-    let history = resumed
+    fresh.load_checkpoint(&path).unwrap();
+    assert_eq!(state(&fresh), saved_state, "the whole state round-trips");
+    let history = fresh
         .fit(
             &data,
             &Fit {
@@ -193,7 +198,7 @@ fn training_checkpoints_hold_the_optimizer_state_and_resume_bit_identically() {
         .unwrap();
     assert_eq!(history.epochs, full_history.epochs[2..]);
     assert_eq!(
-        state(&resumed),
+        state(&fresh),
         full_state,
         "bit-identical to the uninterrupted run"
     );
@@ -218,21 +223,20 @@ fn training_checkpoints_hold_the_optimizer_state_and_resume_bit_identically() {
 /// Loading `path` fails, and leaves both a model and a trainer exactly as they were.
 fn assert_rejected(path: &Path, what: &str) -> Error {
     let mut model = Model::new(mlp(8), 3).unwrap();
-    let before = bits(model.parameters());
+    let before = bits(&model.weights().unwrap());
     let e = model.load(path).expect_err(what);
     assert_eq!(
-        bits(model.parameters()),
+        bits(&model.weights().unwrap()),
         before,
         "{what}: the model changed"
     );
-    let mut trainer = model.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
-    let before = state(&trainer);
-    assert!(trainer.load_checkpoint(path).is_err(), "{what}");
-    assert_eq!(state(&trainer), before, "{what}: the trainer changed");
-    drop(trainer);
+    model.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
+    let before = state(&model);
+    assert!(model.load_checkpoint(path).is_err(), "{what}");
+    assert_eq!(state(&model), before, "{what}: the training state changed");
     assert_eq!(
-        bits(model.parameters()),
-        bits(Model::new(mlp(8), 3).unwrap().parameters())
+        bits(&model.weights().unwrap()),
+        bits(&Model::new(mlp(8), 3).unwrap().weights().unwrap())
     );
     e
 }
@@ -246,14 +250,14 @@ fn truncated_files_are_rejected_at_every_length() {
     let file = std::fs::OpenOptions::new().write(true).open(&cut).unwrap();
     let len = file.metadata().unwrap().len();
     let mut model = Model::new(mlp(8), 3).unwrap();
-    let before = bits(model.parameters());
+    let before = bits(&model.weights().unwrap());
     // Shortest last: `set_len` shrinks the file in place (cheaper than rewriting it).
     for shorter in (0..len).rev() {
         file.set_len(shorter).unwrap();
         let e = model.load(&cut).expect_err("a truncated file");
         assert!(matches!(e, Error::Format { .. }), "length {shorter}: {e}");
     }
-    assert_eq!(bits(model.parameters()), before);
+    assert_eq!(bits(&model.weights().unwrap()), before);
     std::fs::write(&cut, &std::fs::read(&path).unwrap()[..len as usize - 1]).unwrap();
     let e = assert_rejected(&cut, "a file missing its last byte");
     assert!(e.to_string().contains("not a safetensors file"), "{e}");
@@ -273,7 +277,7 @@ fn a_flipped_byte_anywhere_is_rejected() {
         .open(&flipped)
         .unwrap();
     let mut model = Model::new(mlp(8), 3).unwrap();
-    let before = bits(model.parameters());
+    let before = bits(&model.weights().unwrap());
     // Each byte is flipped in place, then restored (cheaper than rewriting the file).
     for (position, &byte) in bytes.iter().enumerate() {
         for mask in [0x01, 0x80] {
@@ -288,7 +292,7 @@ fn a_flipped_byte_anywhere_is_rejected() {
         }
         file.write_all_at(&[byte], position as u64).unwrap();
     }
-    assert_eq!(bits(model.parameters()), before);
+    assert_eq!(bits(&model.weights().unwrap()), before);
     model.load(&flipped).expect("the restored file loads");
     for (position, what) in [
         (header_end + 5, "a flipped data byte"),
@@ -386,16 +390,16 @@ fn checkpoints_of_other_optimizers_or_weights_only_do_not_load_into_a_trainer() 
     let adam = trained_checkpoint(&dir);
     let mut model = Model::new(mlp(8), 3).unwrap();
     model.load(&adam).unwrap();
-    let mut sgd = model.compile(Sgd::default(), SPARSE_CE, &[]).unwrap();
-    let before = state(&sgd);
-    let (what, expected, _) = mismatch(sgd.load_checkpoint(&adam).unwrap_err());
+    model.compile(Sgd::default(), SPARSE_CE, &[]).unwrap();
+    let before = state(&model);
+    let (what, expected, _) = mismatch(model.load_checkpoint(&adam).unwrap_err());
     assert!(what.starts_with("tensor `optimizer/"), "{what}");
     assert_eq!(expected, "no such tensor");
-    assert_eq!(state(&sgd), before);
+    assert_eq!(state(&model), before);
 
     let weights = dir.join("weights.safetensors");
-    sgd.save_weights(&weights).unwrap();
-    let (what, ..) = mismatch(sgd.load_checkpoint(&weights).unwrap_err());
+    model.save(&weights).unwrap();
+    let (what, ..) = mismatch(model.load_checkpoint(&weights).unwrap_err());
     assert_eq!(what, "contents");
 }
 
@@ -436,7 +440,10 @@ fn saving_replaces_files_atomically_and_cleans_up_after_failures() {
     model.save(&path).unwrap();
     let mut loaded = Model::new(mlp(8), 1).unwrap();
     loaded.load(&path).unwrap();
-    assert_eq!(bits(loaded.parameters()), bits(model.parameters()));
+    assert_eq!(
+        bits(&loaded.weights().unwrap()),
+        bits(&model.weights().unwrap())
+    );
 
     // The target is a directory: the rename fails, the error says so, nothing is left behind.
     let blocked = dir.join("blocked.safetensors");

@@ -14,12 +14,11 @@ fn kiln_dump_writes_graphs_fusion_clif_asm_and_profile() {
     let mut model = Model::new(arch, 0).unwrap();
     let x = Tensor::from_f32(&[2, 5], vec![0.1; 10]).unwrap();
     let y = Tensor::from_i32(&[2], vec![0, 2]).unwrap();
-    model.predict(&x, 2).unwrap();
-    model.predict(&x, 2).unwrap();
+    model.predict_with(&x, &Predict { batch_size: 2 }).unwrap();
+    model.predict_with(&x, &Predict { batch_size: 2 }).unwrap();
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
-    let mut trainer = model.compile(Adam::default(), loss, &[]).unwrap();
-    trainer.train_step(&x, &y).unwrap();
-    drop(trainer);
+    model.compile(Adam::default(), loss, &[]).unwrap();
+    model.train_step(&x, &y).unwrap();
     drop(model);
 
     let files: Vec<String> = std::fs::read_dir(&dir)

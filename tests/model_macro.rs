@@ -24,7 +24,8 @@ fn by_hand() -> Sequential {
 /// Every parameter's name and exact value.
 fn parameters(model: &Model) -> Vec<(String, Vec<u32>)> {
     model
-        .parameters()
+        .weights()
+        .unwrap()
         .iter()
         .map(|(name, value)| (name.clone(), value.to_bits()))
         .collect()
@@ -48,12 +49,17 @@ fn a_macro_model_is_the_sequential_model_built_by_hand() {
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
     let mut results = Vec::new();
     for model in [&mut from_macro, &mut from_hand] {
-        let mut trainer = model
+        model
             .compile(Adam::default(), loss, &[Metric::Accuracy])
             .unwrap();
-        let history = trainer.fit(&train, &fit).unwrap().clone();
-        let logs = trainer.evaluate(&test, 128).unwrap();
-        let predictions = trainer.predict(test.features(), 100).unwrap().to_bits();
+        let history = model.fit(&train, &fit).unwrap().clone();
+        let logs = model
+            .evaluate_with(&test, &Evaluate { batch_size: 128 })
+            .unwrap();
+        let predictions = model
+            .predict_with(test.features(), &Predict { batch_size: 100 })
+            .unwrap()
+            .to_bits();
         results.push((history, logs, predictions));
     }
     assert_eq!(parameters(&from_macro), parameters(&from_hand));
@@ -82,15 +88,20 @@ fn feeding_a_two_input_model_the_wrong_number_of_tensors_is_an_error() {
     let x = Tensor::from_f32(&[2, 8], vec![0.5; 16]).unwrap();
     let y = Tensor::from_f32(&[2, 1], vec![1.0, 0.0]).unwrap();
     let one_input = Dataset::new(x.clone(), y.clone()).unwrap();
-    let message = model.predict(&x, 2).unwrap_err().to_string();
+    let message = model
+        .predict_with(&x, &Predict { batch_size: 2 })
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("2 input(s) (a, b), given 1"), "{message}");
     let loss = Loss::BinaryCrossentropy { from_logits: false };
-    let mut trainer = model.compile(Adam::default(), loss, &[]).unwrap();
-    let message = trainer
+    model.compile(Adam::default(), loss, &[]).unwrap();
+    let message = model
         .fit(&one_input, &Fit::default())
         .unwrap_err()
         .to_string();
     assert!(message.contains("2 input(s) (a, b), given 1"), "{message}");
-    let both = trainer.predict_inputs(&[x.clone(), x], 2).unwrap();
+    let both = model
+        .predict_with(&[x.clone(), x], &Predict { batch_size: 2 })
+        .unwrap();
     assert_eq!(both.shape(), &[2, 1]);
 }

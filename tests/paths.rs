@@ -37,7 +37,8 @@ fn train(options: CompileOptions) -> (Vec<f64>, f64) {
         options.clone(),
     )
     .unwrap();
-    for (name, value) in model.parameters() {
+    let weights = model.weights().unwrap();
+    for (name, value) in &weights {
         training.set_parameter(name, value).unwrap();
     }
     let run = |program: &mut Program, x: &Tensor, y: &Tensor| -> Vec<f64> {
@@ -61,7 +62,7 @@ fn train(options: CompileOptions) -> (Vec<f64>, f64) {
         options,
     )
     .unwrap();
-    for (name, _) in model.parameters() {
+    for (name, _) in &weights {
         let value = training.parameter(name).unwrap();
         evaluate.set_parameter(name, &value).unwrap();
     }

@@ -44,7 +44,8 @@ fn train(threads: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<usize>) {
         options(threads),
     )
     .unwrap();
-    for (name, value) in model.parameters() {
+    let weights = model.weights().unwrap();
+    for (name, value) in &weights {
         program.set_parameter(name, value).unwrap();
     }
     let mut r = rng(7);
@@ -54,8 +55,7 @@ fn train(threads: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<usize>) {
         let y = indices(&mut r, &[96], 10);
         losses.extend(bits(&program.run(&[("x", &x), (TARGET, &y)]).unwrap()));
     }
-    let parameters = model
-        .parameters()
+    let parameters = weights
         .iter()
         .map(|(name, _)| program.parameter(name).unwrap().to_bits())
         .collect();

@@ -36,18 +36,18 @@ fn seed_mlp_learns_the_digits_for_three_seeds() {
     let (train, test) = digits();
     for seed in 0..3 {
         let mut model = Model::new(seed_mlp(64), seed).unwrap();
-        let mut trainer = model
+        model
             .compile(Adam::default(), SPARSE_CE, &[Metric::Accuracy])
             .unwrap();
-        let history = trainer.fit(&train, &quiet(30, 32, seed)).unwrap().clone();
+        let history = model.fit(&train, &quiet(30, 32, seed)).unwrap().clone();
         let losses = history.get("loss");
         assert_eq!(losses.len(), 30);
         assert!(
             losses[29] < losses[0] / 10.0,
             "seed {seed}: loss {losses:?}"
         );
-        let accuracy = trainer
-            .evaluate(&test, 128)
+        let accuracy = model
+            .evaluate_with(&test, &Evaluate { batch_size: 128 })
             .unwrap()
             .get("accuracy")
             .unwrap();
@@ -61,11 +61,10 @@ fn runs_are_deterministic_for_a_seed() {
     let run = |seed: u64| {
         let arch = seed_mlp(64).add(Layer::Dropout { rate: 0.2 });
         let mut model = Model::new(arch, seed).unwrap();
-        let mut trainer = model
+        model
             .compile(Adam::default(), SPARSE_CE, &[Metric::Accuracy])
             .unwrap();
-        let h = trainer.fit(&train, &quiet(2, 50, seed)).unwrap().clone();
-        drop(trainer);
+        let h = model.fit(&train, &quiet(2, 50, seed)).unwrap().clone();
         (h, model.parameter("dense_2/kernel").unwrap().clone())
     };
     let (h0, w0) = run(7);
@@ -85,11 +84,12 @@ fn the_last_partial_batch_is_trained_on() {
     let data = Dataset::new(x, y).unwrap();
     let arch = Sequential::new(&[3]).add(Layer::dense(2, Activation::Softmax));
     let mut model = Model::new(arch, 0).unwrap();
-    let mut trainer = model.compile(Sgd::default(), SPARSE_CE, &[]).unwrap();
-    trainer.fit(&data, &quiet(2, 4, 0)).unwrap();
+    model.compile(Sgd::default(), SPARSE_CE, &[]).unwrap();
+    model.fit(&data, &quiet(2, 4, 0)).unwrap();
     // 10 items in batches of 4: 3 steps per epoch.
-    let steps = trainer
+    let steps = model
         .training_program()
+        .unwrap()
         .parameter("optimizer/iterations")
         .unwrap();
     assert_eq!(steps.as_f32().unwrap(), &[6.0]);
@@ -99,19 +99,23 @@ fn the_last_partial_batch_is_trained_on() {
 fn validation_split_reports_validation_metrics_and_predict_matches_evaluate() {
     let (train, test) = digits();
     let mut model = Model::new(seed_mlp(64), 3).unwrap();
-    let mut trainer = model
+    model
         .compile(Adam::default(), SPARSE_CE, &[Metric::Accuracy])
         .unwrap();
     let fit = Fit {
         validation: Validation::Split(0.2),
         ..quiet(3, 32, 3)
     };
-    let history = trainer.fit(&train, &fit).unwrap().clone();
+    let history = model.fit(&train, &fit).unwrap().clone();
     for key in ["loss", "accuracy", "val_loss", "val_accuracy"] {
         assert_eq!(history.get(key).len(), 3, "{key}");
     }
-    let logs = trainer.evaluate(&test, 50).unwrap();
-    let probs = trainer.predict(test.features(), 64).unwrap();
+    let logs = model
+        .evaluate_with(&test, &Evaluate { batch_size: 50 })
+        .unwrap();
+    let probs = model
+        .predict_with(test.features(), &Predict { batch_size: 64 })
+        .unwrap();
     assert_eq!(probs.shape(), &[360, 10]);
     let labels = test.labels().as_i32().unwrap();
     let p = probs.as_f32().unwrap();
@@ -145,13 +149,12 @@ fn non_finite_loss_stops_fit_with_epoch_and_step() {
         learning_rate: 1e18,
         ..Sgd::default()
     };
-    let mut trainer = model.compile(sgd, Loss::MeanSquaredError, &[]).unwrap();
-    let e = trainer.fit(&data, &quiet(5, 8, 0)).unwrap_err();
+    model.compile(sgd, Loss::MeanSquaredError, &[]).unwrap();
+    let e = model.fit(&data, &quiet(5, 8, 0)).unwrap_err();
     match e {
         Error::NonFinite { epoch, step, .. } => assert!(epoch >= 1 && step >= 1),
         other => panic!("expected NonFinite, got {other}"),
     }
-    drop(trainer);
     let w = model.parameter("dense/kernel").unwrap();
     assert!(
         w.as_f32().unwrap().iter().all(|v| v.is_finite()),
@@ -163,23 +166,22 @@ fn non_finite_loss_stops_fit_with_epoch_and_step() {
 fn mismatched_data_gives_errors() {
     let (train, _) = digits();
     let mut model = Model::new(seed_mlp(64), 0).unwrap();
-    let mut trainer = model
+    model
         .compile(Adam::default(), Loss::MeanSquaredError, &[])
         .unwrap();
-    let e = trainer.fit(&train, &quiet(1, 32, 0)).unwrap_err();
+    let e = model.fit(&train, &quiet(1, 32, 0)).unwrap_err();
     assert!(matches!(e, Error::Data(_)), "{e}");
-    drop(trainer);
 
     let mut wide = Model::new(seed_mlp(784), 0).unwrap();
-    let mut trainer = wide.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
-    let e = trainer.fit(&train, &quiet(1, 32, 0)).unwrap_err();
+    wide.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
+    let e = wide.fit(&train, &quiet(1, 32, 0)).unwrap_err();
     assert!(
         matches!(e, Error::InputMismatch { ref name, .. } if name == "x"),
         "{e}"
     );
-    let e = trainer.fit(&train, &quiet(1, 0, 0)).unwrap_err();
+    let e = wide.fit(&train, &quiet(1, 0, 0)).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
-    let e = trainer
+    let e = wide
         .fit(
             &train,
             &Fit {
@@ -220,20 +222,30 @@ fn summary_names_layers_shapes_and_parameter_counts() {
         .iter()
         .all(|&b| b == 0.0));
     let limit = (6.0f32 / (784.0 + 64.0)).sqrt();
-    let k = model.parameter("dense/kernel").unwrap().as_f32().unwrap();
+    let kernel = model.parameter("dense/kernel").unwrap();
+    let k = kernel.as_f32().unwrap();
     assert!(k.iter().all(|v| v.abs() <= limit));
     assert!(k.iter().any(|v| v.abs() > 0.9 * limit));
 }
 
 /// The prediction program keeps the parameters between predictions, and sees every change:
-/// `set_parameter`, training, and `load`.
+/// `set_weights`, training, and `load`.
 #[test]
 fn predictions_follow_every_change_of_the_parameters() {
     let (train, test) = digits();
     let x = test.features();
     let mut model = Model::new(seed_mlp(64), 0).unwrap();
-    let initial = model.predict(x, 64).unwrap().to_bits();
-    assert_eq!(model.predict(x, 64).unwrap().to_bits(), initial);
+    let initial = model
+        .predict_with(x, &Predict { batch_size: 64 })
+        .unwrap()
+        .to_bits();
+    assert_eq!(
+        model
+            .predict_with(x, &Predict { batch_size: 64 })
+            .unwrap()
+            .to_bits(),
+        initial
+    );
     let path =
         std::env::temp_dir().join(format!("kiln-predict-{}.safetensors", std::process::id()));
     model.save(&path).unwrap();
@@ -241,21 +253,22 @@ fn predictions_follow_every_change_of_the_parameters() {
     // Zero output weights and biases: every class gets probability 1/10.
     for name in ["dense_2/kernel", "dense_2/bias"] {
         let shape = model.parameter(name).unwrap().shape().to_vec();
-        model
-            .set_parameter(name, Tensor::zeros(&shape, DType::F32))
-            .unwrap();
+        let zeros = Tensor::zeros(&shape, DType::F32);
+        model.set_weights(&[(name.to_string(), zeros)]).unwrap();
     }
-    let uniform = model.predict(x, 64).unwrap();
+    let uniform = model.predict_with(x, &Predict { batch_size: 64 }).unwrap();
     assert!(uniform
         .as_f32()
         .unwrap()
         .iter()
         .all(|&p| (p - 0.1).abs() < 1e-6));
 
-    let mut trainer = model.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
-    trainer.fit(&train, &quiet(1, 32, 0)).unwrap();
-    drop(trainer);
-    let trained = model.predict(x, 64).unwrap().to_bits();
+    model.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
+    model.fit(&train, &quiet(1, 32, 0)).unwrap();
+    let trained = model
+        .predict_with(x, &Predict { batch_size: 64 })
+        .unwrap()
+        .to_bits();
     assert_ne!(
         trained,
         uniform.to_bits(),
@@ -264,5 +277,11 @@ fn predictions_follow_every_change_of_the_parameters() {
 
     model.load(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(model.predict(x, 64).unwrap().to_bits(), initial);
+    assert_eq!(
+        model
+            .predict_with(x, &Predict { batch_size: 64 })
+            .unwrap()
+            .to_bits(),
+        initial
+    );
 }

@@ -16,7 +16,7 @@
 //! let mut model = Mlp::new(0); // parameters initialised from seed 0
 //! print!("{}", model.summary());
 //! let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
-//! let mut trainer = model.compile(Adam::default(), loss, &[Metric::Accuracy])?;
+//! model.compile(Adam::default(), loss, &[Metric::Accuracy])?; // then fit, evaluate, predict
 //! ```
 //!
 //! # Functional models (the Keras functional API)
@@ -76,9 +76,10 @@
 //! For `pub Mlp(…) …`: a newtype `pub struct Mlp(kiln::Model)` with `Mlp::new(seed: u64)`,
 //! which dereferences to `kiln::Model` (`summary`, `compile`, `predict`, …) and converts
 //! into it with `Into`; and a unit struct `MlpArchitecture` implementing
-//! `kiln::compiler::nn::Architecture`. `Trainer::fit` and `Model::predict` feed one input
-//! tensor; a model with several inputs is trained by running its compiled training step with
-//! a feed per input, as `examples/functional.rs` does.
+//! `kiln::compiler::nn::Architecture`. A model with several inputs is fed one tensor per
+//! input, in the order the inputs are declared: its `Dataset` holds one feature tensor per
+//! input (`Dataset::with_inputs`) for `fit` and `evaluate`, and `predict` takes a slice or
+//! array of tensors, as `examples/functional.rs` does.
 //!
 //! # Errors
 //!

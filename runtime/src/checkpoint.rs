@@ -38,9 +38,9 @@ const KEY_CHECKSUM: &str = "kiln.checksum";
 /// What a checkpoint file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Contents {
-    /// A model's parameters (`Model::save`, `Trainer::save_weights`).
+    /// A model's parameters (`Model::save`).
     Weights,
-    /// Parameters and optimizer state (`Trainer::save_checkpoint`).
+    /// Parameters and optimizer state (`Model::save_checkpoint`).
     Training,
 }
 

@@ -9,12 +9,12 @@ pub mod data;
 mod dump;
 mod float_mode;
 mod init;
+mod logs;
 mod model;
 pub mod pool;
 mod program;
 mod progress;
 mod summary;
-mod trainer;
 
 pub use cache::{cache_stats, CacheStats};
 pub use callbacks::{
@@ -22,7 +22,7 @@ pub use callbacks::{
 };
 pub use data::Dataset;
 pub use kiln_compiler::{Error, Result, Tensor};
-pub use model::Model;
+pub use logs::{History, Logs};
+pub use model::{Evaluate, Fit, Inputs, Model, ParameterCounts, Predict, Validation};
 pub use program::Program;
 pub use progress::Verbosity;
-pub use trainer::{Fit, History, Logs, Trainer, Validation};

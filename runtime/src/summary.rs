@@ -7,35 +7,49 @@ use crate::program::Program;
 use kiln_compiler::codegen::{CompileOptions, Isa};
 use std::fmt::Write;
 
-/// The table of a model's layers, then its total parameter count and size.
+/// The table of a model's layers (columns as wide as their longest entry), then its parameter
+/// totals and sizes, the matmul microkernel path and the threads per large kernel.
 pub(crate) fn layers(model: &Model) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<24} {:<20} {:>10}",
-        "Layer (type)", "Output Shape", "Param #"
-    );
-    let _ = writeln!(s, "{}", "─".repeat(56));
-    for l in model.layers() {
-        let label = format!("{} ({})", l.name, l.kind);
-        let _ = writeln!(
-            s,
-            "{label:<24} {:<20} {:>10}",
-            l.output.to_string(),
-            l.params
-        );
-    }
-    let _ = writeln!(s, "{}", "─".repeat(56));
-    let bytes: usize = model
-        .parameters()
+    let rows: Vec<[String; 3]> = model
+        .layers()
         .iter()
-        .map(|(_, t)| t.len() * t.dtype().size())
-        .sum();
+        .map(|l| {
+            let label = format!("{} ({})", l.name, l.kind);
+            [label, l.output.to_string(), l.params.to_string()]
+        })
+        .collect();
+    let header = ["Layer (type)", "Output Shape", "Param #"].map(String::from);
+    let width = |c: usize| {
+        rows.iter()
+            .chain([&header])
+            .map(|r| r[c].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (width(0).max(24), width(1).max(20), width(2).max(10));
+    let rule = "─".repeat(w0 + w1 + w2 + 2);
+    let mut s = String::new();
+    for (i, [a, b, c]) in std::iter::once(&header).chain(&rows).enumerate() {
+        let _ = writeln!(s, "{a:<w0$} {b:<w1$} {c:>w2$}");
+        if i == 0 {
+            let _ = writeln!(s, "{rule}");
+        }
+    }
+    let _ = writeln!(s, "{rule}");
+    let counts = model.parameter_counts();
+    let total = counts.trainable + counts.non_trainable;
+    let _ = writeln!(s, "Total params: {total} ({})", format_bytes(total * 4));
     let _ = writeln!(
         s,
-        "Total params: {} ({})",
-        model.parameter_count(),
-        format_bytes(bytes)
+        "Trainable params: {} ({})",
+        counts.trainable,
+        format_bytes(counts.trainable * 4)
+    );
+    let _ = writeln!(
+        s,
+        "Non-trainable params: {} ({})",
+        counts.non_trainable,
+        format_bytes(counts.non_trainable * 4)
     );
     let (path, threads) = match CompileOptions::from_env() {
         Ok(o) => (
@@ -51,8 +65,15 @@ pub(crate) fn layers(model: &Model) -> String {
 
 /// One row per compiled specialisation (batch size) of each `(name, program)`: its kernel
 /// count, compile time, planned work arena, state arena (parameters and optimizer state) and
-/// their sum, the program's peak memory. A program not built or not compiled yet gets a note.
-pub(crate) fn programs(programs: &[(&str, Option<&Program>)]) -> String {
+/// their sum, the program's peak memory. `None` when no program is compiled yet.
+pub(crate) fn programs(programs: &[(&str, Option<&Program>)]) -> Option<String> {
+    let compiled: Vec<(&str, &Program)> = programs
+        .iter()
+        .filter_map(|&(name, p)| p.filter(|p| !p.batch_sizes().is_empty()).map(|p| (name, p)))
+        .collect();
+    if compiled.is_empty() {
+        return None;
+    }
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -60,11 +81,7 @@ pub(crate) fn programs(programs: &[(&str, Option<&Program>)]) -> String {
         "Program", "Batch", "Kernels", "Split", "Compile", "Work arena", "State arena", "Peak"
     );
     let _ = writeln!(s, "{}", "─".repeat(83));
-    for &(name, program) in programs {
-        let Some(program) = program.filter(|p| !p.batch_sizes().is_empty()) else {
-            let _ = writeln!(s, "{name:<10} not compiled yet");
-            continue;
-        };
+    for (name, program) in compiled {
         let state = program.state_layout().bytes;
         for batch in program.batch_sizes() {
             let exe = program.executable(batch).expect("a compiled batch size");
@@ -80,7 +97,7 @@ pub(crate) fn programs(programs: &[(&str, Option<&Program>)]) -> String {
             );
         }
     }
-    s
+    Some(s)
 }
 
 /// A byte count: in bytes below 1 KiB, else in KiB or MiB with one decimal.

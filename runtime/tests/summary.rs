@@ -2,7 +2,7 @@
 //! planned arena sizes, as the executables report them.
 
 use kiln_compiler::nn::{Activation, Adam, Layer, Loss, Metric, Sequential};
-use kiln_runtime::{Dataset, Fit, Model, Program, Tensor, Verbosity};
+use kiln_runtime::{Dataset, Fit, Model, Predict, Program, Tensor, Verbosity};
 
 fn mlp() -> Sequential {
     Sequential::new(&[6])
@@ -41,7 +41,7 @@ fn assert_row(summary: &str, name: &str, program: &Program, batch: usize) {
 }
 
 #[test]
-fn the_model_summary_lists_layers_and_the_predict_program_once_compiled() {
+fn the_model_summary_lists_layers_and_only_the_programs_compiled() {
     let mut model = Model::new(mlp(), 0).unwrap();
     let s = model.summary();
     for needle in [
@@ -51,48 +51,57 @@ fn the_model_summary_lists_layers_and_the_predict_program_once_compiled() {
         "dense_1 (dense)",
         "99",
         "Total params: 323 (1.3 KiB)",
+        "Trainable params: 323 (1.3 KiB)",
+        "Non-trainable params: 0 (0 B)",
     ] {
         assert!(s.contains(needle), "summary lacks {needle}:\n{s}");
     }
-    assert!(
-        s.lines()
-            .any(|l| l.starts_with("predict") && l.ends_with("not compiled yet")),
-        "{s}"
-    );
+    assert!(!s.contains("Program"), "no program is compiled yet:\n{s}");
 
     let x = Tensor::from_f32(&[5, 6], vec![0.5; 30]).unwrap();
-    model.predict(&x, 4).unwrap();
+    model.predict_with(&x, &Predict { batch_size: 4 }).unwrap();
     let s = model.summary();
-    let program = model.predict_program().expect("built by predict");
+    let program = model.prediction_program().expect("built by predict");
     assert_eq!(program.batch_sizes(), [1, 4]);
     assert_row(&s, "predict", program, 4);
     assert_row(&s, "predict", program, 1);
-    assert!(!s.contains("not compiled yet"), "{s}");
+    assert!(!s.contains("train ") && !s.contains("evaluate"), "{s}");
 }
 
 #[test]
-fn the_trainer_summary_compiles_and_reports_training_evaluation_and_prediction() {
+fn columns_widen_for_long_layer_names() {
+    let long = "a_layer_name_longer_than_the_twenty_four_columns";
+    let arch = Sequential::new(&[6]).add_named(long, Layer::dense(3, Activation::Relu));
+    let s = Model::new(arch, 0).unwrap().summary();
+    let row = s.lines().find(|l| l.starts_with(long)).expect("a row");
+    let header = s.lines().next().unwrap();
+    // The shape column starts at the same place in the header and the long row.
+    assert_eq!(header.find("Output Shape"), row.find("[B, 3]"), "{s}");
+}
+
+#[test]
+fn build_compiles_every_program_so_the_summary_reports_their_memory() {
     let mut model = Model::new(mlp(), 0).unwrap();
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
-    let mut trainer = model
+    model
         .compile(Adam::default(), loss, &[Metric::Accuracy])
         .unwrap();
-    let s = trainer.summary(16).unwrap();
+    model.build(16).unwrap();
+    let s = model.summary();
     assert!(
         s.contains("dense_1 (dense)") && s.contains("Total params: 323"),
         "{s}"
     );
-    assert_eq!(trainer.training_program().batch_sizes(), [16]);
-    assert_row(&s, "train", trainer.training_program(), 16);
-    assert_row(&s, "evaluate", trainer.evaluation_program(), 16);
-    let predict = trainer.prediction_program().expect("compiled by summary");
+    assert_eq!(model.training_program().unwrap().batch_sizes(), [16]);
+    assert_row(&s, "train", model.training_program().unwrap(), 16);
+    assert_row(&s, "evaluate", model.evaluation_program().unwrap(), 16);
+    let predict = model.prediction_program().expect("compiled by build");
     assert_row(&s, "predict", predict, 16);
-    assert!(!s.contains("not compiled yet"), "{s}");
     // Adam keeps two moments per parameter and a step counter: the training state is about
     // three times the evaluation state.
     let (train_state, eval_state) = (
-        trainer.training_program().state_layout().bytes,
-        trainer.evaluation_program().state_layout().bytes,
+        model.training_program().unwrap().state_layout().bytes,
+        model.evaluation_program().unwrap().state_layout().bytes,
     );
     assert!(
         train_state >= 3 * eval_state - 3 * 64,
@@ -107,9 +116,9 @@ fn the_trainer_summary_compiles_and_reports_training_evaluation_and_prediction()
         verbosity: Verbosity::Quiet,
         ..Fit::default()
     };
-    trainer.fit(&Dataset::new(x, y).unwrap(), &fit).unwrap();
-    let s = trainer.summary(16).unwrap();
-    assert_row(&s, "train", trainer.training_program(), 4);
-    assert_row(&s, "train", trainer.training_program(), 16);
-    assert!(trainer.summary(0).is_err());
+    model.fit(&Dataset::new(x, y).unwrap(), &fit).unwrap();
+    let s = model.summary();
+    assert_row(&s, "train", model.training_program().unwrap(), 4);
+    assert_row(&s, "train", model.training_program().unwrap(), 16);
+    assert!(model.build(0).is_err());
 }

@@ -9,7 +9,19 @@ use crate::ir::{Graph, NodeId, Op, Shape, UnaryOp};
 /// Name of the optimizer's step counter (an f32 scalar, exact up to 2²⁴ steps).
 pub const ITERATIONS: &str = "optimizer/iterations";
 
-/// Stochastic gradient descent, optionally with (Nesterov) momentum.
+/// Stochastic gradient descent, optionally with (Nesterov) momentum (Keras's `SGD`), with
+/// Keras's defaults:
+///
+/// | field | Keras | default |
+/// |---|---|---|
+/// | `learning_rate` | `learning_rate` | 0.01 |
+/// | `momentum` | `momentum` | 0.0 |
+/// | `nesterov` | `nesterov` | `false` |
+///
+/// ```
+/// use kiln_compiler::nn::Sgd;
+/// assert_eq!(Sgd::default(), Sgd { learning_rate: 0.01, momentum: 0.0, nesterov: false });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sgd {
     pub learning_rate: f32,
@@ -27,7 +39,21 @@ impl Default for Sgd {
     }
 }
 
-/// Adam. Note Keras's `epsilon` is added to `sqrt(v)` and is not bias-corrected.
+/// Adam (Keras's `Adam`), with Keras's defaults. Note Keras's `epsilon` is added to
+/// `sqrt(v)` and is not bias-corrected.
+///
+/// | field | Keras | default |
+/// |---|---|---|
+/// | `learning_rate` | `learning_rate` | 0.001 |
+/// | `beta_1` | `beta_1` | 0.9 |
+/// | `beta_2` | `beta_2` | 0.999 |
+/// | `epsilon` | `epsilon` | 1e-7 |
+///
+/// ```
+/// use kiln_compiler::nn::Adam;
+/// let defaults = Adam { learning_rate: 0.001, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 };
+/// assert_eq!(Adam::default(), defaults);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Adam {
     pub learning_rate: f32,
@@ -47,7 +73,28 @@ impl Default for Adam {
     }
 }
 
-/// Adam with decoupled weight decay (applied before the Adam step, as Keras does).
+/// Adam with decoupled weight decay, applied before the Adam step as Keras's `AdamW` does,
+/// with Keras's defaults:
+///
+/// | field | Keras | default |
+/// |---|---|---|
+/// | `learning_rate` | `learning_rate` | 0.001 |
+/// | `weight_decay` | `weight_decay` | 0.004 |
+/// | `beta_1` | `beta_1` | 0.9 |
+/// | `beta_2` | `beta_2` | 0.999 |
+/// | `epsilon` | `epsilon` | 1e-7 |
+///
+/// ```
+/// use kiln_compiler::nn::AdamW;
+/// let defaults = AdamW {
+///     learning_rate: 0.001,
+///     weight_decay: 0.004,
+///     beta_1: 0.9,
+///     beta_2: 0.999,
+///     epsilon: 1e-7,
+/// };
+/// assert_eq!(AdamW::default(), defaults);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamW {
     pub learning_rate: f32,
@@ -70,7 +117,21 @@ impl Default for AdamW {
     }
 }
 
-/// RMSprop (not centered). Keras adds `epsilon` inside the square root.
+/// RMSprop, not centered (Keras's `RMSprop`), with Keras's defaults. Keras adds `epsilon`
+/// inside the square root.
+///
+/// | field | Keras | default |
+/// |---|---|---|
+/// | `learning_rate` | `learning_rate` | 0.001 |
+/// | `rho` | `rho` | 0.9 |
+/// | `momentum` | `momentum` | 0.0 |
+/// | `epsilon` | `epsilon` | 1e-7 |
+///
+/// ```
+/// use kiln_compiler::nn::RmsProp;
+/// let defaults = RmsProp { learning_rate: 0.001, rho: 0.9, momentum: 0.0, epsilon: 1e-7 };
+/// assert_eq!(RmsProp::default(), defaults);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RmsProp {
     pub learning_rate: f32,

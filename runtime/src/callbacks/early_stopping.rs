@@ -1,7 +1,7 @@
 //! Keras's `EarlyStopping`: stop when a monitored metric has stopped improving.
 
 use super::{monitored, Callback, Control, Direction, Mode};
-use crate::trainer::Logs;
+use crate::logs::Logs;
 use kiln_compiler::{Result, Tensor};
 
 /// Stops training once the monitored metric has not improved by more than `min_delta` for
@@ -10,6 +10,22 @@ use kiln_compiler::{Result, Tensor};
 /// an improvement resets; training stops at the end of an epoch (after the first) whose wait
 /// count reaches `patience`. With `restore_best_weights`, the weights of the best epoch are put
 /// back when training ends, whether or not it stopped early (as Keras 3 does).
+///
+/// Keras's defaults (Keras's `baseline` and `start_from_epoch` are not supported):
+///
+/// | setting | Keras | default |
+/// |---|---|---|
+/// | `new(monitor)` | `monitor` | `"val_loss"` (with [`EarlyStopping::default`]) |
+/// | [`min_delta`](EarlyStopping::min_delta) | `min_delta` | 0 |
+/// | [`patience`](EarlyStopping::patience) | `patience` | 0 |
+/// | [`mode`](EarlyStopping::mode) | `mode` | [`Mode::Auto`] |
+/// | [`restore_best_weights`](EarlyStopping::restore_best_weights) | `restore_best_weights` | `false` |
+///
+/// ```
+/// let defaults = format!("{:?}", kiln_runtime::EarlyStopping::default());
+/// let pinned = r#"monitor: "val_loss", min_delta: 0.0, patience: 0, mode: Auto, restore_best_weights: false"#;
+/// assert!(defaults.contains(pinned), "{defaults}");
+/// ```
 ///
 /// ```
 /// use kiln_runtime::{EarlyStopping, Mode};
@@ -96,7 +112,7 @@ impl EarlyStopping {
 
 impl Callback for EarlyStopping {
     /// Resets the state (a callback may serve several `fit` calls) and resolves the mode.
-    fn on_train_begin(&mut self, _control: &mut Control<'_, '_>) -> Result<()> {
+    fn on_train_begin(&mut self, _control: &mut Control<'_>) -> Result<()> {
         self.direction = self.mode.resolve(&self.monitor)?;
         self.best = self.direction.worst();
         self.wait = 0;
@@ -106,16 +122,11 @@ impl Callback for EarlyStopping {
         Ok(())
     }
 
-    fn on_epoch_end(
-        &mut self,
-        epoch: usize,
-        logs: &Logs,
-        control: &mut Control<'_, '_>,
-    ) -> Result<()> {
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, control: &mut Control<'_>) -> Result<()> {
         let current = monitored(logs, &self.monitor, "EarlyStopping")?;
         if self.restore_best_weights && self.best_weights.is_none() {
             // Until an epoch improves, the first epoch's weights are the best known.
-            self.best_weights = Some(control.trainer().weights()?);
+            self.best_weights = Some(control.model().weights()?);
             self.best_epoch = Some(epoch);
         }
         self.wait += 1;
@@ -123,7 +134,7 @@ impl Callback for EarlyStopping {
             self.best = current;
             self.best_epoch = Some(epoch);
             if self.restore_best_weights {
-                self.best_weights = Some(control.trainer().weights()?);
+                self.best_weights = Some(control.model().weights()?);
             }
             self.wait = 0;
         } else if self.wait >= self.patience && epoch > 1 {
@@ -133,7 +144,7 @@ impl Callback for EarlyStopping {
         Ok(())
     }
 
-    fn on_train_end(&mut self, control: &mut Control<'_, '_>) -> Result<()> {
+    fn on_train_end(&mut self, control: &mut Control<'_>) -> Result<()> {
         match &self.best_weights {
             Some(best) if self.restore_best_weights => control.set_weights(best),
             _ => Ok(()),

@@ -1,11 +1,11 @@
 //! Keras's `LambdaCallback`: closures as a callback.
 
 use super::{Callback, Control};
-use crate::trainer::Logs;
+use crate::logs::Logs;
 use kiln_compiler::Result;
 
-type EpochEnd<'a> = Box<dyn FnMut(usize, &Logs, &mut Control<'_, '_>) -> Result<()> + 'a>;
-type BatchEnd<'a> = Box<dyn FnMut(usize, usize, &Logs, &mut Control<'_, '_>) -> Result<()> + 'a>;
+type EpochEnd<'a> = Box<dyn FnMut(usize, &Logs, &mut Control<'_>) -> Result<()> + 'a>;
+type BatchEnd<'a> = Box<dyn FnMut(usize, usize, &Logs, &mut Control<'_>) -> Result<()> + 'a>;
 
 /// A callback made of closures, called at the end of every epoch and of every batch with the
 /// same arguments as [`Callback::on_epoch_end`] and [`Callback::on_batch_end`]. The closures
@@ -35,7 +35,7 @@ impl<'a> LambdaCallback<'a> {
     /// Calls `f(epoch, logs, control)` at the end of every epoch.
     pub fn on_epoch_end(
         mut self,
-        f: impl FnMut(usize, &Logs, &mut Control<'_, '_>) -> Result<()> + 'a,
+        f: impl FnMut(usize, &Logs, &mut Control<'_>) -> Result<()> + 'a,
     ) -> Self {
         self.epoch_end = Some(Box::new(f));
         self
@@ -44,7 +44,7 @@ impl<'a> LambdaCallback<'a> {
     /// Calls `f(epoch, batch, logs, control)` after every training step.
     pub fn on_batch_end(
         mut self,
-        f: impl FnMut(usize, usize, &Logs, &mut Control<'_, '_>) -> Result<()> + 'a,
+        f: impl FnMut(usize, usize, &Logs, &mut Control<'_>) -> Result<()> + 'a,
     ) -> Self {
         self.batch_end = Some(Box::new(f));
         self
@@ -57,19 +57,14 @@ impl Callback for LambdaCallback<'_> {
         epoch: usize,
         batch: usize,
         logs: &Logs,
-        control: &mut Control<'_, '_>,
+        control: &mut Control<'_>,
     ) -> Result<()> {
         self.batch_end
             .as_mut()
             .map_or(Ok(()), |f| f(epoch, batch, logs, control))
     }
 
-    fn on_epoch_end(
-        &mut self,
-        epoch: usize,
-        logs: &Logs,
-        control: &mut Control<'_, '_>,
-    ) -> Result<()> {
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, control: &mut Control<'_>) -> Result<()> {
         self.epoch_end
             .as_mut()
             .map_or(Ok(()), |f| f(epoch, logs, control))

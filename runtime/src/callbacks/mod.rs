@@ -1,4 +1,4 @@
-//! Callbacks of [`Trainer::fit_with`]: user code run at the start and end of training, of each
+//! Callbacks of [`Model::fit_with`](crate::Model::fit_with): user code run at the start and end of training, of each
 //! epoch and after each batch, which can read the metrics, read and restore the weights, save
 //! checkpoints and stop training — Keras's callback contract.
 //!
@@ -21,18 +21,19 @@ pub use lambda::LambdaCallback;
 pub use model_checkpoint::ModelCheckpoint;
 pub use terminate_on_nan::TerminateOnNaN;
 
-use crate::trainer::{Logs, Trainer};
+use crate::logs::Logs;
+use crate::model::Model;
 use kiln_compiler::{Error, Result, Tensor};
 
-/// Code run by [`Trainer::fit_with`] during training. Every method does nothing by default.
+/// Code run by [`Model::fit_with`] during training. Every method does nothing by default.
 pub trait Callback {
     /// Before the first epoch.
-    fn on_train_begin(&mut self, _control: &mut Control<'_, '_>) -> Result<()> {
+    fn on_train_begin(&mut self, _control: &mut Control<'_>) -> Result<()> {
         Ok(())
     }
 
     /// Before the first batch of `epoch` (counted from 1).
-    fn on_epoch_begin(&mut self, _epoch: usize, _control: &mut Control<'_, '_>) -> Result<()> {
+    fn on_epoch_begin(&mut self, _epoch: usize, _control: &mut Control<'_>) -> Result<()> {
         Ok(())
     }
 
@@ -43,7 +44,7 @@ pub trait Callback {
         _epoch: usize,
         _batch: usize,
         _logs: &Logs,
-        _control: &mut Control<'_, '_>,
+        _control: &mut Control<'_>,
     ) -> Result<()> {
         Ok(())
     }
@@ -53,25 +54,25 @@ pub trait Callback {
         &mut self,
         _epoch: usize,
         _logs: &Logs,
-        _control: &mut Control<'_, '_>,
+        _control: &mut Control<'_>,
     ) -> Result<()> {
         Ok(())
     }
 
     /// After the last epoch, or after training was stopped.
-    fn on_train_end(&mut self, _control: &mut Control<'_, '_>) -> Result<()> {
+    fn on_train_end(&mut self, _control: &mut Control<'_>) -> Result<()> {
         Ok(())
     }
 }
 
-/// What a callback may do to the training in progress: read the trainer (weights, history,
+/// What a callback may do to the training in progress: read the model (weights, history,
 /// checkpoints), restore weights and ask training to stop.
-pub struct Control<'t, 'm> {
-    trainer: &'t mut Trainer<'m>,
+pub struct Control<'m> {
+    model: &'m mut Model,
     stop: bool,
 }
 
-impl<'m> Control<'_, 'm> {
+impl Control<'_> {
     /// Asks `fit` to stop after the current batch (Keras's `model.stop_training = True`).
     pub fn stop_training(&mut self) {
         self.stop = true;
@@ -82,30 +83,27 @@ impl<'m> Control<'_, 'm> {
         self.stop
     }
 
-    /// The trainer: its current weights ([`Trainer::weights`]), history, programs, and
-    /// checkpoint writers ([`Trainer::save_checkpoint`], [`Trainer::save_weights`]).
-    pub fn trainer(&self) -> &Trainer<'m> {
-        self.trainer
+    /// The model being trained: its current weights ([`Model::weights`]), history, programs,
+    /// and checkpoint writers ([`Model::save_checkpoint`], [`Model::save`]).
+    pub fn model(&self) -> &Model {
+        self.model
     }
 
-    /// Replaces parameter values ([`Trainer::set_weights`]): all are checked before any is
+    /// Replaces parameter values ([`Model::set_weights`]): all are checked before any is
     /// written.
     pub fn set_weights(&mut self, weights: &[(String, Tensor)]) -> Result<()> {
-        self.trainer.set_weights(weights)
+        self.model.set_weights(weights)
     }
 }
 
-/// Calls `event` on every callback in order, each with the trainer; returns whether one asked
+/// Calls `event` on every callback in order, each with the model; returns whether one asked
 /// to stop.
 pub(crate) fn dispatch(
-    trainer: &mut Trainer<'_>,
+    model: &mut Model,
     callbacks: &mut [&mut dyn Callback],
-    mut event: impl FnMut(&mut dyn Callback, &mut Control<'_, '_>) -> Result<()>,
+    mut event: impl FnMut(&mut dyn Callback, &mut Control<'_>) -> Result<()>,
 ) -> Result<bool> {
-    let mut control = Control {
-        trainer,
-        stop: false,
-    };
+    let mut control = Control { model, stop: false };
     for callback in callbacks.iter_mut() {
         event(&mut **callback, &mut control)?;
     }

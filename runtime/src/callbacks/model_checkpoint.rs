@@ -2,19 +2,34 @@
 //! that improves a monitored metric.
 
 use super::{monitored, Callback, Control, Direction, Mode};
-use crate::trainer::Logs;
+use crate::logs::Logs;
 use kiln_compiler::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Saves a checkpoint at the end of epochs: by default a training checkpoint
-/// ([`Trainer::save_checkpoint`](crate::Trainer::save_checkpoint): weights and optimizer
-/// state), or the weights only ([`Trainer::save_weights`](crate::Trainer::save_weights)).
+/// ([`Model::save_checkpoint`](crate::Model::save_checkpoint): weights and optimizer
+/// state), or the weights only ([`Model::save`](crate::Model::save)).
 ///
 /// The path may hold placeholders, as Keras's: `{epoch}` (counted from 1; `{epoch:03d}` pads it
 /// with zeros to 3 digits) and any logged value (`{val_loss}`, `{accuracy:.4f}` with 4
 /// decimals); `{{` and `}}` stand for braces. Missing directories are created. With
 /// `save_best_only`, only epochs whose monitored value beats the best so far are saved (with
 /// a fixed path, the file then always holds the best epoch).
+///
+/// Keras's defaults (Keras's `save_freq` is always `"epoch"` here):
+///
+/// | setting | Keras | default |
+/// |---|---|---|
+/// | [`monitor`](ModelCheckpoint::monitor) | `monitor` | `"val_loss"` |
+/// | [`mode`](ModelCheckpoint::mode) | `mode` | [`Mode::Auto`] |
+/// | [`save_best_only`](ModelCheckpoint::save_best_only) | `save_best_only` | `false` |
+/// | [`weights_only`](ModelCheckpoint::weights_only) | `save_weights_only` | `false` |
+///
+/// ```
+/// let defaults = format!("{:?}", kiln_runtime::ModelCheckpoint::new("m.safetensors"));
+/// let pinned = r#"monitor: "val_loss", mode: Auto, save_best_only: false, weights_only: false"#;
+/// assert!(defaults.contains(pinned), "{defaults}");
+/// ```
 ///
 /// ```
 /// use kiln_runtime::ModelCheckpoint;
@@ -84,7 +99,7 @@ impl ModelCheckpoint {
 
 impl Callback for ModelCheckpoint {
     /// Parses the path template, resolves the mode and resets the state.
-    fn on_train_begin(&mut self, _control: &mut Control<'_, '_>) -> Result<()> {
+    fn on_train_begin(&mut self, _control: &mut Control<'_>) -> Result<()> {
         let template = self.template.to_str().ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "the ModelCheckpoint path {} is not UTF-8",
@@ -100,12 +115,7 @@ impl Callback for ModelCheckpoint {
         Ok(())
     }
 
-    fn on_epoch_end(
-        &mut self,
-        epoch: usize,
-        logs: &Logs,
-        control: &mut Control<'_, '_>,
-    ) -> Result<()> {
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, control: &mut Control<'_>) -> Result<()> {
         if self.save_best_only {
             let current = monitored(logs, &self.monitor, "ModelCheckpoint")?;
             if !self.direction.improves(current, self.best, 0.0) {
@@ -121,9 +131,9 @@ impl Callback for ModelCheckpoint {
             })?;
         }
         if self.weights_only {
-            control.trainer().save_weights(&path)?;
+            control.model().save(&path)?;
         } else {
-            control.trainer().save_checkpoint(&path)?;
+            control.model().save_checkpoint(&path)?;
         }
         self.saved.push(path);
         Ok(())

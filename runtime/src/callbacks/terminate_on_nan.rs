@@ -1,7 +1,7 @@
 //! Keras's `TerminateOnNaN`: a NaN or infinite loss ends training cleanly.
 
 use super::{Callback, Control};
-use crate::trainer::Logs;
+use crate::logs::Logs;
 use kiln_compiler::Result;
 
 /// Ends training without an error when the loss becomes NaN or infinite.
@@ -12,7 +12,8 @@ use kiln_compiler::Result;
 /// completed epoch, and the unfinished epoch is not recorded in the history (Keras records it
 /// and keeps the non-finite weights; a NaN epoch is of no use to later callbacks or to the
 /// user). `on_train_end` still runs, so `EarlyStopping` can restore its best weights.
-/// [`TerminateOnNaN::stopped_at`] tells where the loss stopped being finite.
+/// [`TerminateOnNaN::stopped_at`] tells where the loss stopped being finite. It has no settings
+/// (as in Keras).
 #[derive(Debug, Clone, Default)]
 pub struct TerminateOnNaN {
     stopped_at: Option<(usize, usize)>,
@@ -31,7 +32,7 @@ impl TerminateOnNaN {
 }
 
 impl Callback for TerminateOnNaN {
-    fn on_train_begin(&mut self, _control: &mut Control<'_, '_>) -> Result<()> {
+    fn on_train_begin(&mut self, _control: &mut Control<'_>) -> Result<()> {
         self.stopped_at = None;
         Ok(())
     }
@@ -41,7 +42,7 @@ impl Callback for TerminateOnNaN {
         epoch: usize,
         batch: usize,
         logs: &Logs,
-        control: &mut Control<'_, '_>,
+        control: &mut Control<'_>,
     ) -> Result<()> {
         if logs.get("loss").is_some_and(|l| !l.is_finite()) {
             self.stopped_at.get_or_insert((epoch, batch));

@@ -1,0 +1,209 @@
+//! `fit`: epochs of shuffled batches through the training program, with validation, progress,
+//! callbacks, and a return to the last good state when the loss diverges.
+
+use super::training::mix;
+use super::Model;
+use crate::callbacks::{dispatch, Callback};
+use crate::data::Dataset;
+use crate::logs::{History, Running};
+use crate::progress::{EpochProgress, Verbosity};
+use kiln_compiler::{Error, Result};
+
+/// Where `fit` takes validation data from (Keras's `validation_split` / `validation_data`).
+/// The default is none.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Validation<'a> {
+    #[default]
+    None,
+    /// Keras's `validation_split`: the last fraction of the training data, before shuffling.
+    Split(f64),
+    /// Keras's `validation_data`.
+    Data(&'a Dataset),
+}
+
+/// Options of [`Model::fit`] (Keras's `fit` arguments), with Keras's defaults:
+///
+/// | field | Keras | default |
+/// |---|---|---|
+/// | `epochs` | `epochs` | 1 |
+/// | `initial_epoch` | `initial_epoch` | 0 |
+/// | `batch_size` | `batch_size` | 32 |
+/// | `shuffle` | `shuffle` | `true` |
+/// | `validation` | `validation_split` / `validation_data` | none |
+/// | `verbosity` | `verbose` | `Auto` (`"auto"`) |
+/// | `seed` | (the global seed) | 0 |
+///
+/// ```
+/// use kiln_runtime::{Fit, Validation, Verbosity};
+/// let fit = Fit::default();
+/// assert_eq!((fit.epochs, fit.initial_epoch, fit.batch_size), (1, 0, 32));
+/// assert!(fit.shuffle && matches!(fit.validation, Validation::None));
+/// assert_eq!((fit.verbosity, fit.seed), (Verbosity::Auto, 0));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Fit<'a> {
+    /// The number of the last epoch to train (with `initial_epoch`, as in Keras).
+    pub epochs: usize,
+    /// Epochs already trained: `fit` trains epochs `initial_epoch + 1 ..= epochs`, shuffling
+    /// and numbering them as an uninterrupted run would (to resume from a checkpoint).
+    pub initial_epoch: usize,
+    /// Items per training step (the last batch of an epoch may be smaller).
+    pub batch_size: usize,
+    /// Shuffle the training data at every epoch (seeded by `seed` and the epoch).
+    pub shuffle: bool,
+    pub validation: Validation<'a>,
+    pub verbosity: Verbosity,
+    /// Seeds shuffling and dropout: a run is deterministic for a given seed.
+    pub seed: u64,
+}
+
+impl Default for Fit<'_> {
+    fn default() -> Self {
+        Fit {
+            epochs: 1,
+            initial_epoch: 0,
+            batch_size: 32,
+            shuffle: true,
+            validation: Validation::None,
+            verbosity: Verbosity::Auto,
+            seed: 0,
+        }
+    }
+}
+
+/// The training state at the start of an epoch, to go back to if the epoch's loss diverges.
+struct EpochStart {
+    state: Vec<u32>,
+    steps_taken: u64,
+}
+
+impl Model {
+    /// Trains for `fit.epochs` epochs (Keras's `fit`); returns the history of all epochs
+    /// since `compile`. A non-finite loss stops training with [`Error::NonFinite`] naming the
+    /// epoch and step; the training state (weights, optimizer state, step count) then goes
+    /// back to the end of the last completed epoch.
+    pub fn fit(&mut self, data: &Dataset, fit: &Fit) -> Result<&History> {
+        self.fit_with(data, fit, &mut [])
+    }
+
+    /// [`Model::fit`] with callbacks, called in the order given (see [`Callback`] for the
+    /// events). A callback that asks to stop at a batch whose loss is non-finite (as
+    /// [`TerminateOnNaN`](crate::TerminateOnNaN) does) turns the [`Error::NonFinite`] into a
+    /// clean stop: the state goes back to the end of the last completed epoch, the unfinished
+    /// epoch is not recorded, `on_train_end` runs and `fit_with` returns `Ok`.
+    ///
+    /// ```no_run
+    /// # use kiln_runtime::*;
+    /// # fn run(model: &mut Model, data: &Dataset) -> Result<()> {
+    /// let mut early = EarlyStopping::new("val_loss").patience(3).restore_best_weights(true);
+    /// let mut best = ModelCheckpoint::new("best.safetensors").save_best_only(true);
+    /// let mut nan = TerminateOnNaN::new();
+    /// let fit = Fit { epochs: 100, validation: Validation::Split(0.2), ..Fit::default() };
+    /// model.fit_with(data, &fit, &mut [&mut early, &mut best, &mut nan])?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn fit_with(
+        &mut self,
+        data: &Dataset,
+        fit: &Fit,
+        callbacks: &mut [&mut dyn Callback],
+    ) -> Result<&History> {
+        if fit.batch_size == 0 {
+            return Err(Error::InvalidArgument(
+                "batch_size must be at least 1".into(),
+            ));
+        }
+        let split;
+        let (train, validation) = match fit.validation {
+            Validation::None => (data, None),
+            Validation::Split(f) => {
+                split = data.split_fraction(f)?;
+                (&split.0, Some(&split.1))
+            }
+            Validation::Data(v) => (data, Some(v)),
+        };
+        let training = self.training("fit")?;
+        training.check_data(train)?;
+        if let Some(v) = validation {
+            training.check_data(v)?;
+        }
+        let mut stop = dispatch(self, callbacks, |c, ctl| c.on_train_begin(ctl))?;
+        for epoch in fit.initial_epoch + 1..=fit.epochs {
+            stop = self.fit_epoch(train, validation, fit, epoch, stop, callbacks)?;
+            if stop {
+                break;
+            }
+        }
+        dispatch(self, callbacks, |c, ctl| c.on_train_end(ctl))?;
+        Ok(self.history())
+    }
+
+    /// Trains, validates and records one epoch; returns whether training should stop.
+    /// `stop` carries a stop request made before the epoch, which ends it after its first
+    /// batch.
+    fn fit_epoch(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        fit: &Fit,
+        epoch: usize,
+        mut stop: bool,
+        callbacks: &mut [&mut dyn Callback],
+    ) -> Result<bool> {
+        stop |= dispatch(self, callbacks, |c, ctl| c.on_epoch_begin(epoch, ctl))?;
+        let training = self.training("fit")?;
+        let start = EpochStart {
+            state: training.train.program.state_snapshot(),
+            steps_taken: training.steps_taken,
+        };
+        let names = training.train.outputs.clone();
+        let order = fit.shuffle.then(|| mix(fit.seed, epoch as u64));
+        let batches = train.batches(fit.batch_size, order)?;
+        let progress = EpochProgress::start(fit.verbosity, epoch, fit.epochs, batches.len());
+        let mut running = Running::new(names.len());
+        for (i, batch) in batches.enumerate() {
+            let values = self.training("fit")?.step(&batch.inputs, &batch.labels)?;
+            running.add(&values, batch.labels.shape()[0]);
+            let logs = running.logs(&names, "");
+            progress.step(i + 1, &logs.to_string());
+            stop |= dispatch(self, callbacks, |c, ctl| {
+                c.on_batch_end(epoch, i + 1, &logs, ctl)
+            })?;
+            if !values[0].is_finite() {
+                progress.finish(&logs.to_string());
+                self.rewind(start)?;
+                if stop {
+                    return Ok(true);
+                }
+                return Err(Error::NonFinite {
+                    what: "loss".into(),
+                    epoch,
+                    step: i + 1,
+                });
+            }
+            if stop {
+                break;
+            }
+        }
+        let mut logs = running.logs(&names, "");
+        if let Some(v) = validation {
+            logs.0
+                .extend(self.evaluate_prefixed(v, fit.batch_size, "val_")?.0);
+        }
+        progress.finish(&logs.to_string());
+        self.sync()?;
+        self.training("fit")?.history.epochs.push(logs.clone());
+        stop |= dispatch(self, callbacks, |c, ctl| c.on_epoch_end(epoch, &logs, ctl))?;
+        Ok(stop)
+    }
+
+    /// Puts the training state back to the start of an epoch.
+    fn rewind(&mut self, start: EpochStart) -> Result<()> {
+        let training = self.training("fit")?;
+        training.train.program.restore_state(&start.state);
+        training.steps_taken = start.steps_taken;
+        training.ahead = true;
+        self.sync()
+    }
+}

@@ -1,0 +1,317 @@
+//! `compile` and what it configures: the optimizer, loss and metrics, compiled into a
+//! training-step program (forward, loss, backward, update) and an evaluation program; training
+//! steps, `evaluate`, and checkpoints of the whole training state.
+
+use super::predict::check_input_count;
+use super::Model;
+use crate::checkpoint::{self, Contents, TrainingInfo, Wanted};
+use crate::data::Dataset;
+use crate::logs::{Logs, Running};
+use crate::program::Program;
+use kiln_compiler::nn::{loss_graph, Loss, LossGraph, Metric, Optimizer, TARGET};
+use kiln_compiler::{DType, Error, Result, Tensor};
+use std::path::Path;
+use std::time::Duration;
+
+/// Options of [`Model::evaluate_with`] (Keras's `evaluate` arguments).
+///
+/// | field | Keras | default |
+/// |---|---|---|
+/// | `batch_size` | `batch_size` | 32 |
+///
+/// ```
+/// assert_eq!(kiln_runtime::Evaluate::default().batch_size, 32);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evaluate {
+    /// Items per run of the evaluation program.
+    pub batch_size: usize,
+}
+
+impl Default for Evaluate {
+    fn default() -> Self {
+        Evaluate { batch_size: 32 }
+    }
+}
+
+/// A compiled loss graph and the names needed to feed it.
+pub(super) struct Compiled {
+    pub(super) program: Program,
+    /// The model's inputs, in order.
+    inputs: Vec<String>,
+    /// Names of the program's outputs: `loss`, then the metrics.
+    pub(super) outputs: Vec<String>,
+    random_keys: Vec<String>,
+    target_dtype: DType,
+}
+
+impl Compiled {
+    fn new(graph: LossGraph, name: &str) -> Result<Self> {
+        let fw = &graph.forward;
+        let mut outputs = vec![graph.loss];
+        outputs.extend(graph.metrics.iter().map(|(_, n)| *n));
+        let names = std::iter::once("loss".to_string())
+            .chain(graph.metrics.iter().map(|(n, _)| n.to_string()))
+            .collect();
+        let random_keys = fw
+            .random_keys
+            .iter()
+            .filter_map(|&k| fw.graph.node(k).op.leaf_name())
+            .map(str::to_string)
+            .collect();
+        Ok(Compiled {
+            program: Program::new(&fw.graph, &outputs, &graph.updates)?.named(name),
+            inputs: fw.input_names(),
+            outputs: names,
+            random_keys,
+            target_dtype: fw.graph.dtype(graph.target),
+        })
+    }
+
+    /// Runs one batch (a tensor per input); returns the output values.
+    fn run(&mut self, xs: &[Tensor], y: &Tensor, keys: &[Tensor]) -> Result<Vec<f64>> {
+        check_input_count(&self.inputs, xs.len())?;
+        let mut feeds: Vec<(&str, &Tensor)> =
+            self.inputs.iter().map(String::as_str).zip(xs).collect();
+        feeds.push((TARGET, y));
+        feeds.extend(self.random_keys.iter().map(String::as_str).zip(keys));
+        let out = self.program.run(&feeds)?;
+        Ok(out.iter().map(|t| t.to_f64()[0]).collect())
+    }
+
+    /// Errors unless `data` has one feature tensor per input and labels the loss takes.
+    fn check_data(&self, data: &Dataset) -> Result<()> {
+        check_input_count(&self.inputs, data.inputs().len())?;
+        if data.labels().dtype() != self.target_dtype {
+            return Err(Error::Data(format!(
+                "the loss needs {} targets, the dataset has {} labels",
+                self.target_dtype,
+                data.labels().dtype()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// SplitMix64: decorrelates (seed, counter) pairs into shuffle seeds and random keys.
+pub(super) fn mix(seed: u64, counter: u64) -> u64 {
+    let mut z = seed ^ counter.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// What `compile` configured, with the training state.
+pub(super) struct Training {
+    optimizer: Optimizer,
+    pub(super) train: Compiled,
+    pub(super) eval: Compiled,
+    pub(super) steps_taken: u64,
+    pub(super) history: crate::logs::History,
+    /// Whether the training program holds newer weights than the model's own copy.
+    pub(super) ahead: bool,
+}
+
+impl Training {
+    pub(super) fn parameter(&self, name: &str) -> Result<Tensor> {
+        self.train.program.parameter(name)
+    }
+
+    pub(super) fn set_parameter(&mut self, name: &str, value: &Tensor) -> Result<()> {
+        self.train.program.set_parameter(name, value)
+    }
+
+    pub(super) fn specialise(&mut self, batch_size: usize) -> Result<()> {
+        self.train.program.specialise(batch_size)?;
+        self.eval.program.specialise(batch_size)?;
+        Ok(())
+    }
+
+    /// One training step; returns the loss and metric values.
+    pub(super) fn step(&mut self, xs: &[Tensor], y: &Tensor) -> Result<Vec<f64>> {
+        let step = self.steps_taken;
+        let keys: Vec<Tensor> = (0..self.train.random_keys.len() as u64)
+            .map(|k| Tensor::from_i32(&[], vec![mix(step, k) as i32]))
+            .collect::<Result<_>>()?;
+        self.ahead = true;
+        let values = self.train.run(xs, y, &keys)?;
+        self.steps_taken += 1;
+        Ok(values)
+    }
+
+    pub(super) fn check_data(&self, data: &Dataset) -> Result<()> {
+        self.train.check_data(data)
+    }
+
+    /// The loss and metrics over `data` with the current weights, each name prefixed.
+    pub(super) fn evaluate(
+        &mut self,
+        data: &Dataset,
+        batch_size: usize,
+        prefix: &str,
+        names: &[String],
+    ) -> Result<Logs> {
+        self.eval.check_data(data)?;
+        for name in names {
+            let value = self.train.program.parameter(name)?;
+            self.eval.program.set_parameter(name, &value)?;
+        }
+        let mut running = Running::new(self.eval.outputs.len());
+        for batch in data.batches(batch_size, None)? {
+            let values = self.eval.run(&batch.inputs, &batch.labels, &[])?;
+            running.add(&values, batch.labels.shape()[0]);
+        }
+        Ok(running.logs(&self.eval.outputs, prefix))
+    }
+
+    /// Every tensor of the training state (weights and optimizer state) with its name.
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let program = &self.train.program;
+        program
+            .state_layout()
+            .parameters
+            .iter()
+            .map(|slot| Ok((slot.name.clone(), program.parameter(&slot.name)?)))
+            .collect()
+    }
+}
+
+impl Model {
+    /// Configures training with Keras's `compile(optimizer, loss, metrics)`: compiles the
+    /// training step (forward, loss, backward and optimizer update: one program) and the
+    /// evaluation program, starting from the model's current weights. Compiling again replaces
+    /// the optimizer (and its state), the loss, the metrics and the history; the weights stay.
+    pub fn compile(
+        &mut self,
+        optimizer: impl Into<Optimizer>,
+        loss: Loss,
+        metrics: &[Metric],
+    ) -> Result<()> {
+        self.sync()?;
+        let optimizer = optimizer.into();
+        let arch = self.architecture();
+        let train = Compiled::new(loss_graph(arch, &loss, metrics, Some(&optimizer))?, "train")?;
+        let eval = Compiled::new(loss_graph(arch, &loss, metrics, None)?, "evaluate")?;
+        let mut training = Training {
+            optimizer,
+            train,
+            eval,
+            steps_taken: 0,
+            history: crate::logs::History::default(),
+            ahead: false,
+        };
+        for (name, value) in &self.params {
+            training.set_parameter(name, value)?;
+        }
+        self.training = Some(training);
+        Ok(())
+    }
+
+    /// The training state; an error naming `what` needs it before `compile`.
+    pub(super) fn training(&mut self, what: &str) -> Result<&mut Training> {
+        self.training.as_mut().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{what} needs a compiled model: call `model.compile(optimizer, loss, metrics)` first"
+            ))
+        })
+    }
+
+    /// One training step on a batch (`x`: one tensor per input, see
+    /// [`Inputs`](super::Inputs)); returns the batch's loss and metrics.
+    pub fn train_step(&mut self, x: &(impl super::Inputs + ?Sized), y: &Tensor) -> Result<Logs> {
+        let training = self.training("train_step")?;
+        let values = training.step(x.tensors(), y)?;
+        Ok(Logs(
+            training.train.outputs.iter().cloned().zip(values).collect(),
+        ))
+    }
+
+    /// The loss and metrics over `data` (Keras's `evaluate`), 32 items at a time.
+    pub fn evaluate(&mut self, data: &Dataset) -> Result<Logs> {
+        self.evaluate_with(data, &Evaluate::default())
+    }
+
+    /// [`Model::evaluate`] with options (the batch size).
+    pub fn evaluate_with(&mut self, data: &Dataset, options: &Evaluate) -> Result<Logs> {
+        if options.batch_size == 0 {
+            return Err(Error::InvalidArgument(
+                "batch_size must be at least 1".into(),
+            ));
+        }
+        self.evaluate_prefixed(data, options.batch_size, "")
+    }
+
+    pub(super) fn evaluate_prefixed(
+        &mut self,
+        data: &Dataset,
+        batch_size: usize,
+        prefix: &str,
+    ) -> Result<Logs> {
+        let names: Vec<String> = self.params.iter().map(|(n, _)| n.clone()).collect();
+        self.training("evaluate")?
+            .evaluate(data, batch_size, prefix, &names)
+    }
+
+    /// Saves the whole training state atomically in the safetensors format: the weights under
+    /// their layer-based names, the optimizer's state under the names the training graph gives
+    /// it (`optimizer/iterations`, `optimizer/<parameter>/m`, …), the step count (which seeds
+    /// dropout) and the architecture's description and fingerprint. Loading it with
+    /// [`Model::load_checkpoint`] and training on gives bit-identical results to training
+    /// without the interruption (pass the epochs done as [`Fit::initial_epoch`](super::Fit)).
+    pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
+        let training = self.training.as_ref().ok_or_else(|| {
+            Error::InvalidArgument(
+                "save_checkpoint needs a compiled model: call `model.compile(optimizer, loss, \
+                 metrics)` first (`save` writes the weights alone)"
+                    .into(),
+            )
+        })?;
+        let info = TrainingInfo {
+            optimizer: training.optimizer.name(),
+            steps: training.steps_taken,
+        };
+        checkpoint::save(
+            path.as_ref(),
+            &self.description,
+            Some(info),
+            &training.state()?,
+        )
+    }
+
+    /// Restores a training state saved by [`Model::save_checkpoint`]: weights, optimizer
+    /// state and step count. The history is kept. Errors — leaving the model untouched — if
+    /// the model is not compiled, or the file is missing, is not a kiln safetensors file, is
+    /// truncated or damaged, comes from another architecture, holds weights only, or lacks a
+    /// tensor of the training state or holds one of another shape or dtype (e.g. the state of
+    /// another optimizer).
+    pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let description = self.description.clone();
+        let training = self.training("load_checkpoint")?;
+        let slots = &training.train.program.state_layout().parameters;
+        let wanted: Vec<Wanted<'_>> = slots
+            .iter()
+            .map(|slot| Wanted {
+                name: &slot.name,
+                dtype: slot.dtype,
+                dims: &slot.dims,
+            })
+            .collect();
+        let loaded = checkpoint::load(path.as_ref(), &description, Contents::Training, &wanted)?;
+        let names: Vec<String> = slots.iter().map(|slot| slot.name.clone()).collect();
+        for (name, value) in names.iter().zip(&loaded.tensors) {
+            training.set_parameter(name, value)?;
+        }
+        training.steps_taken = loaded
+            .steps
+            .expect("a training checkpoint has a step count");
+        training.ahead = true;
+        self.sync()
+    }
+
+    /// Time spent compiling the training and evaluation programs so far.
+    pub fn compile_time(&self) -> Duration {
+        self.training.as_ref().map_or(Duration::ZERO, |t| {
+            t.train.program.compile_time() + t.eval.program.compile_time()
+        })
+    }
+}
