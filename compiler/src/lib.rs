@@ -11,6 +11,8 @@ pub mod tensor;
 
 #[cfg(feature = "codegen")]
 pub mod codegen;
+#[cfg(feature = "codegen")]
+pub mod schedule;
 
 pub use error::{Error, Result};
 pub use ir::{DType, Dim, Graph, NodeId, Op, Shape};

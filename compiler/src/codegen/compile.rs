@@ -2,22 +2,22 @@
 //! work arena and one JIT kernel per op, in dependency order. Parameters live in the state
 //! arena, whose layout ([`StateLayout`]) depends only on the graph, so every batch-size
 //! specialisation of a program shares one state. The work arena is planned from the live
-//! intervals of its buffers (see [`super::memory`]), so buffers that are never live at the same
+//! intervals of its buffers (see [`crate::schedule::memory`]), so buffers that are never live at the same
 //! time share memory.
 
-use super::fusion;
-use super::fusion::{Group, Kind};
-use super::horizontal;
 use super::jit::{CodeHandle, JitBuilder, KernelFn};
 use super::kernels::epilogue::{self, EpilogueSpec};
 use super::kernels::fused::{self, FusedSpec};
 use super::kernels::matmul::Isa;
 use super::kernels::rows::{self, RowsSpec};
 use super::kernels::{self, Buf, KernelSpec, Region};
-use super::memory::{self, align, Request, ALIGN};
+
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, NodeId, Op, Shape};
 use crate::passes;
+use crate::schedule::fusion::{self, Group, Kind};
+use crate::schedule::horizontal;
+use crate::schedule::memory::{self, align, Request, ALIGN};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -169,7 +169,7 @@ pub struct CompileOptions {
     pub dump_clif: bool,
     /// Keep each kernel's disassembly in [`Executable::asm`].
     pub dump_asm: bool,
-    /// Fuse ops into shared kernels (see [`fusion`](super::fusion)); off, every op is a kernel.
+    /// Fuse ops into shared kernels (see [`fusion`](crate::schedule::fusion)); off, every op is a kernel.
     pub fusion: bool,
     /// Run the simplification passes ([`crate::passes`]) first.
     pub simplify: bool,

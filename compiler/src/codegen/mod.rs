@@ -2,12 +2,9 @@
 
 mod compile;
 pub mod emit;
-pub mod fusion;
-mod horizontal;
 pub mod jit;
 pub mod kernels;
 pub mod math;
-pub mod memory;
 
 pub use compile::{
     available_threads, compile, Buffer, CompileOptions, Executable, IndexBound, Kernel, Slot,
@@ -16,4 +13,4 @@ pub use compile::{
 pub use jit::{host_features, CpuFeatures, JitBuilder, KernelFn};
 pub use kernels::matmul::{credit_native_calls, native_call_counts, native_calls, Isa};
 pub use kernels::Region;
-pub use memory::ALIGN;
+pub use crate::schedule::memory::ALIGN;

@@ -8,9 +8,9 @@ use super::matmul::{lower_with_epilogue, Epilogue};
 use super::movement::broadcast_strides;
 use super::{Bases, Buf, KernelSpec};
 use crate::codegen::emit::{mem_readonly, Emit};
-use crate::codegen::fusion::through_reshapes;
 use crate::error::Result;
 use crate::ir::{strides, DType, Graph, NodeId, Op};
+use crate::schedule::fusion::through_reshapes;
 use cranelift_codegen::ir::{InstBuilder, Value};
 use std::collections::HashMap;
 

@@ -13,9 +13,9 @@ pub mod rows;
 pub use elementwise::elementwise_value;
 
 use super::emit::Emit;
-use super::fusion::is_elementwise_map;
 use crate::error::{Error, Result};
 use crate::ir::{DType, Op};
+use crate::schedule::fusion::is_elementwise_map;
 use cranelift_codegen::ir::{InstBuilder, Value};
 
 /// Which arena a buffer lives in.

@@ -1,6 +1,6 @@
 //! A rows kernel: reductions over the trailing axes of a domain fused with their elementwise
 //! producers, the elementwise consumers that broadcast their results back, and reductions of
-//! the per-row results (see [`fusion`](crate::codegen::fusion)). Softmax, log-softmax with
+//! the per-row results (see [`fusion`](crate::schedule::fusion)). Softmax, log-softmax with
 //! cross-entropy and normalisations each become one such kernel.
 //!
 //! The domain `[A…, R…]` is walked row by row. Each row takes a few passes: a pass computes the
@@ -17,9 +17,9 @@ use super::movement::broadcast_strides;
 use super::reduce::{combine, finish, horizontal, identity};
 use super::{Bases, Buf};
 use crate::codegen::emit::{mem_readonly, Emit, LANES};
-use crate::codegen::fusion::{row_levels, Level, RowDomain};
 use crate::error::{Error, Result};
 use crate::ir::{strides, DType, Graph, NodeId, Op, ReduceOp};
+use crate::schedule::fusion::{row_levels, Level, RowDomain};
 use cranelift_codegen::ir::types::F32;
 use cranelift_codegen::ir::{InstBuilder, Value};
 use std::collections::HashMap;
@@ -61,7 +61,7 @@ impl Schedule {
         let level = row_levels(graph, nodes, domain).map_err(Error::Graph)?;
         let dims = domain.shape.concrete(batch);
         let member = |o: NodeId| {
-            let r = crate::codegen::fusion::through_reshapes(graph, o);
+            let r = crate::schedule::fusion::through_reshapes(graph, o);
             level.contains_key(&r).then_some(r)
         };
         let mut pass: HashMap<NodeId, usize> = HashMap::new();
@@ -355,7 +355,7 @@ struct Kernel<'a> {
 
 impl Kernel<'_> {
     fn member(&self, o: NodeId) -> Option<NodeId> {
-        let r = crate::codegen::fusion::through_reshapes(self.spec.graph, o);
+        let r = crate::schedule::fusion::through_reshapes(self.spec.graph, o);
         self.s.level.contains_key(&r).then_some(r)
     }
 

@@ -10,8 +10,8 @@
 //! is computed too, and never read.
 
 use super::fusion::{through_reshapes, Group, Kind};
-use super::kernels::Region;
 use super::memory::align;
+use crate::codegen::kernels::Region;
 use crate::ir::{Graph, NodeId, Op};
 use std::collections::HashMap;
 
