@@ -266,131 +266,135 @@ impl Op {
     /// The shape rule: the output shape and dtype for the given operands, or an error that
     /// shows what was expected and what was found.
     pub fn infer(&self, operands: &[(&Shape, DType)]) -> Result<(Shape, DType)> {
-        let name = self.name();
-        let err = |msg: String| Error::shape(name.clone(), msg);
-        let arity = |n: usize| -> Result<()> {
-            if operands.len() == n {
-                Ok(())
-            } else {
-                Err(err(format!(
-                    "expected {n} operand(s), found {}",
-                    operands.len()
-                )))
-            }
-        };
-        let dtype_is = |i: usize, want: DType| -> Result<()> {
-            let found = operands[i].1;
-            if found == want {
-                Ok(())
-            } else {
-                Err(Error::DType {
-                    op: format!("{name} (operand {i})"),
-                    expected: want.to_string(),
-                    found: found.to_string(),
-                })
-            }
-        };
-        let same_shapes = || -> Result<()> {
-            let first = operands[0].0;
-            for (i, (s, _)) in operands.iter().enumerate().skip(1) {
-                if *s != first {
-                    return Err(err(format!(
-                        "operands must have equal shapes: operand 0 is {first}, operand {i} is {s}"
-                    )));
-                }
-            }
-            Ok(())
-        };
-        let axis_in = |axis: usize, rank: usize| -> Result<()> {
-            if axis < rank {
-                Ok(())
-            } else {
-                Err(err(format!("axis {axis} out of range for rank {rank}")))
-            }
+        let c = Check {
+            name: self.name(),
+            operands,
         };
         match self {
+            Op::Input { .. }
+            | Op::Parameter { .. }
+            | Op::Constant(_)
+            | Op::ElementCount(_)
+            | Op::Iota { .. }
+            | Op::RandomUniform { .. } => self.infer_leaf(&c),
+            Op::Unary(_)
+            | Op::Clip { .. }
+            | Op::Binary(_)
+            | Op::Compare(_)
+            | Op::Select
+            | Op::Cast(_) => self.infer_elementwise(&c),
+            Op::Reduce { .. } | Op::ArgMax { .. } => self.infer_reduction(&c),
+            Op::Reshape(_)
+            | Op::Permute(_)
+            | Op::Broadcast { .. }
+            | Op::Slice { .. }
+            | Op::Pad { .. }
+            | Op::Concat { .. } => self.infer_movement(&c),
+            Op::MatMul { .. } | Op::Gather | Op::ScatterAdd { .. } | Op::OneHot { .. } => {
+                self.infer_indexing(&c)
+            }
+        }
+    }
+
+    /// [`Op::infer`] for leaves (and the random op, whose only operand is its key).
+    fn infer_leaf(&self, c: &Check) -> Result<(Shape, DType)> {
+        match self {
             Op::Input { shape, dtype, .. } => {
-                arity(0)?;
+                c.arity(0)?;
                 Ok((shape.clone(), *dtype))
             }
             Op::Parameter { shape, .. } => {
-                arity(0)?;
+                c.arity(0)?;
                 if shape.has_batch() {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "a parameter cannot depend on the batch size: {shape}"
                     )));
                 }
                 Ok((shape.clone(), DType::F32))
             }
             Op::Constant(t) => {
-                arity(0)?;
+                c.arity(0)?;
                 Ok((Shape::fixed(t.shape()), t.dtype()))
             }
             Op::ElementCount(_) => {
-                arity(0)?;
+                c.arity(0)?;
                 Ok((Shape::scalar(), DType::F32))
             }
             Op::Iota { shape, axis, dtype } => {
-                arity(0)?;
-                axis_in(*axis, shape.rank())?;
+                c.arity(0)?;
+                c.axis_in(*axis, shape.rank())?;
                 Ok((shape.clone(), *dtype))
             }
             Op::RandomUniform { shape } => {
-                arity(1)?;
-                dtype_is(0, DType::I32)?;
-                if operands[0].0.rank() != 0 {
-                    return Err(err(format!(
+                c.arity(1)?;
+                c.dtype_is(0, DType::I32)?;
+                if c.operands[0].0.rank() != 0 {
+                    return Err(c.err(format!(
                         "the key must be a scalar, found {}",
-                        operands[0].0
+                        c.operands[0].0
                     )));
                 }
                 Ok((shape.clone(), DType::F32))
             }
+            _ => unreachable!("{} is not handled here", c.name),
+        }
+    }
+
+    /// [`Op::infer`] for elementwise maps, comparisons, selection and casts.
+    fn infer_elementwise(&self, c: &Check) -> Result<(Shape, DType)> {
+        match self {
             Op::Unary(_) | Op::Clip { .. } => {
-                arity(1)?;
-                dtype_is(0, DType::F32)?;
-                Ok((operands[0].0.clone(), DType::F32))
+                c.arity(1)?;
+                c.dtype_is(0, DType::F32)?;
+                Ok((c.operands[0].0.clone(), DType::F32))
             }
             Op::Binary(_) => {
-                arity(2)?;
-                dtype_is(0, DType::F32)?;
-                dtype_is(1, DType::F32)?;
-                same_shapes()?;
-                Ok((operands[0].0.clone(), DType::F32))
+                c.arity(2)?;
+                c.dtype_is(0, DType::F32)?;
+                c.dtype_is(1, DType::F32)?;
+                c.same_shapes()?;
+                Ok((c.operands[0].0.clone(), DType::F32))
             }
             Op::Compare(_) => {
-                arity(2)?;
-                dtype_is(1, operands[0].1)?;
-                same_shapes()?;
-                Ok((operands[0].0.clone(), DType::F32))
+                c.arity(2)?;
+                c.dtype_is(1, c.operands[0].1)?;
+                c.same_shapes()?;
+                Ok((c.operands[0].0.clone(), DType::F32))
             }
             Op::Select => {
-                arity(3)?;
+                c.arity(3)?;
                 for i in 0..3 {
-                    dtype_is(i, DType::F32)?;
+                    c.dtype_is(i, DType::F32)?;
                 }
-                same_shapes()?;
-                Ok((operands[0].0.clone(), DType::F32))
+                c.same_shapes()?;
+                Ok((c.operands[0].0.clone(), DType::F32))
             }
             Op::Cast(to) => {
-                arity(1)?;
-                Ok((operands[0].0.clone(), *to))
+                c.arity(1)?;
+                Ok((c.operands[0].0.clone(), *to))
             }
+            _ => unreachable!("{} is not handled here", c.name),
+        }
+    }
+
+    /// [`Op::infer`] for reductions over axes.
+    fn infer_reduction(&self, c: &Check) -> Result<(Shape, DType)> {
+        match self {
             Op::Reduce { axes, op } => {
-                arity(1)?;
-                dtype_is(0, DType::F32)?;
-                let s = operands[0].0;
+                c.arity(1)?;
+                c.dtype_is(0, DType::F32)?;
+                let s = c.operands[0].0;
                 let mut seen = vec![false; s.rank()];
                 for &a in axes {
-                    axis_in(a, s.rank())?;
+                    c.axis_in(a, s.rank())?;
                     if std::mem::replace(&mut seen[a], true) {
-                        return Err(err(format!("axis {a} listed twice")));
+                        return Err(c.err(format!("axis {a} listed twice")));
                     }
                 }
                 if *op == ReduceOp::Max {
                     for &a in axes {
                         if s.0[a] == Dim::Fixed(0) {
-                            return Err(err(format!("max over the empty axis {a} of {s}")));
+                            return Err(c.err(format!("max over the empty axis {a} of {s}")));
                         }
                     }
                 }
@@ -403,139 +407,156 @@ impl Op {
                 Ok((Shape(kept), DType::F32))
             }
             Op::ArgMax { axis } => {
-                arity(1)?;
-                dtype_is(0, DType::F32)?;
-                let s = operands[0].0;
-                axis_in(*axis, s.rank())?;
+                c.arity(1)?;
+                c.dtype_is(0, DType::F32)?;
+                let s = c.operands[0].0;
+                c.axis_in(*axis, s.rank())?;
                 if s.0[*axis] == Dim::Fixed(0) {
-                    return Err(err(format!("argmax over the empty axis {axis} of {s}")));
+                    return Err(c.err(format!("argmax over the empty axis {axis} of {s}")));
                 }
                 let mut d = s.0.clone();
                 d.remove(*axis);
                 Ok((Shape(d), DType::I32))
             }
+            _ => unreachable!("{} is not handled here", c.name),
+        }
+    }
+
+    /// [`Op::infer`] for movement ops: index maps of their operands.
+    fn infer_movement(&self, c: &Check) -> Result<(Shape, DType)> {
+        match self {
             Op::Reshape(to) => {
-                arity(1)?;
-                let from = operands[0].0;
+                c.arity(1)?;
+                let from = c.operands[0].0;
                 if from.count() != to.count() {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "cannot reshape {from} to {to}: element counts differ"
                     )));
                 }
-                Ok((to.clone(), operands[0].1))
+                Ok((to.clone(), c.operands[0].1))
             }
             Op::Permute(perm) => {
-                arity(1)?;
-                let s = operands[0].0;
+                c.arity(1)?;
+                let s = c.operands[0].0;
                 let mut sorted = perm.clone();
                 sorted.sort_unstable();
                 if sorted != (0..s.rank()).collect::<Vec<_>>() {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "{perm:?} is not a permutation of the {} axes of {s}",
                         s.rank()
                     )));
                 }
-                Ok((Shape(perm.iter().map(|&p| s.0[p]).collect()), operands[0].1))
+                Ok((
+                    Shape(perm.iter().map(|&p| s.0[p]).collect()),
+                    c.operands[0].1,
+                ))
             }
             Op::Broadcast { shape, axes } => {
-                arity(1)?;
-                let s = operands[0].0;
+                c.arity(1)?;
+                let s = c.operands[0].0;
                 if axes.len() != s.rank() {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "{} axes given for an operand of rank {} ({s})",
                         axes.len(),
                         s.rank()
                     )));
                 }
                 for (i, &a) in axes.iter().enumerate() {
-                    axis_in(a, shape.rank())?;
+                    c.axis_in(a, shape.rank())?;
                     if i > 0 && axes[i - 1] >= a {
-                        return Err(err(format!("axes {axes:?} must be increasing")));
+                        return Err(c.err(format!("axes {axes:?} must be increasing")));
                     }
                     if s.0[i] != Dim::Fixed(1) && s.0[i] != shape.0[a] {
-                        return Err(err(format!(
+                        return Err(c.err(format!(
                             "cannot broadcast {s} to {shape}: dimension {i} is {} but output axis {a} is {}",
                             s.0[i], shape.0[a]
                         )));
                     }
                 }
-                Ok((shape.clone(), operands[0].1))
+                Ok((shape.clone(), c.operands[0].1))
             }
             Op::Slice { axis, start, end } => {
-                arity(1)?;
-                let s = operands[0].0;
-                axis_in(*axis, s.rank())?;
+                c.arity(1)?;
+                let s = c.operands[0].0;
+                c.axis_in(*axis, s.rank())?;
                 let Dim::Fixed(n) = s.0[*axis] else {
-                    return Err(err(format!("cannot slice the batch axis {axis} of {s}")));
+                    return Err(c.err(format!("cannot slice the batch axis {axis} of {s}")));
                 };
                 if start > end || *end > n {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "slice {start}..{end} out of bounds for axis {axis} of size {n}"
                     )));
                 }
                 let mut d = s.0.clone();
                 d[*axis] = Dim::Fixed(end - start);
-                Ok((Shape(d), operands[0].1))
+                Ok((Shape(d), c.operands[0].1))
             }
             Op::Pad {
                 axis, low, high, ..
             } => {
-                arity(1)?;
-                dtype_is(0, DType::F32)?;
-                let s = operands[0].0;
-                axis_in(*axis, s.rank())?;
+                c.arity(1)?;
+                c.dtype_is(0, DType::F32)?;
+                let s = c.operands[0].0;
+                c.axis_in(*axis, s.rank())?;
                 let Dim::Fixed(n) = s.0[*axis] else {
-                    return Err(err(format!("cannot pad the batch axis {axis} of {s}")));
+                    return Err(c.err(format!("cannot pad the batch axis {axis} of {s}")));
                 };
                 let mut d = s.0.clone();
                 d[*axis] = Dim::Fixed(n + low + high);
                 Ok((Shape(d), DType::F32))
             }
             Op::Concat { axis } => {
-                if operands.is_empty() {
-                    return Err(err("expected at least one operand".into()));
+                if c.operands.is_empty() {
+                    return Err(c.err("expected at least one operand".into()));
                 }
-                let first = operands[0].0;
-                axis_in(*axis, first.rank())?;
+                let first = c.operands[0].0;
+                c.axis_in(*axis, first.rank())?;
                 let mut total = 0;
-                for (i, (s, dt)) in operands.iter().enumerate() {
-                    dtype_is(i, operands[0].1).map(|_| *dt)?;
+                for (i, (s, dt)) in c.operands.iter().enumerate() {
+                    c.dtype_is(i, c.operands[0].1).map(|_| *dt)?;
                     let compatible = s.rank() == first.rank()
                         && (0..s.rank()).all(|a| a == *axis || s.0[a] == first.0[a]);
                     if !compatible {
-                        return Err(err(format!(
+                        return Err(c.err(format!(
                             "operand {i} has shape {s}, incompatible with {first} outside axis {axis}"
                         )));
                     }
                     match s.0[*axis] {
                         Dim::Fixed(n) => total += n,
                         Dim::Batch(_) => {
-                            return Err(err(format!(
-                                "cannot concatenate along the batch axis {axis}"
-                            )))
+                            return Err(
+                                c.err(format!("cannot concatenate along the batch axis {axis}"))
+                            )
                         }
                     }
                 }
                 let mut d = first.0.clone();
                 d[*axis] = Dim::Fixed(total);
-                Ok((Shape(d), operands[0].1))
+                Ok((Shape(d), c.operands[0].1))
             }
+            _ => unreachable!("{} is not handled here", c.name),
+        }
+    }
+
+    /// [`Op::infer`] for contractions and indexing ops.
+    fn infer_indexing(&self, c: &Check) -> Result<(Shape, DType)> {
+        match self {
             Op::MatMul {
                 transpose_a,
                 transpose_b,
             } => {
-                arity(2)?;
-                dtype_is(0, DType::F32)?;
-                dtype_is(1, DType::F32)?;
-                let (a, b) = (operands[0].0, operands[1].0);
+                c.arity(2)?;
+                c.dtype_is(0, DType::F32)?;
+                c.dtype_is(1, DType::F32)?;
+                let (a, b) = (c.operands[0].0, c.operands[1].0);
                 if a.rank() < 2 || a.rank() != b.rank() {
-                    return Err(err(format!(
-                        "operands must have equal rank ≥ 2, found {a} and {b}"
+                    return Err(c.err(format!(
+                        "c.operands must have equal rank ≥ 2, found {a} and {b}"
                     )));
                 }
                 let r = a.rank();
                 if a.0[..r - 2] != b.0[..r - 2] {
-                    return Err(err(format!("batch dimensions differ: {a} and {b}")));
+                    return Err(c.err(format!("batch dimensions differ: {a} and {b}")));
                 }
                 let (m, ka) = if *transpose_a {
                     (a.0[r - 1], a.0[r - 2])
@@ -548,7 +569,7 @@ impl Op {
                     (b.0[r - 2], b.0[r - 1])
                 };
                 if ka != kb {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "contraction dimensions differ: {a}{} · {b}{} contracts {ka} with {kb}",
                         if *transpose_a { "ᵀ" } else { "" },
                         if *transpose_b { "ᵀ" } else { "" },
@@ -560,44 +581,99 @@ impl Op {
                 Ok((Shape(d), DType::F32))
             }
             Op::Gather => {
-                arity(2)?;
-                dtype_is(1, DType::I32)?;
-                let table = operands[0].0;
+                c.arity(2)?;
+                c.dtype_is(1, DType::I32)?;
+                let table = c.operands[0].0;
                 if table.rank() == 0 || table.has_batch() {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "the table must have rank ≥ 1 and no batch axis, found {table}"
                     )));
                 }
-                let mut d = operands[1].0 .0.clone();
+                let mut d = c.operands[1].0 .0.clone();
                 d.extend_from_slice(&table.0[1..]);
-                Ok((Shape(d), operands[0].1))
+                Ok((Shape(d), c.operands[0].1))
             }
             Op::ScatterAdd { rows } => {
-                arity(2)?;
-                dtype_is(0, DType::F32)?;
-                dtype_is(1, DType::I32)?;
-                let (upd, idx) = (operands[0].0, operands[1].0);
+                c.arity(2)?;
+                c.dtype_is(0, DType::F32)?;
+                c.dtype_is(1, DType::I32)?;
+                let (upd, idx) = (c.operands[0].0, c.operands[1].0);
                 if upd.rank() < idx.rank() || upd.0[..idx.rank()] != idx.0[..] {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "updates {upd} must start with the index shape {idx}"
                     )));
                 }
                 let mut d = vec![Dim::Fixed(*rows)];
                 d.extend_from_slice(&upd.0[idx.rank()..]);
                 if d.iter().any(|d| matches!(d, Dim::Batch(_))) {
-                    return Err(err(format!(
-                        "the row shape of {upd} cannot depend on the batch"
-                    )));
+                    return Err(c.err(format!("the row shape of {upd} cannot depend on the batch")));
                 }
                 Ok((Shape(d), DType::F32))
             }
             Op::OneHot { depth } => {
-                arity(1)?;
-                dtype_is(0, DType::I32)?;
-                let mut d = operands[0].0 .0.clone();
+                c.arity(1)?;
+                c.dtype_is(0, DType::I32)?;
+                let mut d = c.operands[0].0 .0.clone();
                 d.push(Dim::Fixed(*depth));
                 Ok((Shape(d), DType::F32))
             }
+            _ => unreachable!("{} is not handled here", c.name),
+        }
+    }
+}
+
+/// An op's operands as its shape rule checks them, and the errors it reports.
+struct Check<'a> {
+    name: String,
+    operands: &'a [(&'a Shape, DType)],
+}
+
+impl Check<'_> {
+    fn err(&self, msg: String) -> Error {
+        Error::shape(self.name.clone(), msg)
+    }
+
+    fn arity(&self, n: usize) -> Result<()> {
+        if self.operands.len() == n {
+            Ok(())
+        } else {
+            Err(self.err(format!(
+                "expected {n} operand(s), found {}",
+                self.operands.len()
+            )))
+        }
+    }
+
+    fn dtype_is(&self, i: usize, want: DType) -> Result<()> {
+        let found = self.operands[i].1;
+        if found == want {
+            Ok(())
+        } else {
+            Err(Error::DType {
+                op: format!("{} (operand {i})", self.name),
+                expected: want.to_string(),
+                found: found.to_string(),
+            })
+        }
+    }
+
+    fn same_shapes(&self) -> Result<()> {
+        let first = self.operands[0].0;
+        for (i, (s, _)) in self.operands.iter().enumerate().skip(1) {
+            if *s != first {
+                return Err(self.err(format!(
+                    "operands must have equal shapes: operand 0 is {first}, operand {i} is {s}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn axis_in(&self, axis: usize, rank: usize) -> Result<()> {
+        if axis < rank {
+            Ok(())
+        } else {
+            Err(self.err(format!("axis {axis} out of range for rank {rank}")))
         }
     }
 }
