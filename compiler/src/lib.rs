@@ -12,6 +12,8 @@ pub mod tensor;
 #[cfg(feature = "codegen")]
 pub mod codegen;
 #[cfg(feature = "codegen")]
+pub mod options;
+#[cfg(feature = "codegen")]
 pub mod schedule;
 
 pub use error::{Error, Result};

@@ -14,6 +14,7 @@ use super::kernels::{self, Buf, KernelSpec, Region};
 
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, NodeId, Op, Shape};
+use crate::options::{CompileOptions, MAX_THREADS};
 use crate::passes;
 use crate::schedule::fusion::{self, Group, Kind};
 use crate::schedule::horizontal;
@@ -160,80 +161,6 @@ pub struct Executable {
     pub graphs: Vec<(String, String)>,
     /// Keeps the kernels' machine code alive.
     pub code: Arc<CodeHandle>,
-}
-
-/// Options of [`compile`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CompileOptions {
-    /// Keep each kernel's Cranelift IR text in [`Executable::clif`].
-    pub dump_clif: bool,
-    /// Keep each kernel's disassembly in [`Executable::asm`].
-    pub dump_asm: bool,
-    /// Fuse ops into shared kernels (see [`fusion`](crate::schedule::fusion)); off, every op is a kernel.
-    pub fusion: bool,
-    /// Run the simplification passes ([`crate::passes`]) first.
-    pub simplify: bool,
-    /// Keep the graph as DOT before and after each pass in [`Executable::graphs`].
-    pub dump_graphs: bool,
-    /// Force a contraction microkernel path (`KILN_ISA`); `None`: the widest this CPU runs.
-    pub isa: Option<Isa>,
-    /// The most threads one kernel is split across (`KILN_THREADS`; by default the CPUs this
-    /// process may use; at most [`MAX_THREADS`]). Large matmuls, elementwise loops and rows
-    /// kernels run as that many parts, each on its own share of the output; results are
-    /// bitwise the same for every count.
-    pub threads: usize,
-}
-
-/// The most threads a kernel is split across.
-pub const MAX_THREADS: usize = 1024;
-
-/// The CPUs this process may run on (at most [`MAX_THREADS`]).
-pub fn available_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
-}
-
-impl Default for CompileOptions {
-    fn default() -> Self {
-        CompileOptions {
-            dump_clif: false,
-            dump_asm: false,
-            fusion: true,
-            simplify: true,
-            dump_graphs: false,
-            isa: None,
-            threads: available_threads(),
-        }
-    }
-}
-
-impl CompileOptions {
-    /// The defaults, with fusion off when the environment sets `KILN_FUSION=0` and the
-    /// microkernel path forced by `KILN_ISA=avx512|avx2|baseline`, and at most `KILN_THREADS`
-    /// threads per kernel (an unknown path or a count that is not a positive number is an error).
-    pub fn from_env() -> Result<Self> {
-        Ok(CompileOptions {
-            fusion: std::env::var("KILN_FUSION").map_or(true, |v| v != "0"),
-            isa: match std::env::var("KILN_ISA") {
-                Ok(name) if !name.is_empty() => Some(Isa::parse(&name)?),
-                _ => None,
-            },
-            threads: match std::env::var("KILN_THREADS") {
-                Ok(count) if !count.is_empty() => parse_threads(&count)?,
-                _ => available_threads(),
-            },
-            ..Self::default()
-        })
-    }
-}
-
-/// A thread count as `KILN_THREADS` gives it.
-fn parse_threads(count: &str) -> Result<usize> {
-    match count.trim().parse::<usize>() {
-        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
-        _ => Err(Error::InvalidArgument(format!(
-            "KILN_THREADS={count}: expected a number of threads from 1 to {MAX_THREADS}"
-        ))),
-    }
 }
 
 /// What one kernel computes.
@@ -885,23 +812,4 @@ pub fn compile(
         graphs,
         code,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_threads;
-
-    #[test]
-    fn kiln_threads_takes_a_positive_count() {
-        assert_eq!(parse_threads("3").unwrap(), 3);
-        assert_eq!(parse_threads(" 1 ").unwrap(), 1);
-        assert_eq!(parse_threads("1024").unwrap(), 1024);
-        for bad in ["0", "-2", "two", "1.5", "1025"] {
-            let message = parse_threads(bad).unwrap_err().to_string();
-            assert!(
-                message.contains(&format!("KILN_THREADS={bad}")),
-                "{message}"
-            );
-        }
-    }
 }

@@ -6,11 +6,9 @@ pub mod jit;
 pub mod kernels;
 pub mod math;
 
-pub use compile::{
-    available_threads, compile, Buffer, CompileOptions, Executable, IndexBound, Kernel, Slot,
-    StateLayout, MAX_THREADS,
-};
+pub use crate::options::{available_threads, CompileOptions, MAX_THREADS};
+pub use crate::schedule::memory::ALIGN;
+pub use compile::{compile, Buffer, Executable, IndexBound, Kernel, Slot, StateLayout};
 pub use jit::{host_features, CpuFeatures, JitBuilder, KernelFn};
 pub use kernels::matmul::{credit_native_calls, native_call_counts, native_calls, Isa};
 pub use kernels::Region;
-pub use crate::schedule::memory::ALIGN;
