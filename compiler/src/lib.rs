@@ -1,5 +1,6 @@
 //! kiln's compiler: the graph IR, the primitive op table, the reference interpreter, autodiff,
-//! simplification passes and (with the `codegen` feature) Cranelift code generation.
+//! simplification passes and (with the `codegen` feature) scheduling, Cranelift code generation
+//! and the options read from the environment.
 
 pub mod autodiff;
 pub mod error;

@@ -31,6 +31,9 @@ pub struct CompileOptions {
     /// Keep the graph as DOT before and after each pass in
     /// [`Executable::graphs`](crate::codegen::Executable::graphs).
     pub dump_graphs: bool,
+    /// Keep the kernel and buffer plans as text in
+    /// [`Executable::schedule_report`](crate::codegen::Executable::schedule_report).
+    pub dump_schedule: bool,
     /// Force a contraction microkernel path (`KILN_ISA`); `None`: the widest this CPU runs.
     pub isa: Option<Isa>,
     /// The most threads one kernel is split across (`KILN_THREADS`; by default the CPUs this
@@ -56,6 +59,7 @@ impl Default for CompileOptions {
             fusion: true,
             simplify: true,
             dump_graphs: false,
+            dump_schedule: false,
             isa: None,
             threads: available_threads(),
         }
@@ -100,6 +104,8 @@ pub struct DumpOptions {
     pub graph: bool,
     /// The fusion groups with the reason of every decision.
     pub fusion: bool,
+    /// The kernel plan (parts, scratch) and the buffer plan (offsets, live ranges).
+    pub schedule: bool,
     /// Each kernel's Cranelift IR.
     pub clif: bool,
     /// Each kernel's disassembly.
@@ -112,7 +118,9 @@ pub struct DumpOptions {
 
 impl DumpOptions {
     /// The items `KILN_DUMP` accepts (`all`: every other one).
-    pub const ITEMS: [&str; 6] = ["graph", "fusion", "clif", "asm", "profile", "all"];
+    pub const ITEMS: [&str; 7] = [
+        "graph", "fusion", "schedule", "clif", "asm", "profile", "all",
+    ];
 
     /// From `KILN_DUMP` and `KILN_DUMP_DIR` (see the [module](self) docs).
     pub fn from_env() -> Result<Self> {
@@ -142,6 +150,7 @@ impl DumpOptions {
             let flags = [
                 &mut d.graph,
                 &mut d.fusion,
+                &mut d.schedule,
                 &mut d.clif,
                 &mut d.asm,
                 &mut d.profile,
@@ -215,7 +224,7 @@ mod tests {
         );
         let dump = DumpOptions::from_vars(vars(&[("KILN_DUMP", "")])).unwrap();
         assert_eq!(dump.dir, PathBuf::from("kiln-dump"));
-        assert!(!(dump.graph || dump.fusion || dump.clif || dump.profile));
+        assert!(!(dump.graph || dump.fusion || dump.schedule || dump.clif || dump.profile));
     }
 
     #[test]
@@ -231,14 +240,14 @@ mod tests {
         let o = CompileOptions::from_vars(vars(&[("KILN_FUSION", "1")])).unwrap();
         assert!(o.fusion);
         let d = DumpOptions::from_vars(vars(&[
-            ("KILN_DUMP", "fusion, clif"),
+            ("KILN_DUMP", "fusion, schedule"),
             ("KILN_DUMP_DIR", "/tmp/d"),
         ]))
         .unwrap();
-        assert!(d.fusion && d.clif && !d.graph && !d.profile);
+        assert!(d.fusion && d.schedule && !d.graph && !d.profile);
         assert_eq!(d.dir, PathBuf::from("/tmp/d"));
         let all = DumpOptions::from_vars(vars(&[("KILN_DUMP", "all")])).unwrap();
-        assert!(all.graph && all.fusion && all.clif && all.asm && all.profile);
+        assert!(all.graph && all.fusion && all.schedule && all.clif && all.asm && all.profile);
     }
 
     #[test]
@@ -264,7 +273,7 @@ mod tests {
         assert!(
             dump.contains(
                 "KILN_DUMP=fusion,zzz: expected a comma-separated list of graph, fusion, \
-                 clif, asm, profile or all"
+                 schedule, clif, asm, profile or all"
             ),
             "{dump}"
         );

@@ -1,8 +1,9 @@
-//! Observability (DESIGN.md rule 11): `KILN_DUMP=graph,fusion,clif,asm,profile` (any subset,
-//! or `all`) with `KILN_DUMP_DIR` (default `kiln-dump`) writes, per program and batch size,
-//! the graph as DOT before and after each pass, the fusion groups with the reason of every
-//! decision, each kernel's Cranelift IR and disassembly, and a per-kernel time profile of its
-//! runs. The variables are parsed by [`kiln_compiler::options`].
+//! Observability (DESIGN.md rule 11): `KILN_DUMP=graph,fusion,schedule,clif,asm,profile` (any
+//! subset, or `all`) with `KILN_DUMP_DIR` (default `kiln-dump`) writes, per program and batch
+//! size, the graph as DOT before and after each pass, the fusion groups with the reason of every
+//! decision, the kernel plan (parts, scratch) and buffer plan (offsets, live intervals), each
+//! kernel's Cranelift IR and disassembly, and a per-kernel time profile of its runs. The
+//! variables are parsed by [`kiln_compiler::options`].
 
 use kiln_compiler::codegen::Executable;
 use kiln_compiler::options::DumpOptions;
@@ -34,8 +35,8 @@ impl DumpConfig {
     }
 
     /// Dumps what was asked for about a new specialisation of program `name`: the graph after
-    /// each stage (`NAME.bB.NN_STAGE.dot`), the fusion report and each kernel's IR (`.clif`)
-    /// and disassembly (`.s`).
+    /// each stage (`NAME.bB.NN_STAGE.dot`), the fusion and schedule reports and each kernel's
+    /// IR (`.clif`) and disassembly (`.s`).
     pub fn specialisation(&self, name: &str, exe: &Executable) {
         let stem = format!("{name}.b{}", exe.batch);
         for (i, (stage, dot)) in exe.graphs.iter().enumerate() {
@@ -43,6 +44,9 @@ impl DumpConfig {
         }
         if self.options.fusion {
             self.write(&format!("{stem}.fusion.txt"), &exe.fusion_report);
+        }
+        if self.options.schedule {
+            self.write(&format!("{stem}.schedule.txt"), &exe.schedule_report);
         }
         if self.options.clif {
             for (kernel, clif) in &exe.clif {

@@ -70,6 +70,7 @@ impl Program {
         options.dump_clif |= dump.options.clif;
         options.dump_asm |= dump.options.asm;
         options.dump_graphs |= dump.options.graph;
+        options.dump_schedule |= dump.options.schedule;
         Ok(Program {
             name: "program".into(),
             dump,

@@ -4,11 +4,13 @@ mod compile;
 pub mod emit;
 pub mod jit;
 pub mod kernels;
+mod lower;
 pub mod math;
 
 pub use crate::options::{available_threads, CompileOptions, MAX_THREADS};
+pub use crate::schedule::buffers::Buffer;
 pub use crate::schedule::memory::ALIGN;
-pub use compile::{compile, Buffer, Executable, IndexBound, Kernel, Slot, StateLayout};
+pub use compile::{compile, Executable, IndexBound, Kernel, Slot, StateLayout};
 pub use jit::{host_features, CpuFeatures, JitBuilder, KernelFn};
 pub use kernels::matmul::{credit_native_calls, native_call_counts, native_calls, Isa};
 pub use kernels::Region;
