@@ -2,6 +2,8 @@
 //! simplification passes and (with the `codegen` feature) scheduling, Cranelift code generation
 //! and the options read from the environment.
 
+#![deny(clippy::too_many_lines)]
+
 pub mod autodiff;
 pub mod error;
 pub mod interp;
