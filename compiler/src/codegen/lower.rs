@@ -128,7 +128,7 @@ pub(super) fn lower(
             scratch,
             status,
         };
-        let (id, flops) = kernel.define(&mut jit, place, &plan.in_place)?;
+        let (id, flops) = kernel.define(&mut jit, place)?;
         ids.push(id);
         let moved = p
             .reads
@@ -172,12 +172,7 @@ struct KernelAt<'a> {
 
 impl KernelAt<'_> {
     /// Defines the kernel's function in `jit`; returns it and the kernel's flops per call.
-    fn define(
-        &self,
-        jit: &mut JitBuilder,
-        place: &Placement,
-        in_place: &HashMap<NodeId, NodeId>,
-    ) -> Result<(FuncId, u64)> {
+    fn define(&self, jit: &mut JitBuilder, place: &Placement) -> Result<(FuncId, u64)> {
         match &self.p.body {
             Body::Op(op) => self.define_op(jit, place, op),
             Body::Group(group) => {
@@ -185,7 +180,7 @@ impl KernelAt<'_> {
                 Ok((id, place.group_flops(group)))
             }
             Body::Flat { groups, len, shift } => {
-                let id = self.define_flat(jit, place, &groups[0], *len, *shift, in_place)?;
+                let id = self.define_flat(jit, place, &groups[0], *len, *shift)?;
                 Ok((id, groups.iter().map(|g| place.group_flops(g)).sum()))
             }
         }
@@ -272,7 +267,6 @@ impl KernelAt<'_> {
         first: &Group,
         len: usize,
         shift: usize,
-        in_place: &HashMap<NodeId, NodeId>,
     ) -> Result<FuncId> {
         let graph = place.graph;
         let full = graph.shape(first.root());
@@ -303,7 +297,7 @@ impl KernelAt<'_> {
             outputs: first
                 .outputs
                 .iter()
-                .filter(|o| in_place.contains_key(o))
+                .filter(|o| place.in_place.contains_key(o))
                 .map(|&o| (o, flat(o)))
                 .collect(),
         };

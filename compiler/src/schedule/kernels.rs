@@ -296,48 +296,36 @@ pub(crate) mod tests {
         (g, y)
     }
 
-    /// One Adam step on `parameters` parameters of 7×3 with gradient inputs, simplified (as
-    /// compiling does).
-    pub(crate) fn adam_step(parameters: usize) -> (Graph, Vec<(NodeId, NodeId)>) {
-        let mut g = Graph::new();
-        let (mut ws, mut grads) = (Vec::new(), Vec::new());
-        for i in 0..parameters {
-            ws.push(
-                g.parameter(&format!("w{i}"), Shape::fixed(&[7, 3]))
-                    .unwrap(),
-            );
-            let name = format!("grad{i}");
-            grads.push(g.input(&name, Shape::fixed(&[7, 3]), DType::F32).unwrap());
-        }
-        let updates = Optimizer::from(Adam::default())
-            .build(&mut g, &ws, &grads)
-            .unwrap();
-        simplified(&g, &updates)
-    }
-
-    /// The training step of a two-layer MLP with Adam: its loss and updates, simplified.
+    /// The training step of a two-layer MLP with Adam, simplified (as compiling does): the
+    /// graph, its loss and its updates.
     pub(crate) fn mlp_step() -> (Graph, NodeId, Vec<(NodeId, NodeId)>) {
         let arch = Sequential::new(&[4])
             .add(Layer::dense(3, Activation::Relu))
             .add(Layer::dense(2, Activation::Softmax));
         let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
         let lg = loss_graph(&arch, &loss, &[], Some(&Adam::default().into())).unwrap();
-        let mut updates = lg.updates.clone();
-        updates.push((lg.loss, lg.loss));
-        let (g, mut updates) = simplified(&lg.forward.graph, &updates);
-        let (loss, _) = updates.pop().unwrap();
-        (g, loss, updates)
-    }
-
-    /// `graph` simplified for the `(parameter, value)` pairs, and the pairs in it.
-    fn simplified(graph: &Graph, pairs: &[(NodeId, NodeId)]) -> (Graph, Vec<(NodeId, NodeId)>) {
-        let roots: Vec<NodeId> = pairs.iter().flat_map(|&(p, v)| [p, v]).collect();
-        let s = crate::passes::simplify(graph, &roots).unwrap();
-        let pairs = pairs
+        let roots: Vec<NodeId> = std::iter::once(lg.loss)
+            .chain(lg.updates.iter().flat_map(|&(p, v)| [p, v]))
+            .collect();
+        let s = crate::passes::simplify(&lg.forward.graph, &roots).unwrap();
+        let updates = lg
+            .updates
             .iter()
             .map(|&(p, v)| (s.get(p).unwrap(), s.get(v).unwrap()))
             .collect();
-        (s.graph, pairs)
+        let loss = s.get(lg.loss).unwrap();
+        (s.graph, loss, updates)
+    }
+
+    /// One Adam step on a 7×3 parameter `w` with gradient input `grad`: the graph and updates.
+    fn adam_step() -> (Graph, Vec<(NodeId, NodeId)>) {
+        let mut g = Graph::new();
+        let w = g.parameter("w", Shape::fixed(&[7, 3])).unwrap();
+        let grad = g.input("grad", Shape::fixed(&[7, 3]), DType::F32).unwrap();
+        let updates = Optimizer::from(Adam::default())
+            .build(&mut g, &[w], &[grad])
+            .unwrap();
+        (g, updates)
     }
 
     #[test]
@@ -359,7 +347,7 @@ pub(crate) mod tests {
 
     #[test]
     fn an_update_kernel_writes_its_parameter_in_place_and_others_are_copied() {
-        let (g, updates) = adam_step(1);
+        let (g, updates) = adam_step();
         let fused = plan(&g, &[], &updates, true);
         assert_eq!(fused.in_place.len(), updates.len());
         assert!(!fused.kernels.iter().any(|k| k.name.ends_with("assign")));
