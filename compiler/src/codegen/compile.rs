@@ -405,3 +405,56 @@ fn fusion_report(fusion: &FusionPlan, graph: &Graph, isa: Isa) -> String {
         Isa::Avx2
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `table[ids]` and an unrelated `x + x`: the graph, the gather and the sum.
+    fn gather_and_sum() -> (Graph, NodeId, NodeId) {
+        let mut g = Graph::new();
+        let table = g.parameter("table", Shape::fixed(&[10, 4])).unwrap();
+        let ids = g.input("ids", Shape::fixed(&[3]), DType::I32).unwrap();
+        let rows = g.gather(table, ids).unwrap();
+        let x = g.input("x", Shape::fixed(&[2]), DType::F32).unwrap();
+        let sum = g.add(x, x).unwrap();
+        (g, rows, sum)
+    }
+
+    #[test]
+    fn only_the_nodes_the_roots_need_are_compiled_in_dependency_order() {
+        let (g, rows, sum) = gather_and_sum();
+        let order = reachable(&g, &[rows]);
+        assert_eq!(order.len(), 3);
+        assert_eq!(order.last(), Some(&rows));
+        assert!(!order.contains(&sum));
+    }
+
+    #[test]
+    fn index_inputs_are_bounded_by_the_rows_they_index() {
+        let (g, rows, _) = gather_and_sum();
+        let bounds = index_bounds(&g, &reachable(&g, &[rows]), 1);
+        let expected = IndexBound {
+            input: "ids".into(),
+            bound: 10,
+            op: g.node(rows).op.name(),
+        };
+        assert_eq!(bounds, [expected]);
+    }
+
+    #[test]
+    fn a_request_is_checked_before_anything_is_compiled() {
+        let (g, rows, sum) = gather_and_sum();
+        let options = CompileOptions::default();
+        let err = |outputs: &[NodeId], updates: &[(NodeId, NodeId)], batch: usize| {
+            validate(&g, outputs, updates, batch, &options)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(&[rows], &[], 0).contains("batch size of at least 1"));
+        assert!(err(&[NodeId::new(99)], &[], 1).contains("node 99 does not exist"));
+        let table = g.parameters()[0];
+        assert!(err(&[], &[(table, sum)], 1).contains("an update must write"));
+        assert!(validate(&g, &[rows, sum], &[], 1, &options).is_ok());
+    }
+}
