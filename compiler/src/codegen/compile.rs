@@ -4,6 +4,7 @@
 //! specialisation of a program shares one state. The work arena is planned from the live
 //! intervals of its buffers (see [`super::memory`]), so buffers that are never live at the same
 //! time share memory.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::fusion;
 use super::fusion::{Group, Kind};
@@ -16,7 +17,7 @@ use super::kernels::rows::{self, RowsSpec};
 use super::kernels::{self, Buf, KernelSpec, Region};
 use super::memory::{self, align, Request, ALIGN};
 use crate::error::{Error, Result};
-use crate::ir::{DType, Graph, NodeId, Op, Shape};
+use crate::ir::{DType, FusionClass, Graph, Leaf, NodeId, Op, Shape};
 use crate::passes;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -269,10 +270,10 @@ impl Planned {
     /// it element by element (see [`rows::overwrites_in_place`]).
     fn reads_in_place(&self, graph: &Graph, value: NodeId, written: NodeId) -> bool {
         match &self.body {
-            Body::Op(op) => fusion::is_elementwise_map(op),
+            Body::Op(op) => op.fusion_class() == FusionClass::Elementwise,
             Body::Group(group) => match &group.kind {
                 Kind::Elementwise => group.nodes.iter().all(|&m| {
-                    !matches!(graph.node(m).op, Op::Broadcast { .. })
+                    graph.node(m).op.fusion_class() != FusionClass::Broadcast
                         || !graph.operands(m).contains(&value)
                 }),
                 Kind::Rows(domain) => {
@@ -369,8 +370,7 @@ pub fn compile(
     }
     for (p, v) in updates {
         let (pn, vn) = (graph.node(*p), graph.node(*v));
-        if !matches!(pn.op, Op::Parameter { .. }) || pn.shape != vn.shape || vn.dtype != DType::F32
-        {
+        if !pn.op.is_leaf(Leaf::Parameter) || pn.shape != vn.shape || vn.dtype != DType::F32 {
             return Err(Error::Graph(format!(
                 "an update must write an f32 value of the parameter's shape into a parameter; \
                  found {} {} ← {} {}",
@@ -417,15 +417,11 @@ pub fn compile(
     for &n in &order {
         let node = graph.node(n);
         let operands = graph.operands(n);
-        if let Some((index_operand, bound)) = match &node.op {
-            Op::Gather => Some((operands[1], dims(operands[0])[0])),
-            Op::ScatterAdd { rows } => Some((operands[1], *rows)),
-            Op::OneHot { depth } => Some((operands[0], *depth)),
-            _ => None,
-        } {
-            if let Op::Input { name, .. } = &graph.node(root(index_operand)).op {
+        if let Some((slot, bound)) = node.op.indices() {
+            let bound = bound.unwrap_or_else(|| dims(operands[0])[0]);
+            if let Some((Leaf::Input, name)) = graph.node(root(operands[slot])).op.leaf() {
                 index_bounds.push(IndexBound {
-                    input: name.clone(),
+                    input: name.to_string(),
                     bound,
                     op: node.op.name(),
                 });
@@ -460,7 +456,7 @@ pub fn compile(
             let label = match group.kind {
                 Kind::Rows(_) => "rows",
                 Kind::Contraction(_) => "matmul_epilogue",
-                _ => "fused",
+                Kind::Single | Kind::Elementwise => "fused",
             };
             (Body::Group(group.clone()), reads, label.to_string())
         };
@@ -504,7 +500,7 @@ pub fn compile(
         .iter()
         .map(|p| match &p.body {
             Body::Group(g) => Some(g),
-            _ => None,
+            Body::Op(_) | Body::Flat { .. } => None,
         })
         .collect();
     let merge = if options.fusion {
@@ -573,13 +569,12 @@ pub fn compile(
             || in_place.contains_key(&n)
             || bundled.contains_key(&n)
             || merge.as_ref().is_some_and(|m| m.dropped.contains(&n));
-        if matches!(node.op, Op::Reshape(_) | Op::Parameter { .. }) || elsewhere {
+        let alias = node.op.fusion_class() == FusionClass::Alias;
+        if alias || node.op.is_leaf(Leaf::Parameter) || elsewhere {
             continue;
         }
-        let pinned = matches!(
-            node.op,
-            Op::Input { .. } | Op::Constant(_) | Op::ElementCount(_)
-        );
+        // Data other than parameters is written before the first kernel.
+        let pinned = node.op.fusion_class() == FusionClass::Data;
         buffer_of.insert(n, buffers.len());
         buffers.push(Buffer {
             name: format!("{} n{}", node.op.name(), n.index()),
@@ -702,14 +697,14 @@ pub fn compile(
     let mut constants = Vec::new();
     let mut inputs = Vec::new();
     for &n in &order {
-        match &graph.node(n).op {
-            Op::Constant(t) => constants.push((place(n).1, t.to_bits())),
-            Op::ElementCount(s) => {
-                let count = Shape::concrete(s, batch).iter().product::<usize>() as f32;
-                constants.push((place(n).1, vec![count.to_bits()]));
-            }
-            Op::Input { name, .. } => inputs.push(slot(n, name.to_string())),
-            _ => {}
+        let op = &graph.node(n).op;
+        if let Op::Constant(t) = op {
+            constants.push((place(n).1, t.to_bits()));
+        } else if let Op::ElementCount(s) = op {
+            let count = Shape::concrete(s, batch).iter().product::<usize>() as f32;
+            constants.push((place(n).1, vec![count.to_bits()]));
+        } else if let Some((Leaf::Input, name)) = op.leaf() {
+            inputs.push(slot(n, name.to_string()));
         }
     }
 

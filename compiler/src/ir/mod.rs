@@ -9,5 +9,6 @@ mod shape;
 
 pub use dtype::DType;
 pub use graph::{Graph, Node, NodeId};
-pub use op::{BinaryOp, CompareOp, FusionClass, Op, ReduceOp, UnaryOp};
+pub(crate) use op::no_gradient;
+pub use op::{BinaryOp, CompareOp, FusionClass, Leaf, Op, OpKey, ReduceOp, UnaryOp};
 pub use shape::{strides, Count, Dim, Shape};

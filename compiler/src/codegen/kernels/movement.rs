@@ -1,6 +1,7 @@
 //! Movement kernels. Every movement op is an index map, so all of them lower to one strided
 //! copy (plus a fill for padding): output multi-index `i` reads input element
 //! `offset + Σ i_k · stride_k`.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::elementwise::{elem_addr, for_elements, lane_type};
 use super::{Bases, KernelSpec};
@@ -187,7 +188,26 @@ pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()>
                 at += part.dims[*axis];
             }
         }
-        other => unreachable!("{} is not a movement op", other.name()),
+        other @ (Op::Input { .. }
+        | Op::Parameter { .. }
+        | Op::Constant(_)
+        | Op::ElementCount(_)
+        | Op::Iota { .. }
+        | Op::RandomUniform { .. }
+        | Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Select
+        | Op::Clip { .. }
+        | Op::Cast(_)
+        | Op::Reduce { .. }
+        | Op::ArgMax { .. }
+        | Op::MatMul { .. }
+        | Op::Gather
+        | Op::ScatterAdd { .. }
+        | Op::OneHot { .. }) => {
+            unreachable!("{} is not a movement op", other.name())
+        }
     }
     Ok(())
 }

@@ -186,7 +186,7 @@ impl Plan {
             // 16-column AVX2 tile does the same work in half the FMAs (measured on 128×64 ·
             // 64×10: 31 against 22 GFLOP/s).
             Isa::Avx512 if n <= 16 && Isa::Avx2.supported() => Isa::Avx2,
-            isa => isa,
+            isa @ (Isa::Baseline | Isa::Avx2 | Isa::Avx512) => isa,
         };
         let (mr, nr) = path.tile();
         let (l1, l2) = cache_sizes();
@@ -308,7 +308,7 @@ impl Plan {
     fn part_scratch_bytes(&self) -> usize {
         let bytes = match self.path {
             Isa::Baseline => self.b_offset() + self.b_bytes(),
-            _ => self.tile_offset() + self.mr() * self.nr() * 4,
+            Isa::Avx2 | Isa::Avx512 => self.tile_offset() + self.mr() * self.nr() * 4,
         };
         bytes.div_ceil(64) * 64
     }
@@ -325,6 +325,20 @@ impl Plan {
 
 pub(super) fn scratch_bytes(op: &Op, inputs: &[Buf], isa: Isa, parts: usize) -> usize {
     Plan::new(op, &inputs[0], &inputs[1], isa, parts).scratch_bytes()
+}
+
+/// Floating-point operations of the matmul `op` of `inputs` into `output`: two per multiply-add.
+pub(super) fn flops(op: &Op, inputs: &[Buf], output: &Buf) -> u64 {
+    let Op::MatMul { transpose_a, .. } = *op else {
+        unreachable!("not a matmul")
+    };
+    let a = &inputs[0].dims;
+    let k = if transpose_a {
+        a[a.len() - 2]
+    } else {
+        a[a.len() - 1]
+    };
+    2 * output.len() as u64 * k as u64
 }
 
 /// Below this many flops (about 30 µs of one core) a matmul runs as one part: measured on the
