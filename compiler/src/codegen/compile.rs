@@ -12,10 +12,10 @@ use super::horizontal;
 use super::jit::{CodeHandle, JitBuilder, KernelFn};
 use super::kernels::epilogue::{self, EpilogueSpec};
 use super::kernels::fused::{self, FusedSpec};
-use super::kernels::matmul::Isa;
 use super::kernels::rows::{self, RowsSpec};
 use super::kernels::{self, Buf, KernelSpec, Region};
 use super::memory::{self, align, Request, ALIGN};
+use super::target::{Isa, Target};
 use crate::error::{Error, Result};
 use crate::ir::{DType, FusionClass, Graph, Leaf, NodeId, Op, Shape};
 use crate::passes;
@@ -359,7 +359,8 @@ pub fn compile(
             "a program needs a batch size of at least 1".into(),
         ));
     }
-    let isa = Isa::resolve(options.isa)?;
+    let target = Target::host().with_isa(options.isa)?;
+    let isa = target.isa;
     let all: Vec<NodeId> = outputs
         .iter()
         .chain(updates.iter().flat_map(|(p, v)| [p, v]))
@@ -619,8 +620,8 @@ pub fn compile(
     let mut scratch_of = Vec::with_capacity(specs.len());
     for (k, p) in specs.iter().enumerate() {
         let contraction = |op: &Op, ins: &[Buf], out: &Buf| {
-            let n = kernels::parts(op, ins, out, isa, threads);
-            (n, kernels::scratch_bytes(op, ins, out, isa, n))
+            let n = kernels::parts(op, ins, out, &target, threads);
+            (n, kernels::scratch_bytes(op, ins, out, &target, n))
         };
         let (n, size_bytes) = match &p.body {
             Body::Op(op) => {

@@ -14,6 +14,7 @@ pub mod rows;
 pub use elementwise::elementwise_value;
 
 use super::emit::Emit;
+use super::target::Target;
 use crate::error::{Error, Result};
 use crate::ir::{DType, FusionClass, Op};
 use cranelift_codegen::ir::{InstBuilder, Value};
@@ -77,17 +78,17 @@ pub struct KernelSpec<'a> {
     pub status_code: u32,
 }
 
-/// Scratch bytes a kernel needs besides its operands and output, with contractions on
-/// microkernel path `isa` at widest, run as `parts` (see [`parts`]).
+/// Scratch bytes a kernel needs besides its operands and output on `target`, run as `parts`
+/// (see [`parts`]).
 pub fn scratch_bytes(
     op: &Op,
     inputs: &[Buf],
     output: &Buf,
-    isa: matmul::Isa,
+    target: &Target,
     parts: usize,
 ) -> usize {
     match op.fusion_class() {
-        FusionClass::Contraction => matmul::scratch_bytes(op, inputs, isa, parts),
+        FusionClass::Contraction => matmul::scratch_bytes(op, inputs, target, parts),
         FusionClass::Reduction => reduce::scratch_bytes(op, &inputs[0], output),
         FusionClass::Data
         | FusionClass::Generator
@@ -103,11 +104,12 @@ pub fn scratch_bytes(
 /// Below this many elements an elementwise loop runs as one part.
 const MIN_PARALLEL_ELEMENTS: usize = 1 << 15;
 
-/// How many parts (at most `threads`) the kernel of `op` runs as: matmuls and elementwise maps
-/// large enough to gain from more threads are split, every other kernel runs whole.
-pub fn parts(op: &Op, inputs: &[Buf], output: &Buf, isa: matmul::Isa, threads: usize) -> usize {
+/// How many parts (at most `threads`) the kernel of `op` runs as on `target`: matmuls and
+/// elementwise maps large enough to gain from more threads are split, every other kernel runs
+/// whole.
+pub fn parts(op: &Op, inputs: &[Buf], output: &Buf, target: &Target, threads: usize) -> usize {
     match op.fusion_class() {
-        FusionClass::Contraction => matmul::parts(op, inputs, isa, threads),
+        FusionClass::Contraction => matmul::parts(op, inputs, target, threads),
         FusionClass::Elementwise => elementwise_parts(output.len(), threads),
         FusionClass::Data
         | FusionClass::Generator

@@ -17,21 +17,10 @@
 //! scratch), `c` to `MR` rows of `NR` readable and writable f32s `ldc` apart; what a kernel
 //! writes overlaps neither panel, and no alignment is assumed. A kernel reads only the two
 //! panels (and `C`'s tile) and writes only its tile. A path's kernels are only emitted after its
-//! CPU features were detected ([`Isa::resolve`]).
+//! CPU features were detected ([`Isa::resolve`](crate::codegen::target::Isa::resolve)).
 
-use crate::error::{Error, Result};
+use crate::codegen::target::Isa;
 use std::cell::Cell;
-
-/// A contraction microkernel path, from the widest vectors down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Isa {
-    /// The Cranelift `f32x4` microkernel, on every CPU.
-    Baseline,
-    /// The native AVX2 + FMA microkernel.
-    Avx2,
-    /// The native AVX-512F microkernel.
-    Avx512,
-}
 
 /// The native microkernel writing the tile buffer (see the module's safety contract).
 pub(crate) type NativeFn = unsafe extern "C" fn(*const f32, *const f32, usize, *mut f32);
@@ -41,74 +30,6 @@ pub(crate) type NativeToCFn =
     unsafe extern "C" fn(*const f32, *const f32, usize, *mut f32, usize, usize);
 
 impl Isa {
-    pub const ALL: [Isa; 3] = [Isa::Baseline, Isa::Avx2, Isa::Avx512];
-
-    /// The name `KILN_ISA` uses.
-    pub fn name(self) -> &'static str {
-        match self {
-            Isa::Baseline => "baseline",
-            Isa::Avx2 => "avx2",
-            Isa::Avx512 => "avx512",
-        }
-    }
-
-    /// The path named `name` (as in `KILN_ISA`).
-    pub fn parse(name: &str) -> Result<Isa> {
-        Isa::ALL
-            .into_iter()
-            .find(|i| i.name() == name.trim())
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "unknown microkernel path `{name}` (known: avx512, avx2, baseline)"
-                ))
-            })
-    }
-
-    /// Whether this CPU runs the path.
-    pub fn supported(self) -> bool {
-        match self {
-            Isa::Baseline => true,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
-        }
-    }
-
-    /// The paths this CPU runs, narrowest first.
-    pub fn available() -> Vec<Isa> {
-        Isa::ALL.into_iter().filter(|i| i.supported()).collect()
-    }
-
-    /// `requested`, or the widest supported path when `None`; a requested path this CPU lacks
-    /// is an error.
-    pub fn resolve(requested: Option<Isa>) -> Result<Isa> {
-        match requested {
-            None => Ok(*Isa::available().last().expect("baseline always runs")),
-            Some(isa) if isa.supported() => Ok(isa),
-            Some(isa) => Err(Error::InvalidArgument(format!(
-                "KILN_ISA={} forces a microkernel path this CPU does not support",
-                isa.name()
-            ))),
-        }
-    }
-
-    /// Rows and columns of the path's register tile. Baseline: 5 × 8, ten `f32x4`
-    /// accumulators. 6 × 8 (twelve) is the best shape of `CRANELIFT_NOTES.md` in isolation, but
-    /// its unrolled loop needs all 16 xmm registers and whether the register allocator then
-    /// spills depends on the code around the loop: on 256² and 512² it ran at 87–94 % of the
-    /// 128-bit peak depending on the layout, 5 × 8 at a steady 91–95 %; 4 × 8 is front-end
-    /// bound (81 %). The native tiles keep twelve accumulators plus the B vectors in registers.
-    pub fn tile(self) -> (usize, usize) {
-        match self {
-            Isa::Baseline => (5, 8),
-            Isa::Avx2 => (6, 16),
-            Isa::Avx512 => (6, 32),
-        }
-    }
-
     /// The native microkernels of the path, to the tile buffer and to `C` (`None` for the
     /// Cranelift one).
     pub(crate) fn native(self) -> Option<(NativeFn, NativeToCFn)> {
@@ -121,13 +42,6 @@ impl Isa {
             #[cfg(not(target_arch = "x86_64"))]
             _ => None,
         }
-    }
-}
-
-impl std::fmt::Display for Isa {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (mr, nr) = self.tile();
-        write!(f, "{} ({mr}×{nr})", self.name())
     }
 }
 
