@@ -15,6 +15,7 @@ pub use compile::{
     StateLayout, MAX_THREADS,
 };
 pub use jit::{JitBuilder, KernelFn};
+#[cfg(any(test, feature = "counters"))]
 pub use kernels::matmul::{credit_native_calls, native_call_counts, native_calls};
 pub use kernels::Region;
 pub use memory::ALIGN;

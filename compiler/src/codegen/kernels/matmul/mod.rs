@@ -44,13 +44,16 @@
 //! caller's [`Epilogue`] after the last one: this is where fused bias, activation and residual
 //! epilogues go.
 
+#[cfg(any(test, feature = "counters"))]
+mod counters;
 mod microkernel;
 mod native;
 mod pack;
 #[cfg(test)]
 mod tests;
 
-pub use native::{credit_native_calls, native_call_counts, native_calls};
+#[cfg(any(test, feature = "counters"))]
+pub use counters::{credit_native_calls, native_call_counts, native_calls};
 
 use super::{Bases, Buf, KernelSpec};
 use crate::codegen::emit::{Emit, LANES};

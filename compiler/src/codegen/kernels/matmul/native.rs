@@ -20,7 +20,6 @@
 //! CPU features were detected ([`Isa::resolve`](crate::codegen::target::Isa::resolve)).
 
 use crate::codegen::target::Isa;
-use std::cell::Cell;
 
 /// The native microkernel writing the tile buffer (see the module's safety contract).
 pub(crate) type NativeFn = unsafe extern "C" fn(*const f32, *const f32, usize, *mut f32);
@@ -45,40 +44,10 @@ impl Isa {
     }
 }
 
-thread_local! {
-    /// Calls of each native microkernel on this thread, indexed by `Isa as usize`.
-    static CALLS: [Cell<u64>; 3] = const { [const { Cell::new(0) }; 3] };
-}
-
-/// How many times the native microkernel of `isa` has run for the calling thread: on it, or on
-/// a worker thread running parts of its kernels (credited with [`credit_native_calls`]); 0 for
-/// the baseline path, which is Cranelift code. Proof of which path a program really took.
-pub fn native_calls(isa: Isa) -> u64 {
-    CALLS.with(|c| c[isa as usize].get())
-}
-
-/// [`native_calls`] of every path, indexed by `Isa as usize`.
-pub fn native_call_counts() -> [u64; 3] {
-    Isa::ALL.map(native_calls)
-}
-
-/// Adds `calls` (indexed by `Isa as usize`), made on another thread on this one's behalf, to
-/// this thread's [`native_calls`].
-pub fn credit_native_calls(calls: [u64; 3]) {
-    CALLS.with(|c| {
-        for (cell, n) in c.iter().zip(calls) {
-            cell.set(cell.get() + n);
-        }
-    });
-}
-
-fn count_call(isa: Isa) {
-    CALLS.with(|c| c[isa as usize].set(c[isa as usize].get() + 1));
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{count_call, Isa};
+    #[cfg(any(test, feature = "counters"))]
+    use super::Isa;
     use std::arch::x86_64::*;
 
     /// The sums `acc[MR][NV]` (vectors of `$lanes`) of the packed panels `a` and `b` over
@@ -120,7 +89,8 @@ mod x86 {
                 tile: *mut f32,
             ) {
                 const NR: usize = $nv * $lanes;
-                count_call($isa);
+                #[cfg(any(test, feature = "counters"))]
+                super::super::counters::count_call($isa);
                 let acc = tile_sums!(a, b, kc, $mr, $nv, $lanes, $v, $zero, $load, $splat, $fma);
                 for (r, row) in acc.iter().enumerate() {
                     for (v, &c) in row.iter().enumerate() {
@@ -139,7 +109,8 @@ mod x86 {
                 ldc: usize,
                 accumulate: usize,
             ) {
-                count_call($isa);
+                #[cfg(any(test, feature = "counters"))]
+                super::super::counters::count_call($isa);
                 let acc = tile_sums!(a, b, kc, $mr, $nv, $lanes, $v, $zero, $load, $splat, $fma);
                 for (r, row) in acc.iter().enumerate() {
                     for (v, &x) in row.iter().enumerate() {
