@@ -719,7 +719,7 @@ pub fn compile(
             })
             .sum()
     };
-    let mut jit = JitBuilder::new(options.dump_clif)?.with_isa(isa)?;
+    let mut jit = JitBuilder::new(options.dump_clif)?.with_target(target);
     if options.dump_asm {
         jit = jit.with_disassembly();
     }

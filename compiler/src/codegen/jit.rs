@@ -9,7 +9,7 @@
 
 use super::emit::Emit;
 use super::kernels::Bases;
-use super::target::{CpuFeatures, Isa, Target};
+use super::target::{CpuFeatures, Target};
 use crate::error::{Error, Result};
 use cranelift_codegen::ir::{types::I64, AbiParam, InstBuilder, UserFuncName};
 use cranelift_codegen::settings::{self, Configurable};
@@ -98,11 +98,11 @@ impl JitBuilder {
         })
     }
 
-    /// Contractions defined from now on take microkernel path `isa` at widest (an error when
-    /// this CPU lacks it).
-    pub fn with_isa(mut self, isa: Isa) -> Result<Self> {
-        self.target = self.target.with_isa(Some(isa))?;
-        Ok(self)
+    /// Kernels defined from now on are generated for `target` (the host, with contractions
+    /// perhaps held to a narrower microkernel path: [`Target::with_isa`]).
+    pub fn with_target(mut self, target: Target) -> Self {
+        self.target = target;
+        self
     }
 
     /// Keeps the disassembly of each kernel defined from now on (see [`JitBuilder::asm`]).
