@@ -165,6 +165,37 @@ pub enum Leaf {
     Parameter,
 }
 
+/// The ops of the fusion classes with several members, as patterns: [`Op::fusion_class`] is
+/// made of them, and a match that must name the ops outside a class names these instead of
+/// listing the ops again.
+macro_rules! data_ops {
+    () => {
+        Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::ElementCount(_)
+    };
+}
+macro_rules! generator_ops {
+    () => {
+        Op::Iota { .. } | Op::RandomUniform { .. }
+    };
+}
+macro_rules! elementwise_ops {
+    () => {
+        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Clip { .. } | Op::Cast(_)
+    };
+}
+macro_rules! movement_ops {
+    () => {
+        Op::Permute(_) | Op::Slice { .. } | Op::Pad { .. } | Op::Concat { .. }
+    };
+}
+macro_rules! opaque_ops {
+    () => {
+        Op::Gather | Op::ScatterAdd { .. } | Op::ArgMax { .. }
+    };
+}
+#[cfg(feature = "codegen")]
+pub(crate) use {data_ops, elementwise_ops, generator_ops, movement_ops, opaque_ops};
+
 /// The ops that pass no gradient to any operand, as a pattern (the one list of them).
 macro_rules! no_gradient {
     () => {
@@ -365,26 +396,14 @@ impl Op {
             Op::Gather => Some((1, None)),
             Op::ScatterAdd { rows } => Some((1, Some(*rows))),
             Op::OneHot { depth } => Some((0, Some(*depth))),
-            Op::Input { .. }
-            | Op::Parameter { .. }
-            | Op::Constant(_)
-            | Op::ElementCount(_)
-            | Op::Iota { .. }
-            | Op::RandomUniform { .. }
-            | Op::Unary(_)
-            | Op::Binary(_)
-            | Op::Compare(_)
-            | Op::Select
-            | Op::Clip { .. }
-            | Op::Cast(_)
-            | Op::Reduce { .. }
+            data_ops!()
+            | generator_ops!()
+            | elementwise_ops!()
+            | movement_ops!()
             | Op::ArgMax { .. }
             | Op::Reshape(_)
-            | Op::Permute(_)
             | Op::Broadcast { .. }
-            | Op::Slice { .. }
-            | Op::Pad { .. }
-            | Op::Concat { .. }
+            | Op::Reduce { .. }
             | Op::MatMul { .. } => None,
         }
     }
@@ -392,25 +411,16 @@ impl Op {
     /// The op's fusion class.
     pub fn fusion_class(&self) -> FusionClass {
         match self {
-            Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::ElementCount(_) => {
-                FusionClass::Data
-            }
-            Op::Iota { .. } | Op::RandomUniform { .. } => FusionClass::Generator,
-            Op::Unary(_)
-            | Op::Binary(_)
-            | Op::Compare(_)
-            | Op::Select
-            | Op::Clip { .. }
-            | Op::Cast(_) => FusionClass::Elementwise,
+            data_ops!() => FusionClass::Data,
+            generator_ops!() => FusionClass::Generator,
+            elementwise_ops!() => FusionClass::Elementwise,
             Op::OneHot { .. } => FusionClass::Expansion,
             Op::Reshape(_) => FusionClass::Alias,
             Op::Broadcast { .. } => FusionClass::Broadcast,
-            Op::Permute(_) | Op::Slice { .. } | Op::Pad { .. } | Op::Concat { .. } => {
-                FusionClass::Movement
-            }
+            movement_ops!() => FusionClass::Movement,
             Op::Reduce { .. } => FusionClass::Reduction,
             Op::MatMul { .. } => FusionClass::Contraction,
-            Op::Gather | Op::ScatterAdd { .. } | Op::ArgMax { .. } => FusionClass::Opaque,
+            opaque_ops!() => FusionClass::Opaque,
         }
     }
 
@@ -426,11 +436,8 @@ impl Op {
             | Op::Clip { .. }
             | Op::Reduce { .. }
             | Op::Reshape(_)
-            | Op::Permute(_)
             | Op::Broadcast { .. }
-            | Op::Slice { .. }
-            | Op::Pad { .. }
-            | Op::Concat { .. }
+            | movement_ops!()
             | Op::MatMul { .. } => true,
         }
     }

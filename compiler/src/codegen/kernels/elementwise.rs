@@ -6,7 +6,10 @@ use super::{Bases, KernelSpec};
 use crate::codegen::emit::{float_type, int_type, Emit, LANES, LINE};
 use crate::codegen::math;
 use crate::error::Result;
-use crate::ir::{BinaryOp, CompareOp, DType, FusionClass, Op, UnaryOp};
+use crate::ir::{
+    data_ops, generator_ops, movement_ops, opaque_ops, BinaryOp, CompareOp, DType, FusionClass, Op,
+    UnaryOp,
+};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, I32, I32X4};
 use cranelift_codegen::ir::{InstBuilder, Type, Value};
@@ -76,24 +79,15 @@ pub fn elementwise_value(e: &mut Emit, op: &Op, args: &[Value]) -> Value {
                 args[0]
             }
         }
-        other @ (Op::Input { .. }
-        | Op::Parameter { .. }
-        | Op::Constant(_)
-        | Op::ElementCount(_)
-        | Op::Iota { .. }
-        | Op::RandomUniform { .. }
-        | Op::Reduce { .. }
-        | Op::ArgMax { .. }
+        other @ (data_ops!()
+        | generator_ops!()
+        | movement_ops!()
+        | opaque_ops!()
+        | Op::OneHot { .. }
         | Op::Reshape(_)
-        | Op::Permute(_)
         | Op::Broadcast { .. }
-        | Op::Slice { .. }
-        | Op::Pad { .. }
-        | Op::Concat { .. }
-        | Op::MatMul { .. }
-        | Op::Gather
-        | Op::ScatterAdd { .. }
-        | Op::OneHot { .. }) => {
+        | Op::Reduce { .. }
+        | Op::MatMul { .. }) => {
             unreachable!("{} is not an elementwise map", other.name())
         }
     }

@@ -7,7 +7,7 @@ use super::elementwise::{elem_addr, for_elements, lane_type};
 use super::{Bases, KernelSpec};
 use crate::codegen::emit::{mem_readonly, Emit, LANES};
 use crate::error::Result;
-use crate::ir::{strides, DType, Op};
+use crate::ir::{data_ops, elementwise_ops, generator_ops, opaque_ops, strides, DType, Op};
 use cranelift_codegen::ir::{InstBuilder, Value};
 
 /// One axis of a strided copy: extent and the element strides on each side.
@@ -188,24 +188,13 @@ pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()>
                 at += part.dims[*axis];
             }
         }
-        other @ (Op::Input { .. }
-        | Op::Parameter { .. }
-        | Op::Constant(_)
-        | Op::ElementCount(_)
-        | Op::Iota { .. }
-        | Op::RandomUniform { .. }
-        | Op::Unary(_)
-        | Op::Binary(_)
-        | Op::Compare(_)
-        | Op::Select
-        | Op::Clip { .. }
-        | Op::Cast(_)
+        other @ (data_ops!()
+        | generator_ops!()
+        | elementwise_ops!()
+        | opaque_ops!()
+        | Op::OneHot { .. }
         | Op::Reduce { .. }
-        | Op::ArgMax { .. }
-        | Op::MatMul { .. }
-        | Op::Gather
-        | Op::ScatterAdd { .. }
-        | Op::OneHot { .. }) => {
+        | Op::MatMul { .. }) => {
             unreachable!("{} is not a movement op", other.name())
         }
     }
