@@ -7,14 +7,15 @@
 //! graph, so every batch-size specialisation of a program shares one state. The work arena is
 //! planned from the live intervals of its buffers (see [`crate::schedule::memory`]), so
 //! buffers that are never live at the same time share memory.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::jit::{CodeHandle, KernelFn};
-use super::kernels::matmul::Isa;
 use super::kernels::Region;
 use super::lower::{lower, Placement};
+use super::target::{Isa, Target};
 
 use crate::error::{Error, Result};
-use crate::ir::{DType, Graph, NodeId, Op, Shape};
+use crate::ir::{DType, Graph, Leaf, NodeId, Op, Shape};
 use crate::options::CompileOptions;
 use crate::passes;
 use crate::schedule;
@@ -196,7 +197,8 @@ pub fn compile(
     options: &CompileOptions,
 ) -> Result<Executable> {
     let start = Instant::now();
-    let isa = validate(graph, outputs, updates, batch, options)?;
+    let target = validate(graph, outputs, updates, batch, options)?;
+    let isa = target.isa;
     let mut graphs = Vec::new();
     let roots = simplify(Roots::new(graph, outputs, updates), options, &mut graphs)?;
     let graph = &*roots.graph;
@@ -218,7 +220,7 @@ pub fn compile(
         &parameter_offsets,
         options.fusion,
     );
-    let work = plan_parts_and_scratch(graph, &plan.kernels, batch, isa, options.threads)?;
+    let work = plan_parts_and_scratch(graph, &plan.kernels, batch, &target, options.threads)?;
     let mut buffers = plan_buffers(graph, &order, &plan, &work, outputs, batch);
     let memory = buffers.place();
     let schedule_report = if options.dump_schedule {
@@ -237,7 +239,7 @@ pub fn compile(
     let (inputs, constants) = inputs_and_constants(&place, &order);
     // The status word takes the first line of the work arena; the buffers start after it.
     let status_offset = 0;
-    let lowered = lower(&place, &plan, &work, isa, status_offset, options)?;
+    let lowered = lower(&place, &plan, &work, target, status_offset, options)?;
     let outputs = outputs
         .iter()
         .map(|&n| place.slot(n, graph.node(n).op.name()))
@@ -271,13 +273,13 @@ fn validate(
     updates: &[(NodeId, NodeId)],
     batch: usize,
     options: &CompileOptions,
-) -> Result<Isa> {
+) -> Result<Target> {
     if batch == 0 {
         return Err(Error::InvalidArgument(
             "a program needs a batch size of at least 1".into(),
         ));
     }
-    let isa = Isa::resolve(options.isa)?;
+    let target = Target::host().with_isa(options.isa)?;
     let all = outputs
         .iter()
         .chain(updates.iter().flat_map(|(p, v)| [p, v]));
@@ -286,8 +288,7 @@ fn validate(
     }
     for (p, v) in updates {
         let (pn, vn) = (graph.node(*p), graph.node(*v));
-        if !matches!(pn.op, Op::Parameter { .. }) || pn.shape != vn.shape || vn.dtype != DType::F32
-        {
+        if !pn.op.is_leaf(Leaf::Parameter) || pn.shape != vn.shape || vn.dtype != DType::F32 {
             return Err(Error::Graph(format!(
                 "an update must write an f32 value of the parameter's shape into a parameter; \
                  found {} {} ← {} {}",
@@ -298,7 +299,7 @@ fn validate(
             )));
         }
     }
-    Ok(isa)
+    Ok(target)
 }
 
 /// Runs the simplification passes when `options` ask for them, keeping the graph as DOT
@@ -355,17 +356,13 @@ fn index_bounds(graph: &Graph, order: &[NodeId], batch: usize) -> Vec<IndexBound
     for &n in order {
         let node = graph.node(n);
         let operands = graph.operands(n);
-        let Some((index_operand, bound)) = (match &node.op {
-            Op::Gather => Some((operands[1], dims(operands[0])[0])),
-            Op::ScatterAdd { rows } => Some((operands[1], *rows)),
-            Op::OneHot { depth } => Some((operands[0], *depth)),
-            _ => None,
-        }) else {
+        let Some((slot, bound)) = node.op.indices() else {
             continue;
         };
-        if let Op::Input { name, .. } = &graph.node(root(index_operand)).op {
+        let bound = bound.unwrap_or_else(|| dims(operands[0])[0]);
+        if let Some((Leaf::Input, name)) = graph.node(root(operands[slot])).op.leaf() {
             bounds.push(IndexBound {
-                input: name.clone(),
+                input: name.to_string(),
                 bound,
                 op: node.op.name(),
             });
@@ -382,14 +379,14 @@ fn inputs_and_constants(
     let mut constants = Vec::new();
     let mut inputs = Vec::new();
     for &n in order {
-        match &place.graph.node(n).op {
-            Op::Constant(t) => constants.push((place.offset(n), t.to_bits())),
-            Op::ElementCount(s) => {
-                let count = Shape::concrete(s, place.batch).iter().product::<usize>() as f32;
-                constants.push((place.offset(n), vec![count.to_bits()]));
-            }
-            Op::Input { name, .. } => inputs.push(place.slot(n, name.to_string())),
-            _ => {}
+        let op = &place.graph.node(n).op;
+        if let Op::Constant(t) = op {
+            constants.push((place.offset(n), t.to_bits()));
+        } else if let Op::ElementCount(s) = op {
+            let count = Shape::concrete(s, place.batch).iter().product::<usize>() as f32;
+            constants.push((place.offset(n), vec![count.to_bits()]));
+        } else if let Some((Leaf::Input, name)) = op.leaf() {
+            inputs.push(place.slot(n, name.to_string()));
         }
     }
     (inputs, constants)

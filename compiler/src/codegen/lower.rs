@@ -1,13 +1,14 @@
 //! Lowering of a scheduled program: each planned kernel becomes one Cranelift function that
 //! reads and writes its values where the buffer plan placed them.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::compile::{Kernel, Slot};
 use super::jit::{CodeHandle, JitBuilder};
 use super::kernels::epilogue::{self, EpilogueSpec};
 use super::kernels::fused::{self, FusedSpec};
-use super::kernels::matmul::Isa;
 use super::kernels::rows::{self, RowsSpec};
 use super::kernels::{self, Buf, KernelSpec, Region};
+use super::target::Target;
 use crate::error::Result;
 use crate::ir::{Graph, NodeId, Op};
 use crate::options::CompileOptions;
@@ -103,17 +104,17 @@ pub(super) struct Lowered {
     pub code: Arc<CodeHandle>,
 }
 
-/// JIT-compiles the kernels of `plan`, each in the parts `work` gives it, for the `isa`
+/// JIT-compiles the kernels of `plan`, each in the parts `work` gives it, for the `target`
 /// microkernel path, with the status word at `status`.
 pub(super) fn lower(
     place: &Placement,
     plan: &KernelPlan,
     work: &[Work],
-    isa: Isa,
+    target: Target,
     status: usize,
     options: &CompileOptions,
 ) -> Result<Lowered> {
-    let mut jit = JitBuilder::new(options.dump_clif)?.with_isa(isa)?;
+    let mut jit = JitBuilder::new(options.dump_clif)?.with_target(target);
     if options.dump_asm {
         jit = jit.with_disassembly();
     }

@@ -1,9 +1,22 @@
 //! The closed set of primitive ops and their shape rules.
 //!
-//! Each primitive is one variant here. Its other facets live beside the code that uses them,
-//! each an exhaustive `match` over this enum so no op can lack one: reference semantics in
-//! [`crate::interp`], gradient in [`crate::autodiff`], lowering in `crate::codegen`. The shape
-//! rule ([`Op::infer`]) is the only facet shared by the macro, the interpreter and codegen.
+//! Each primitive is one variant of [`Op`]. Every facet of an op is an exhaustive `match` over
+//! it (no wildcard arm: modules matching on `Op` deny `clippy::wildcard_enum_match_arm`), so a
+//! new op does not compile until it has them all. Where each facet lives:
+//!
+//! | facet | where |
+//! |---|---|
+//! | name | [`Op::name`] |
+//! | shape rule (also run by the macro) | [`Op::infer`] |
+//! | structural key (CSE, program-cache fingerprint) | [`Op::key`] |
+//! | fusion class | [`Op::fusion_class`]; fusion, constant folding and the kernels' parts, scratch and flops derive from it |
+//! | which operands receive a gradient | [`Op::passes_gradient`] |
+//! | which operand holds indices, and their bound (checked before a program runs) | [`Op::indices`] |
+//! | gradient rule | `operand_cotangents` in [`crate::autodiff`] |
+//! | reference semantics | [`crate::interp`] |
+//! | lowering | `kernels::lower` in `crate::codegen` (fused forms in `kernels::fused`, `kernels::rows`) |
+//! | parts, scratch, flops | `kernels::{parts, scratch_bytes, flops}` in `crate::codegen` |
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::{DType, Dim, Shape};
 use crate::error::{Error, Result};
@@ -89,18 +102,146 @@ pub enum ReduceOp {
 /// How an op may be fused with its neighbours (DESIGN.md rule 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FusionClass {
-    /// Produces a value from nothing (inputs, parameters, constants, iota, random).
-    Leaf,
-    /// One output element from the same-position elements of the operands.
+    /// Holds data and needs no kernel (inputs, parameters, constants, element counts).
+    Data,
+    /// Generates values from element positions (iota, random): a kernel of its own.
+    Generator,
+    /// A map: one output element from the same-position elements of operands of its shape.
     Elementwise,
-    /// An index map: every output element is one input element (or a constant).
+    /// Expands each element along a new last axis (one-hot): fuses into rows kernels only.
+    Expansion,
+    /// Same elements, same memory, new shape (reshape): needs no kernel.
+    Alias,
+    /// Repeats its operand along axes: fuses into its consumers as a stride-0 read.
+    Broadcast,
+    /// Other index maps (permute, slice, pad, concat): a copy kernel of its own.
     Movement,
-    /// Folds axes of its operand.
+    /// Folds axes of its f32 operand (sum, max, mean).
     Reduction,
     /// Matrix products.
     Contraction,
-    /// Data-dependent indexing (gather, scatter).
+    /// Data-dependent indexing or index results (gather, scatter-add, argmax): a kernel of its
+    /// own.
     Opaque,
+}
+
+impl FusionClass {
+    /// Whether ops of this class can share a kernel with others.
+    pub fn fuses(self) -> bool {
+        match self {
+            FusionClass::Elementwise
+            | FusionClass::Expansion
+            | FusionClass::Broadcast
+            | FusionClass::Reduction
+            | FusionClass::Contraction => true,
+            FusionClass::Data
+            | FusionClass::Generator
+            | FusionClass::Alias
+            | FusionClass::Movement
+            | FusionClass::Opaque => false,
+        }
+    }
+
+    /// Whether ops of this class are computed by a kernel (data is held, aliases share memory).
+    pub fn has_kernel(self) -> bool {
+        match self {
+            FusionClass::Data | FusionClass::Alias => false,
+            FusionClass::Generator
+            | FusionClass::Elementwise
+            | FusionClass::Expansion
+            | FusionClass::Broadcast
+            | FusionClass::Movement
+            | FusionClass::Reduction
+            | FusionClass::Contraction
+            | FusionClass::Opaque => true,
+        }
+    }
+}
+
+/// A leaf fed from outside the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaf {
+    Input,
+    Parameter,
+}
+
+/// The ops of the fusion classes with several members, as patterns: [`Op::fusion_class`] is
+/// made of them, and a match that must name the ops outside a class names these instead of
+/// listing the ops again.
+macro_rules! data_ops {
+    () => {
+        Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::ElementCount(_)
+    };
+}
+macro_rules! generator_ops {
+    () => {
+        Op::Iota { .. } | Op::RandomUniform { .. }
+    };
+}
+macro_rules! elementwise_ops {
+    () => {
+        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Clip { .. } | Op::Cast(_)
+    };
+}
+macro_rules! movement_ops {
+    () => {
+        Op::Permute(_) | Op::Slice { .. } | Op::Pad { .. } | Op::Concat { .. }
+    };
+}
+macro_rules! opaque_ops {
+    () => {
+        Op::Gather | Op::ScatterAdd { .. } | Op::ArgMax { .. }
+    };
+}
+#[cfg(feature = "codegen")]
+pub(crate) use {data_ops, elementwise_ops, generator_ops, movement_ops, opaque_ops};
+
+/// The ops that pass no gradient to any operand, as a pattern (the one list of them).
+macro_rules! no_gradient {
+    () => {
+        Op::Input { .. }
+            | Op::Parameter { .. }
+            | Op::Constant(_)
+            | Op::ElementCount(_)
+            | Op::Iota { .. }
+            | Op::RandomUniform { .. }
+            | Op::Compare(_)
+            | Op::Cast(_)
+            | Op::ArgMax { .. }
+            | Op::OneHot { .. }
+    };
+}
+pub(crate) use no_gradient;
+
+/// An [`Op`] with its floats as bits and constants as their shape, dtype and bits, so equal
+/// keys mean equal functions (`Op`'s `==` says `-0.0 == 0.0` and `NaN != NaN`) and keys can
+/// be hashed: the one structural key of an op, for CSE and the graph fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OpKey {
+    Input(String, Shape, DType),
+    Parameter(String, Shape),
+    Constant(Vec<usize>, DType, Vec<u32>),
+    ElementCount(Shape),
+    Iota(Shape, usize, DType),
+    RandomUniform(Shape),
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    Compare(CompareOp),
+    Select,
+    Clip(u32, u32),
+    Cast(DType),
+    Reduce(ReduceOp, Vec<usize>),
+    ArgMax(usize),
+    Reshape(Shape),
+    Permute(Vec<usize>),
+    Broadcast(Shape, Vec<usize>),
+    Slice(usize, usize, usize),
+    Pad(usize, usize, usize, u32),
+    Concat(usize),
+    MatMul(bool, bool),
+    Gather,
+    ScatterAdd(usize),
+    OneHot(usize),
 }
 
 /// A primitive op. Operands are the node's ordered predecessors in the graph.
@@ -229,37 +370,113 @@ impl Op {
 
     /// The name of an input or parameter.
     pub fn leaf_name(&self) -> Option<&str> {
+        self.leaf().map(|(_, name)| name)
+    }
+
+    /// Which leaf fed from outside the op is, with its name.
+    pub fn leaf(&self) -> Option<(Leaf, &str)> {
+        if let Op::Input { name, .. } = self {
+            return Some((Leaf::Input, name));
+        }
+        if let Op::Parameter { name, .. } = self {
+            return Some((Leaf::Parameter, name));
+        }
+        None
+    }
+
+    /// Whether the op is a leaf of kind `kind`.
+    pub fn is_leaf(&self, kind: Leaf) -> bool {
+        self.leaf().is_some_and(|(l, _)| l == kind)
+    }
+
+    /// The operand holding i32 indices, if any, and the bound they must stay below (`None`: the
+    /// row count of the table, operand 0).
+    pub fn indices(&self) -> Option<(usize, Option<usize>)> {
         match self {
-            Op::Input { name, .. } | Op::Parameter { name, .. } => Some(name),
-            _ => None,
+            Op::Gather => Some((1, None)),
+            Op::ScatterAdd { rows } => Some((1, Some(*rows))),
+            Op::OneHot { depth } => Some((0, Some(*depth))),
+            data_ops!()
+            | generator_ops!()
+            | elementwise_ops!()
+            | movement_ops!()
+            | Op::ArgMax { .. }
+            | Op::Reshape(_)
+            | Op::Broadcast { .. }
+            | Op::Reduce { .. }
+            | Op::MatMul { .. } => None,
         }
     }
 
     /// The op's fusion class.
     pub fn fusion_class(&self) -> FusionClass {
         match self {
-            Op::Input { .. }
-            | Op::Parameter { .. }
-            | Op::Constant(_)
-            | Op::ElementCount(_)
-            | Op::Iota { .. }
-            | Op::RandomUniform { .. } => FusionClass::Leaf,
+            data_ops!() => FusionClass::Data,
+            generator_ops!() => FusionClass::Generator,
+            elementwise_ops!() => FusionClass::Elementwise,
+            Op::OneHot { .. } => FusionClass::Expansion,
+            Op::Reshape(_) => FusionClass::Alias,
+            Op::Broadcast { .. } => FusionClass::Broadcast,
+            movement_ops!() => FusionClass::Movement,
+            Op::Reduce { .. } => FusionClass::Reduction,
+            Op::MatMul { .. } => FusionClass::Contraction,
+            opaque_ops!() => FusionClass::Opaque,
+        }
+    }
+
+    /// Whether the op passes a gradient to its operand `slot` (the rules are in
+    /// [`crate::autodiff`]): never to a mask or to indices.
+    pub fn passes_gradient(&self, slot: usize) -> bool {
+        match self {
+            no_gradient!() => false,
+            Op::Select => slot > 0,
+            Op::Gather | Op::ScatterAdd { .. } => slot == 0,
             Op::Unary(_)
             | Op::Binary(_)
-            | Op::Compare(_)
-            | Op::Select
             | Op::Clip { .. }
-            | Op::Cast(_)
-            | Op::OneHot { .. } => FusionClass::Elementwise,
-            Op::Reshape(_)
-            | Op::Permute(_)
+            | Op::Reduce { .. }
+            | Op::Reshape(_)
             | Op::Broadcast { .. }
-            | Op::Slice { .. }
-            | Op::Pad { .. }
-            | Op::Concat { .. } => FusionClass::Movement,
-            Op::Reduce { .. } | Op::ArgMax { .. } => FusionClass::Reduction,
-            Op::MatMul { .. } => FusionClass::Contraction,
-            Op::Gather | Op::ScatterAdd { .. } => FusionClass::Opaque,
+            | movement_ops!()
+            | Op::MatMul { .. } => true,
+        }
+    }
+
+    /// The op's structural key (see [`OpKey`]).
+    pub fn key(&self) -> OpKey {
+        match self {
+            Op::Input { name, shape, dtype } => OpKey::Input(name.clone(), shape.clone(), *dtype),
+            Op::Parameter { name, shape } => OpKey::Parameter(name.clone(), shape.clone()),
+            Op::Constant(t) => OpKey::Constant(t.shape().to_vec(), t.dtype(), t.to_bits()),
+            Op::ElementCount(s) => OpKey::ElementCount(s.clone()),
+            Op::Iota { shape, axis, dtype } => OpKey::Iota(shape.clone(), *axis, *dtype),
+            Op::RandomUniform { shape } => OpKey::RandomUniform(shape.clone()),
+            Op::Unary(u) => OpKey::Unary(*u),
+            Op::Binary(b) => OpKey::Binary(*b),
+            Op::Compare(c) => OpKey::Compare(*c),
+            Op::Select => OpKey::Select,
+            Op::Clip { lo, hi } => OpKey::Clip(lo.to_bits(), hi.to_bits()),
+            Op::Cast(d) => OpKey::Cast(*d),
+            Op::Reduce { op, axes } => OpKey::Reduce(*op, axes.clone()),
+            Op::ArgMax { axis } => OpKey::ArgMax(*axis),
+            Op::Reshape(s) => OpKey::Reshape(s.clone()),
+            Op::Permute(p) => OpKey::Permute(p.clone()),
+            Op::Broadcast { shape, axes } => OpKey::Broadcast(shape.clone(), axes.clone()),
+            Op::Slice { axis, start, end } => OpKey::Slice(*axis, *start, *end),
+            Op::Pad {
+                axis,
+                low,
+                high,
+                value,
+            } => OpKey::Pad(*axis, *low, *high, value.to_bits()),
+            Op::Concat { axis } => OpKey::Concat(*axis),
+            Op::MatMul {
+                transpose_a,
+                transpose_b,
+            } => OpKey::MatMul(*transpose_a, *transpose_b),
+            Op::Gather => OpKey::Gather,
+            Op::ScatterAdd { rows } => OpKey::ScatterAdd(*rows),
+            Op::OneHot { depth } => OpKey::OneHot(*depth),
         }
     }
 
@@ -336,7 +553,16 @@ impl Op {
                 }
                 Ok((shape.clone(), DType::F32))
             }
-            _ => unreachable!("{} is not handled here", c.name),
+            elementwise_ops!()
+            | movement_ops!()
+            | opaque_ops!()
+            | Op::OneHot { .. }
+            | Op::Reshape(_)
+            | Op::Broadcast { .. }
+            | Op::Reduce { .. }
+            | Op::MatMul { .. } => {
+                unreachable!("{} is not handled here", c.name)
+            }
         }
     }
 
@@ -373,7 +599,17 @@ impl Op {
                 c.arity(1)?;
                 Ok((c.operands[0].0.clone(), *to))
             }
-            _ => unreachable!("{} is not handled here", c.name),
+            data_ops!()
+            | generator_ops!()
+            | movement_ops!()
+            | opaque_ops!()
+            | Op::OneHot { .. }
+            | Op::Reshape(_)
+            | Op::Broadcast { .. }
+            | Op::Reduce { .. }
+            | Op::MatMul { .. } => {
+                unreachable!("{} is not handled here", c.name)
+            }
         }
     }
 
@@ -418,7 +654,18 @@ impl Op {
                 d.remove(*axis);
                 Ok((Shape(d), DType::I32))
             }
-            _ => unreachable!("{} is not handled here", c.name),
+            data_ops!()
+            | generator_ops!()
+            | elementwise_ops!()
+            | movement_ops!()
+            | Op::Gather
+            | Op::ScatterAdd { .. }
+            | Op::OneHot { .. }
+            | Op::Reshape(_)
+            | Op::Broadcast { .. }
+            | Op::MatMul { .. } => {
+                unreachable!("{} is not handled here", c.name)
+            }
         }
     }
 
@@ -534,7 +781,15 @@ impl Op {
                 d[*axis] = Dim::Fixed(total);
                 Ok((Shape(d), c.operands[0].1))
             }
-            _ => unreachable!("{} is not handled here", c.name),
+            data_ops!()
+            | generator_ops!()
+            | elementwise_ops!()
+            | opaque_ops!()
+            | Op::OneHot { .. }
+            | Op::Reduce { .. }
+            | Op::MatMul { .. } => {
+                unreachable!("{} is not handled here", c.name)
+            }
         }
     }
 
@@ -617,7 +872,16 @@ impl Op {
                 d.push(Dim::Fixed(*depth));
                 Ok((Shape(d), DType::F32))
             }
-            _ => unreachable!("{} is not handled here", c.name),
+            data_ops!()
+            | generator_ops!()
+            | elementwise_ops!()
+            | movement_ops!()
+            | Op::Reshape(_)
+            | Op::Broadcast { .. }
+            | Op::Reduce { .. }
+            | Op::ArgMax { .. } => {
+                unreachable!("{} is not handled here", c.name)
+            }
         }
     }
 }

@@ -6,13 +6,14 @@
 //! outputs are read after the last step. Inputs and constants (written by the runtime before
 //! the run, or once per specialisation) are pinned. A kernel's scratch is live during that
 //! kernel only.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::fusion;
 use super::kernels::KernelPlan;
 use super::memory::{self, MemoryPlan, Request, ALIGN};
 use super::parts::Work;
 use crate::codegen::kernels::Region;
-use crate::ir::{Graph, NodeId, Op};
+use crate::ir::{FusionClass, Graph, Leaf, NodeId};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
@@ -105,13 +106,12 @@ fn add_values(
             || plan.in_place.contains_key(&n)
             || bundled.contains(&n)
             || plan.merge.as_ref().is_some_and(|m| m.dropped.contains(&n));
-        if matches!(node.op, Op::Reshape(_) | Op::Parameter { .. }) || elsewhere {
+        let alias = node.op.fusion_class() == FusionClass::Alias;
+        if alias || node.op.is_leaf(Leaf::Parameter) || elsewhere {
             continue;
         }
-        let pinned = matches!(
-            node.op,
-            Op::Input { .. } | Op::Constant(_) | Op::ElementCount(_)
-        );
+        // Data other than parameters is written before the first kernel.
+        let pinned = node.op.fusion_class() == FusionClass::Data;
         b.buffer_of.insert(n, (b.buffers.len(), 0));
         let size_bytes =
             graph.shape(n).concrete(batch).iter().product::<usize>() * node.dtype.size();

@@ -1,11 +1,12 @@
 //! Kernel planning: one kernel per fusion group, in dependency order; parameter updates written
 //! in place where that is safe; the update kernels of all parameters merged into one loop when
 //! they are the same code (see [`horizontal`]); a copy kernel for every other update.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::fusion::{self, FusionPlan, Group, Kind};
 use super::horizontal::{self, Merge};
 use crate::codegen::kernels::rows;
-use crate::ir::{Graph, NodeId, Op};
+use crate::ir::{FusionClass, Graph, NodeId, Op};
 use std::collections::{HashMap, HashSet};
 
 /// What one kernel computes.
@@ -43,10 +44,10 @@ impl Planned {
     /// it element by element (see [`rows::overwrites_in_place`]).
     fn reads_in_place(&self, graph: &Graph, value: NodeId, written: NodeId) -> bool {
         match &self.body {
-            Body::Op(op) => fusion::is_elementwise_map(op),
+            Body::Op(op) => op.fusion_class() == FusionClass::Elementwise,
             Body::Group(group) => match &group.kind {
                 Kind::Elementwise => group.nodes.iter().all(|&m| {
-                    !matches!(graph.node(m).op, Op::Broadcast { .. })
+                    graph.node(m).op.fusion_class() != FusionClass::Broadcast
                         || !graph.operands(m).contains(&value)
                 }),
                 Kind::Rows(domain) => {
@@ -139,7 +140,7 @@ fn group_kernels(graph: &Graph, groups: &[Group]) -> (Vec<Planned>, HashSet<Node
             let label = match group.kind {
                 Kind::Rows(_) => "rows",
                 Kind::Contraction(_) => "matmul_epilogue",
-                _ => "fused",
+                Kind::Single | Kind::Elementwise => "fused",
             };
             (Body::Group(group.clone()), reads, label.to_string())
         };
@@ -199,7 +200,7 @@ fn merged_updates(
         .iter()
         .map(|p| match &p.body {
             Body::Group(g) => Some(g),
-            _ => None,
+            Body::Op(_) | Body::Flat { .. } => None,
         })
         .collect();
     horizontal::plan(graph, &groups_of, in_place, parameter_offsets).filter(|m| {
