@@ -1,13 +1,14 @@
-//! `KILN_DUMP` writes the graph after each pass, the fusion report, each kernel's Cranelift IR
-//! and disassembly, and a per-kernel profile. (Its own test binary: it sets process-wide environment variables.)
+//! `KILN_DUMP` writes the graph after each pass, the fusion and schedule reports, each kernel's
+//! Cranelift IR and disassembly, and a per-kernel profile. (Its own test binary: it sets
+//! process-wide environment variables.)
 
 use kiln::prelude::*;
 
 #[test]
-fn kiln_dump_writes_graphs_fusion_clif_asm_and_profile() {
+fn kiln_dump_writes_graphs_fusion_schedule_clif_asm_and_profile() {
     let dir = std::env::temp_dir().join(format!("kiln-dump-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::env::set_var("KILN_DUMP", "graph,fusion,clif,asm,profile");
+    std::env::set_var("KILN_DUMP", "graph,fusion,schedule,clif,asm,profile");
     std::env::set_var("KILN_DUMP_DIR", &dir);
 
     let arch = Sequential::new(&[5]).add(Layer::dense(3, Activation::Softmax));
@@ -38,6 +39,15 @@ fn kiln_dump_writes_graphs_fusion_clif_asm_and_profile() {
     assert!(
         fusion.contains("group") && fusion.contains("fuse "),
         "{fusion}"
+    );
+    // The kernel plan with parts and scratch, and every buffer with its offset and live range.
+    let schedule = read("train.b2.schedule.txt");
+    assert!(
+        schedule.contains("parts")
+            && schedule.contains("scratch")
+            && schedule.contains("work arena")
+            && schedule.contains("pinned"),
+        "{schedule}"
     );
     let clif: Vec<&String> = files
         .iter()

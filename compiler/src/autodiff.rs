@@ -3,16 +3,19 @@
 //! [`vjp`] appends to the graph the nodes computing a vector-Jacobian product, made of the same
 //! primitives as the forward pass and built through the shape-checked builder, so the passes see
 //! forward and backward as one graph. Each primitive's gradient is one arm of the exhaustive
-//! `match` in `operand_cotangents`; `passes_gradient` says which operands it reaches.
+//! `match` in `operand_cotangents`; [`Op::passes_gradient`] says which operands it reaches.
 //!
 //! The gradient with respect to a node is the derivative of the output with respect to that
 //! node's value taken as a free variable (so with respect to a constant that scales the output,
 //! it is not zero). Non-differentiable ops (compare, cast, argmax, one-hot, the leaves) and
 //! operands (select's mask, gather's and scatter-add's indices) pass no cotangent to their
 //! operands.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use crate::error::{Error, Result};
-use crate::ir::{BinaryOp, CompareOp, DType, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp};
+use crate::ir::{
+    no_gradient, BinaryOp, CompareOp, DType, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp,
+};
 
 /// Appends to `graph` the nodes computing the vector-Jacobian product of `output` with the
 /// cotangent `cotangent` (same shape as `output`), and returns d/d`wrt[i]` for each i (same shape
@@ -162,39 +165,8 @@ fn needs(g: &Graph, id: NodeId, active: &[bool]) -> Vec<bool> {
     operands
         .iter()
         .enumerate()
-        .map(|(slot, o)| active[o.index()] && passes_gradient(op, slot))
+        .map(|(slot, o)| active[o.index()] && op.passes_gradient(slot))
         .collect()
-}
-
-/// Whether `op` passes a gradient to its operand `slot`: the slots [`operand_cotangents`] gives a
-/// contribution to.
-fn passes_gradient(op: &Op, slot: usize) -> bool {
-    match op {
-        Op::Input { .. }
-        | Op::Parameter { .. }
-        | Op::Constant(_)
-        | Op::ElementCount(_)
-        | Op::Iota { .. }
-        | Op::RandomUniform { .. }
-        | Op::Compare(_)
-        | Op::Cast(_)
-        | Op::ArgMax { .. }
-        | Op::OneHot { .. } => false,
-        // Not to the mask, nor to the indices.
-        Op::Select => slot > 0,
-        Op::Gather | Op::ScatterAdd { .. } => slot == 0,
-        Op::Unary(_)
-        | Op::Binary(_)
-        | Op::Clip { .. }
-        | Op::Reduce { .. }
-        | Op::Reshape(_)
-        | Op::Permute(_)
-        | Op::Broadcast { .. }
-        | Op::Slice { .. }
-        | Op::Pad { .. }
-        | Op::Concat { .. }
-        | Op::MatMul { .. } => true,
-    }
 }
 
 /// A node's cotangent contributions to its operands, built only for the operands that need one.
@@ -233,17 +205,8 @@ fn operand_cotangents(
     };
     // Only nodes passing a gradient to an operand get here, so this never clones a constant.
     match g.node(y).op.clone() {
-        // No gradient: `passes_gradient` keeps these from getting here.
-        Op::Input { .. }
-        | Op::Parameter { .. }
-        | Op::Constant(_)
-        | Op::ElementCount(_)
-        | Op::Iota { .. }
-        | Op::RandomUniform { .. }
-        | Op::Compare(_)
-        | Op::Cast(_)
-        | Op::ArgMax { .. }
-        | Op::OneHot { .. } => {}
+        // No gradient: `Op::passes_gradient` keeps these from getting here.
+        no_gradient!() => {}
         Op::Unary(op) => c.set(g, 0, |g| unary_vjp(g, op, x[0], y, ct))?,
         Op::Binary(op) => binary_vjp(g, &mut c, op, x[0], x[1], y, ct)?,
         Op::Select => {
@@ -424,10 +387,8 @@ fn binary_vjp(
         }
         // Ties go to `a`: max routes to a where a >= b, min where a <= b.
         BinaryOp::Max | BinaryOp::Min => {
-            let mask = match op {
-                BinaryOp::Max => g.compare(CompareOp::Le, b, a)?,
-                _ => g.compare(CompareOp::Le, a, b)?,
-            };
+            let (lo, hi) = if op == BinaryOp::Max { (b, a) } else { (a, b) };
+            let mask = g.compare(CompareOp::Le, lo, hi)?;
             c.set(g, 0, |g| route(g, mask, ct, true))?;
             c.set(g, 1, |g| route(g, mask, ct, false))
         }

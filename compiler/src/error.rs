@@ -79,7 +79,7 @@ pub enum Error {
     },
 }
 
-/// `Result` with kiln's [`Error`].
+/// `Result` with kiln's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

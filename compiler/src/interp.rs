@@ -22,6 +22,7 @@
 //!   ScatterAdd reject such indices with [`Error::IndexOutOfRange`].
 //! - RandomUniform's element at row-major position `i` of the concrete output is
 //!   [`random_uniform`]`(key, i mod 2³²)`.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use crate::error::{Error, Result};
 use crate::ir::{

@@ -1,5 +1,8 @@
 //! kiln's compiler: the graph IR, the primitive op table, the reference interpreter, autodiff,
-//! simplification passes and (with the `codegen` feature) Cranelift code generation.
+//! simplification passes and (with the `codegen` feature) scheduling, Cranelift code generation
+//! and the options read from the environment.
+
+#![deny(clippy::too_many_lines)]
 
 pub mod autodiff;
 pub mod error;
@@ -11,6 +14,10 @@ pub mod tensor;
 
 #[cfg(feature = "codegen")]
 pub mod codegen;
+#[cfg(feature = "codegen")]
+pub mod options;
+#[cfg(feature = "codegen")]
+pub mod schedule;
 
 pub use error::{Error, Result};
 pub use ir::{DType, Dim, Graph, NodeId, Op, Shape};

@@ -34,7 +34,7 @@ fn define(
 ) -> FuncId {
     jit.define(name, 1, |e, bases| {
         let arena = bases.work;
-        e.fma &= fma;
+        e.target.features.fma &= fma;
         let out = i32::try_from(4 * n).expect("buffer fits i32 offsets");
         let zero = e.i64(0);
         let end = e.i64(n as i64);

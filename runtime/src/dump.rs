@@ -1,78 +1,59 @@
-//! Observability (DESIGN.md rule 11): `KILN_DUMP=graph,fusion,clif,asm,profile` (any subset,
-//! or `all`) with `KILN_DUMP_DIR` (default `kiln-dump`) writes, per program and batch size,
-//! the graph as DOT before and after each pass, the fusion groups with the reason of every
-//! decision, each kernel's Cranelift IR and disassembly, and a per-kernel time profile of its
-//! runs.
+//! Observability (DESIGN.md rule 11): `KILN_DUMP=graph,fusion,schedule,clif,asm,profile` (any
+//! subset, or `all`) with `KILN_DUMP_DIR` (default `kiln-dump`) writes, per program and batch
+//! size, the graph as DOT before and after each pass, the fusion groups with the reason of every
+//! decision, the kernel plan (parts, scratch) and buffer plan (offsets, live intervals), each
+//! kernel's Cranelift IR and disassembly, and a per-kernel time profile of its runs. The
+//! variables are parsed by [`kiln_compiler::options`].
 
 use kiln_compiler::codegen::Executable;
-use std::path::PathBuf;
+use kiln_compiler::options::DumpOptions;
+use kiln_compiler::Result;
 use std::time::Duration;
 
-/// What to dump, read once from the environment.
+/// What to dump and where, read once from the environment; writes the dumps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DumpConfig {
-    pub graph: bool,
-    pub fusion: bool,
-    pub clif: bool,
-    pub asm: bool,
-    pub profile: bool,
-    pub dir: PathBuf,
+    pub options: DumpOptions,
 }
 
 impl DumpConfig {
-    /// From `KILN_DUMP` and `KILN_DUMP_DIR`; unknown items are reported on stderr and ignored.
-    pub fn from_env() -> Self {
-        let dir = std::env::var_os("KILN_DUMP_DIR")
-            .map_or_else(|| PathBuf::from("kiln-dump"), PathBuf::from);
-        let mut c = DumpConfig {
-            dir,
-            ..Self::default()
-        };
-        for item in std::env::var("KILN_DUMP").unwrap_or_default().split(',') {
-            match item.trim() {
-                "" => {}
-                "graph" => c.graph = true,
-                "fusion" => c.fusion = true,
-                "clif" => c.clif = true,
-                "asm" => c.asm = true,
-                "profile" => c.profile = true,
-                "all" => {
-                    (c.graph, c.fusion, c.clif, c.asm, c.profile) = (true, true, true, true, true)
-                }
-                other => eprintln!(
-                    "kiln: ignoring unknown KILN_DUMP item `{other}` (known: graph, fusion, clif, asm, profile, all)"
-                ),
-            }
-        }
-        c
+    /// From `KILN_DUMP` and `KILN_DUMP_DIR` (an unknown item is an error; see
+    /// [`DumpOptions::from_env`]).
+    pub fn from_env() -> Result<Self> {
+        Ok(DumpConfig {
+            options: DumpOptions::from_env()?,
+        })
     }
 
     fn write(&self, file: &str, contents: &str) {
-        let path = self.dir.join(file);
-        let result =
-            std::fs::create_dir_all(&self.dir).and_then(|_| std::fs::write(&path, contents));
+        let path = self.options.dir.join(file);
+        let result = std::fs::create_dir_all(&self.options.dir)
+            .and_then(|_| std::fs::write(&path, contents));
         if let Err(e) = result {
             eprintln!("kiln: cannot write dump {}: {e}", path.display());
         }
     }
 
     /// Dumps what was asked for about a new specialisation of program `name`: the graph after
-    /// each stage (`NAME.bB.NN_STAGE.dot`), the fusion report and each kernel's IR (`.clif`)
-    /// and disassembly (`.s`).
+    /// each stage (`NAME.bB.NN_STAGE.dot`), the fusion and schedule reports and each kernel's
+    /// IR (`.clif`) and disassembly (`.s`).
     pub fn specialisation(&self, name: &str, exe: &Executable) {
         let stem = format!("{name}.b{}", exe.batch);
         for (i, (stage, dot)) in exe.graphs.iter().enumerate() {
             self.write(&format!("{stem}.{i:02}_{stage}.dot"), dot);
         }
-        if self.fusion {
+        if self.options.fusion {
             self.write(&format!("{stem}.fusion.txt"), &exe.fusion_report);
         }
-        if self.clif {
+        if self.options.schedule {
+            self.write(&format!("{stem}.schedule.txt"), &exe.schedule_report);
+        }
+        if self.options.clif {
             for (kernel, clif) in &exe.clif {
                 self.write(&format!("{stem}.{kernel}.clif"), clif);
             }
         }
-        if self.asm {
+        if self.options.asm {
             for (kernel, asm) in &exe.asm {
                 self.write(&format!("{stem}.{kernel}.s"), asm);
             }
@@ -81,7 +62,7 @@ impl DumpConfig {
 
     /// Writes the profile of program `name` (see [`Profile::report`]).
     pub fn profile(&self, name: &str, report: &str) {
-        if self.profile {
+        if self.options.profile {
             self.write(&format!("{name}.profile.txt"), report);
         }
     }

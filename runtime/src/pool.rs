@@ -16,9 +16,9 @@
 //! part of this one has finished).
 
 use crate::float_mode::FlushSubnormals;
-use kiln_compiler::codegen::{
-    available_threads, credit_native_calls, native_call_counts, CompileOptions, Kernel, KernelFn,
-};
+use kiln_compiler::codegen::{available_threads, CompileOptions, Kernel, KernelFn};
+#[cfg(feature = "counters")]
+use kiln_compiler::codegen::{credit_native_calls, native_call_counts};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::thread::Thread;
@@ -51,6 +51,7 @@ struct Shared {
     /// Parts run by worker threads since the process started.
     worker_parts: AtomicU64,
     /// Native microkernel calls workers made for the current job, per path.
+    #[cfg(feature = "counters")]
     native_calls: [AtomicU64; 3],
 }
 
@@ -65,7 +66,7 @@ fn next_of(ticket: u64) -> u64 {
 impl Shared {
     /// Claims and runs parts of the current job until none is left; returns how many ran. A
     /// worker (`credit`) passes the native microkernel calls of each part on to the job's
-    /// caller (see [`native_calls`](kiln_compiler::codegen::native_calls)).
+    /// caller (with the `counters` feature; see [`Shared::counting`]).
     fn help(&self, credit: bool) -> u64 {
         let mut ran = 0;
         loop {
@@ -85,25 +86,34 @@ impl Shared {
                 // SAFETY: the ticket was unchanged, so `func`, `state` and `work` are those of
                 // the current job, whose caller keeps the arenas alive and untouched until all
                 // parts are done; `part` is below the kernel's part count and claimed once.
-                let before = credit.then(native_call_counts);
-                unsafe {
+                self.counting(credit, || unsafe {
                     let func = std::mem::transmute::<usize, KernelFn>(func);
                     func(state, work, part);
-                }
-                if let Some(before) = before {
-                    for ((sum, after), before) in self
-                        .native_calls
-                        .iter()
-                        .zip(native_call_counts())
-                        .zip(before)
-                    {
-                        sum.fetch_add(after - before, Ordering::Relaxed);
-                    }
-                }
+                });
                 self.done.fetch_add(1, Ordering::Release);
                 ran += 1;
             }
         }
+    }
+
+    /// Runs `f`; on a worker (`credit`), adds the native microkernel calls it made to the job's
+    /// (see [`native_calls`](kiln_compiler::codegen::native_calls)).
+    #[cfg(feature = "counters")]
+    fn counting(&self, credit: bool, f: impl FnOnce()) {
+        let before = credit.then(native_call_counts);
+        f();
+        if let Some(before) = before {
+            let after = native_call_counts();
+            for ((sum, after), before) in self.native_calls.iter().zip(after).zip(before) {
+                sum.fetch_add(after - before, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Runs `f` (nothing is counted without the `counters` feature).
+    #[cfg(not(feature = "counters"))]
+    fn counting(&self, _credit: bool, f: impl FnOnce()) {
+        f();
     }
 
     fn worker(&self) {
@@ -160,6 +170,7 @@ impl Pool {
                 done: AtomicUsize::new(0),
                 engaged: AtomicBool::new(false),
                 worker_parts: AtomicU64::new(0),
+                #[cfg(feature = "counters")]
                 native_calls: Default::default(),
             }));
             let workers = (1..pool_threads())
@@ -233,6 +244,7 @@ impl Engaged<'_> {
         while s.done.load(Ordering::Acquire) < kernel.parts {
             std::hint::spin_loop();
         }
+        #[cfg(feature = "counters")]
         credit_native_calls(
             s.native_calls
                 .each_ref()

@@ -65,11 +65,12 @@ impl Program {
             return Err(Error::Graph(format!("node {} does not exist", bad.index())));
         }
         let layout = StateLayout::of(graph);
-        let dump = DumpConfig::from_env();
+        let dump = DumpConfig::from_env()?;
         let mut options = options;
-        options.dump_clif |= dump.clif;
-        options.dump_asm |= dump.asm;
-        options.dump_graphs |= dump.graph;
+        options.dump_clif |= dump.options.clif;
+        options.dump_asm |= dump.options.asm;
+        options.dump_graphs |= dump.options.graph;
+        options.dump_schedule |= dump.options.schedule;
         Ok(Program {
             name: "program".into(),
             dump,
@@ -285,7 +286,7 @@ impl Program {
             .then(|| Pool::global().engage())
             .flatten();
         for (i, k) in exe.kernels.iter().enumerate() {
-            let started = self.dump.profile.then(Instant::now);
+            let started = self.dump.options.profile.then(Instant::now);
             // SAFETY: the kernel was compiled for these arena layouts; every input was checked
             // to fill exactly its slot, and kernels check computed indices themselves.
             unsafe {
@@ -327,7 +328,7 @@ impl Program {
 
 impl Drop for Program {
     fn drop(&mut self) {
-        if self.dump.profile && !self.specialisations.is_empty() {
+        if self.dump.options.profile && !self.specialisations.is_empty() {
             self.dump.profile(&self.name, &self.profile_report());
         }
     }

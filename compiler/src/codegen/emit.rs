@@ -2,7 +2,7 @@
 //! values (loop tails) and on `f32x4` vectors (loop bodies), plus top-tested counted loops, the
 //! loop shape Cranelift compiles best (see `CRANELIFT_NOTES.md`).
 
-use super::kernels::matmul::Isa;
+use super::target::Target;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, I32, I32X4, I64};
 use cranelift_codegen::ir::{
@@ -17,14 +17,12 @@ pub const LANES: usize = 4;
 /// write the same line.
 pub const LINE: usize = 16;
 
-/// Emits instructions into one function. `fma` says whether the host has fused multiply-add
-/// (without it `fma` would lower to libcalls, so `mul_add` falls back to `fmul` + `fadd`);
-/// `isa` is the widest microkernel path contractions may take; the kernel runs as `parts`
+/// Emits instructions into one function for `target` (without fused multiply-add `fma` would
+/// lower to libcalls, so `mul_add` falls back to `fmul` + `fadd`); the kernel runs as `parts`
 /// calls and `part` (an `i64` below `parts`) says which one this is.
 pub struct Emit<'a, 'f> {
     pub b: &'a mut FunctionBuilder<'f>,
-    pub fma: bool,
-    pub isa: Isa,
+    pub target: Target,
     pub part: Value,
     pub parts: usize,
 }
@@ -60,17 +58,10 @@ pub fn mem_readonly() -> MemFlagsData {
 }
 
 impl<'a, 'f> Emit<'a, 'f> {
-    pub fn new(
-        b: &'a mut FunctionBuilder<'f>,
-        fma: bool,
-        isa: Isa,
-        part: Value,
-        parts: usize,
-    ) -> Self {
+    pub fn new(b: &'a mut FunctionBuilder<'f>, target: Target, part: Value, parts: usize) -> Self {
         Emit {
             b,
-            fma,
-            isa,
+            target,
             part,
             parts,
         }
@@ -137,7 +128,7 @@ impl<'a, 'f> Emit<'a, 'f> {
 
     /// `a * b + c`, fused when the host has FMA.
     pub fn mul_add(&mut self, a: Value, b: Value, c: Value) -> Value {
-        if self.fma {
+        if self.target.features.fma {
             self.b.ins().fma(a, b, c)
         } else {
             let p = self.b.ins().fmul(a, b);

@@ -8,8 +8,8 @@
 //! computes the whole kernel.
 
 use super::emit::Emit;
-use super::kernels::matmul::Isa;
 use super::kernels::Bases;
+use super::target::{CpuFeatures, Target};
 use crate::error::{Error, Result};
 use cranelift_codegen::ir::{types::I64, AbiParam, InstBuilder, UserFuncName};
 use cranelift_codegen::settings::{self, Configurable};
@@ -22,14 +22,6 @@ use std::sync::Arc;
 /// A compiled kernel, given the bases of the state and work arenas and which of its parts to
 /// run.
 pub type KernelFn = unsafe extern "C" fn(state: *mut u8, work: *mut u8, part: u64);
-
-/// Facts about the host CPU that change code generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CpuFeatures {
-    pub fma: bool,
-    pub avx2: bool,
-    pub avx512f: bool,
-}
 
 /// Machine code that stays mapped as long as any program holds this handle.
 pub struct CodeHandle {
@@ -55,9 +47,8 @@ pub struct JitBuilder {
     module: JITModule,
     ctx: Context,
     fctx: FunctionBuilderContext,
-    features: CpuFeatures,
-    /// The widest microkernel path contractions take.
-    isa: Isa,
+    /// The CPU, with the widest microkernel path contractions take.
+    target: Target,
     dump_clif: bool,
     clif: Vec<(String, String)>,
     /// Disassembly per kernel, when requested with [`JitBuilder::with_disassembly`].
@@ -68,26 +59,6 @@ fn codegen_err(kernel: &str, e: impl std::fmt::Display) -> Error {
     Error::Codegen {
         kernel: kernel.to_string(),
         message: e.to_string(),
-    }
-}
-
-/// The host CPU's relevant features (the same detection `cranelift_native` uses).
-pub fn host_features() -> CpuFeatures {
-    #[cfg(target_arch = "x86_64")]
-    {
-        CpuFeatures {
-            fma: std::arch::is_x86_feature_detected!("fma"),
-            avx2: std::arch::is_x86_feature_detected!("avx2"),
-            avx512f: std::arch::is_x86_feature_detected!("avx512f"),
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        CpuFeatures {
-            fma: cfg!(target_arch = "aarch64"),
-            avx2: false,
-            avx512f: false,
-        }
     }
 }
 
@@ -115,25 +86,23 @@ impl JitBuilder {
             .map_err(|e| codegen_err("<isa>", e))?
             .finish(settings::Flags::new(flags))
             .map_err(|e| codegen_err("<isa>", e))?;
-        let features = host_features();
         let module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
         Ok(JitBuilder {
             ctx: module.make_context(),
             module,
             fctx: FunctionBuilderContext::new(),
-            features,
-            isa: Isa::resolve(None)?,
+            target: Target::host(),
             dump_clif,
             clif: Vec::new(),
             asm: None,
         })
     }
 
-    /// Contractions defined from now on take microkernel path `isa` at widest (an error when
-    /// this CPU lacks it).
-    pub fn with_isa(mut self, isa: Isa) -> Result<Self> {
-        self.isa = Isa::resolve(Some(isa))?;
-        Ok(self)
+    /// Kernels defined from now on are generated for `target` (the host, with contractions
+    /// perhaps held to a narrower microkernel path: [`Target::with_isa`]).
+    pub fn with_target(mut self, target: Target) -> Self {
+        self.target = target;
+        self
     }
 
     /// Keeps the disassembly of each kernel defined from now on (see [`JitBuilder::asm`]).
@@ -148,7 +117,7 @@ impl JitBuilder {
     }
 
     pub fn features(&self) -> CpuFeatures {
-        self.features
+        self.target.features
     }
 
     /// Defines a kernel named `name` whose body is emitted by `body`, given the arena bases;
@@ -182,7 +151,7 @@ impl JitBuilder {
                 work: params[1],
             };
             let part = params[2];
-            let mut e = Emit::new(&mut b, self.features.fma, self.isa, part, parts);
+            let mut e = Emit::new(&mut b, self.target, part, parts);
             body(&mut e, bases)?;
             e.b.ins().return_(&[]);
             b.finalize(frontend_config);

@@ -3,8 +3,9 @@
 //! Nodes are appended in dependency order, so node ids are a topological order. Every node is
 //! created through [`Graph::add_node`], which runs the op's shape rule: a graph that exists is
 //! well-shaped.
+#![deny(clippy::wildcard_enum_match_arm)]
 
-use super::{BinaryOp, CompareOp, DType, Dim, Op, ReduceOp, Shape, UnaryOp};
+use super::{BinaryOp, CompareOp, DType, Dim, Leaf, Op, ReduceOp, Shape, UnaryOp};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -90,14 +91,14 @@ impl Graph {
     /// All parameter nodes, in creation order.
     pub fn parameters(&self) -> Vec<NodeId> {
         self.ids()
-            .filter(|&id| matches!(self.g[id].op, Op::Parameter { .. }))
+            .filter(|&id| self.g[id].op.is_leaf(Leaf::Parameter))
             .collect()
     }
 
     /// All input nodes, in creation order.
     pub fn inputs(&self) -> Vec<NodeId> {
         self.ids()
-            .filter(|&id| matches!(self.g[id].op, Op::Input { .. }))
+            .filter(|&id| self.g[id].op.is_leaf(Leaf::Input))
             .collect()
     }
 

@@ -9,5 +9,8 @@ mod shape;
 
 pub use dtype::DType;
 pub use graph::{Graph, Node, NodeId};
-pub use op::{BinaryOp, CompareOp, FusionClass, Op, ReduceOp, UnaryOp};
+pub(crate) use op::no_gradient;
+#[cfg(feature = "codegen")]
+pub(crate) use op::{data_ops, elementwise_ops, generator_ops, movement_ops, opaque_ops};
+pub use op::{BinaryOp, CompareOp, FusionClass, Leaf, Op, OpKey, ReduceOp, UnaryOp};
 pub use shape::{strides, Count, Dim, Shape};

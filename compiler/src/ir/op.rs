@@ -1,9 +1,22 @@
 //! The closed set of primitive ops and their shape rules.
 //!
-//! Each primitive is one variant here. Its other facets live beside the code that uses them,
-//! each an exhaustive `match` over this enum so no op can lack one: reference semantics in
-//! [`crate::interp`], gradient in [`crate::autodiff`], lowering in `crate::codegen`. The shape
-//! rule ([`Op::infer`]) is the only facet shared by the macro, the interpreter and codegen.
+//! Each primitive is one variant of [`Op`]. Every facet of an op is an exhaustive `match` over
+//! it (no wildcard arm: modules matching on `Op` deny `clippy::wildcard_enum_match_arm`), so a
+//! new op does not compile until it has them all. Where each facet lives:
+//!
+//! | facet | where |
+//! |---|---|
+//! | name | [`Op::name`] |
+//! | shape rule (also run by the macro) | [`Op::infer`] |
+//! | structural key (CSE, program-cache fingerprint) | [`Op::key`] |
+//! | fusion class | [`Op::fusion_class`]; fusion, constant folding and the kernels' parts, scratch and flops derive from it |
+//! | which operands receive a gradient | [`Op::passes_gradient`] |
+//! | which operand holds indices, and their bound (checked before a program runs) | [`Op::indices`] |
+//! | gradient rule | `operand_cotangents` in [`crate::autodiff`] |
+//! | reference semantics | [`crate::interp`] |
+//! | lowering | `kernels::lower` in `crate::codegen` (fused forms in `kernels::fused`, `kernels::rows`) |
+//! | parts, scratch, flops | `kernels::{parts, scratch_bytes, flops}` in `crate::codegen` |
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::{DType, Dim, Shape};
 use crate::error::{Error, Result};
@@ -89,18 +102,146 @@ pub enum ReduceOp {
 /// How an op may be fused with its neighbours (DESIGN.md rule 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FusionClass {
-    /// Produces a value from nothing (inputs, parameters, constants, iota, random).
-    Leaf,
-    /// One output element from the same-position elements of the operands.
+    /// Holds data and needs no kernel (inputs, parameters, constants, element counts).
+    Data,
+    /// Generates values from element positions (iota, random): a kernel of its own.
+    Generator,
+    /// A map: one output element from the same-position elements of operands of its shape.
     Elementwise,
-    /// An index map: every output element is one input element (or a constant).
+    /// Expands each element along a new last axis (one-hot): fuses into rows kernels only.
+    Expansion,
+    /// Same elements, same memory, new shape (reshape): needs no kernel.
+    Alias,
+    /// Repeats its operand along axes: fuses into its consumers as a stride-0 read.
+    Broadcast,
+    /// Other index maps (permute, slice, pad, concat): a copy kernel of its own.
     Movement,
-    /// Folds axes of its operand.
+    /// Folds axes of its f32 operand (sum, max, mean).
     Reduction,
     /// Matrix products.
     Contraction,
-    /// Data-dependent indexing (gather, scatter).
+    /// Data-dependent indexing or index results (gather, scatter-add, argmax): a kernel of its
+    /// own.
     Opaque,
+}
+
+impl FusionClass {
+    /// Whether ops of this class can share a kernel with others.
+    pub fn fuses(self) -> bool {
+        match self {
+            FusionClass::Elementwise
+            | FusionClass::Expansion
+            | FusionClass::Broadcast
+            | FusionClass::Reduction
+            | FusionClass::Contraction => true,
+            FusionClass::Data
+            | FusionClass::Generator
+            | FusionClass::Alias
+            | FusionClass::Movement
+            | FusionClass::Opaque => false,
+        }
+    }
+
+    /// Whether ops of this class are computed by a kernel (data is held, aliases share memory).
+    pub fn has_kernel(self) -> bool {
+        match self {
+            FusionClass::Data | FusionClass::Alias => false,
+            FusionClass::Generator
+            | FusionClass::Elementwise
+            | FusionClass::Expansion
+            | FusionClass::Broadcast
+            | FusionClass::Movement
+            | FusionClass::Reduction
+            | FusionClass::Contraction
+            | FusionClass::Opaque => true,
+        }
+    }
+}
+
+/// A leaf fed from outside the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaf {
+    Input,
+    Parameter,
+}
+
+/// The ops of the fusion classes with several members, as patterns: [`Op::fusion_class`] is
+/// made of them, and a match that must name the ops outside a class names these instead of
+/// listing the ops again.
+macro_rules! data_ops {
+    () => {
+        Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::ElementCount(_)
+    };
+}
+macro_rules! generator_ops {
+    () => {
+        Op::Iota { .. } | Op::RandomUniform { .. }
+    };
+}
+macro_rules! elementwise_ops {
+    () => {
+        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Clip { .. } | Op::Cast(_)
+    };
+}
+macro_rules! movement_ops {
+    () => {
+        Op::Permute(_) | Op::Slice { .. } | Op::Pad { .. } | Op::Concat { .. }
+    };
+}
+macro_rules! opaque_ops {
+    () => {
+        Op::Gather | Op::ScatterAdd { .. } | Op::ArgMax { .. }
+    };
+}
+#[cfg(feature = "codegen")]
+pub(crate) use {data_ops, elementwise_ops, generator_ops, movement_ops, opaque_ops};
+
+/// The ops that pass no gradient to any operand, as a pattern (the one list of them).
+macro_rules! no_gradient {
+    () => {
+        Op::Input { .. }
+            | Op::Parameter { .. }
+            | Op::Constant(_)
+            | Op::ElementCount(_)
+            | Op::Iota { .. }
+            | Op::RandomUniform { .. }
+            | Op::Compare(_)
+            | Op::Cast(_)
+            | Op::ArgMax { .. }
+            | Op::OneHot { .. }
+    };
+}
+pub(crate) use no_gradient;
+
+/// An [`Op`] with its floats as bits and constants as their shape, dtype and bits, so equal
+/// keys mean equal functions (`Op`'s `==` says `-0.0 == 0.0` and `NaN != NaN`) and keys can
+/// be hashed: the one structural key of an op, for CSE and the graph fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OpKey {
+    Input(String, Shape, DType),
+    Parameter(String, Shape),
+    Constant(Vec<usize>, DType, Vec<u32>),
+    ElementCount(Shape),
+    Iota(Shape, usize, DType),
+    RandomUniform(Shape),
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    Compare(CompareOp),
+    Select,
+    Clip(u32, u32),
+    Cast(DType),
+    Reduce(ReduceOp, Vec<usize>),
+    ArgMax(usize),
+    Reshape(Shape),
+    Permute(Vec<usize>),
+    Broadcast(Shape, Vec<usize>),
+    Slice(usize, usize, usize),
+    Pad(usize, usize, usize, u32),
+    Concat(usize),
+    MatMul(bool, bool),
+    Gather,
+    ScatterAdd(usize),
+    OneHot(usize),
 }
 
 /// A primitive op. Operands are the node's ordered predecessors in the graph.
@@ -229,168 +370,267 @@ impl Op {
 
     /// The name of an input or parameter.
     pub fn leaf_name(&self) -> Option<&str> {
+        self.leaf().map(|(_, name)| name)
+    }
+
+    /// Which leaf fed from outside the op is, with its name.
+    pub fn leaf(&self) -> Option<(Leaf, &str)> {
+        if let Op::Input { name, .. } = self {
+            return Some((Leaf::Input, name));
+        }
+        if let Op::Parameter { name, .. } = self {
+            return Some((Leaf::Parameter, name));
+        }
+        None
+    }
+
+    /// Whether the op is a leaf of kind `kind`.
+    pub fn is_leaf(&self, kind: Leaf) -> bool {
+        self.leaf().is_some_and(|(l, _)| l == kind)
+    }
+
+    /// The operand holding i32 indices, if any, and the bound they must stay below (`None`: the
+    /// row count of the table, operand 0).
+    pub fn indices(&self) -> Option<(usize, Option<usize>)> {
         match self {
-            Op::Input { name, .. } | Op::Parameter { name, .. } => Some(name),
-            _ => None,
+            Op::Gather => Some((1, None)),
+            Op::ScatterAdd { rows } => Some((1, Some(*rows))),
+            Op::OneHot { depth } => Some((0, Some(*depth))),
+            data_ops!()
+            | generator_ops!()
+            | elementwise_ops!()
+            | movement_ops!()
+            | Op::ArgMax { .. }
+            | Op::Reshape(_)
+            | Op::Broadcast { .. }
+            | Op::Reduce { .. }
+            | Op::MatMul { .. } => None,
         }
     }
 
     /// The op's fusion class.
     pub fn fusion_class(&self) -> FusionClass {
         match self {
-            Op::Input { .. }
-            | Op::Parameter { .. }
-            | Op::Constant(_)
-            | Op::ElementCount(_)
-            | Op::Iota { .. }
-            | Op::RandomUniform { .. } => FusionClass::Leaf,
+            data_ops!() => FusionClass::Data,
+            generator_ops!() => FusionClass::Generator,
+            elementwise_ops!() => FusionClass::Elementwise,
+            Op::OneHot { .. } => FusionClass::Expansion,
+            Op::Reshape(_) => FusionClass::Alias,
+            Op::Broadcast { .. } => FusionClass::Broadcast,
+            movement_ops!() => FusionClass::Movement,
+            Op::Reduce { .. } => FusionClass::Reduction,
+            Op::MatMul { .. } => FusionClass::Contraction,
+            opaque_ops!() => FusionClass::Opaque,
+        }
+    }
+
+    /// Whether the op passes a gradient to its operand `slot` (the rules are in
+    /// [`crate::autodiff`]): never to a mask or to indices.
+    pub fn passes_gradient(&self, slot: usize) -> bool {
+        match self {
+            no_gradient!() => false,
+            Op::Select => slot > 0,
+            Op::Gather | Op::ScatterAdd { .. } => slot == 0,
             Op::Unary(_)
             | Op::Binary(_)
-            | Op::Compare(_)
-            | Op::Select
             | Op::Clip { .. }
-            | Op::Cast(_)
-            | Op::OneHot { .. } => FusionClass::Elementwise,
-            Op::Reshape(_)
-            | Op::Permute(_)
+            | Op::Reduce { .. }
+            | Op::Reshape(_)
             | Op::Broadcast { .. }
-            | Op::Slice { .. }
-            | Op::Pad { .. }
-            | Op::Concat { .. } => FusionClass::Movement,
-            Op::Reduce { .. } | Op::ArgMax { .. } => FusionClass::Reduction,
-            Op::MatMul { .. } => FusionClass::Contraction,
-            Op::Gather | Op::ScatterAdd { .. } => FusionClass::Opaque,
+            | movement_ops!()
+            | Op::MatMul { .. } => true,
+        }
+    }
+
+    /// The op's structural key (see [`OpKey`]).
+    pub fn key(&self) -> OpKey {
+        match self {
+            Op::Input { name, shape, dtype } => OpKey::Input(name.clone(), shape.clone(), *dtype),
+            Op::Parameter { name, shape } => OpKey::Parameter(name.clone(), shape.clone()),
+            Op::Constant(t) => OpKey::Constant(t.shape().to_vec(), t.dtype(), t.to_bits()),
+            Op::ElementCount(s) => OpKey::ElementCount(s.clone()),
+            Op::Iota { shape, axis, dtype } => OpKey::Iota(shape.clone(), *axis, *dtype),
+            Op::RandomUniform { shape } => OpKey::RandomUniform(shape.clone()),
+            Op::Unary(u) => OpKey::Unary(*u),
+            Op::Binary(b) => OpKey::Binary(*b),
+            Op::Compare(c) => OpKey::Compare(*c),
+            Op::Select => OpKey::Select,
+            Op::Clip { lo, hi } => OpKey::Clip(lo.to_bits(), hi.to_bits()),
+            Op::Cast(d) => OpKey::Cast(*d),
+            Op::Reduce { op, axes } => OpKey::Reduce(*op, axes.clone()),
+            Op::ArgMax { axis } => OpKey::ArgMax(*axis),
+            Op::Reshape(s) => OpKey::Reshape(s.clone()),
+            Op::Permute(p) => OpKey::Permute(p.clone()),
+            Op::Broadcast { shape, axes } => OpKey::Broadcast(shape.clone(), axes.clone()),
+            Op::Slice { axis, start, end } => OpKey::Slice(*axis, *start, *end),
+            Op::Pad {
+                axis,
+                low,
+                high,
+                value,
+            } => OpKey::Pad(*axis, *low, *high, value.to_bits()),
+            Op::Concat { axis } => OpKey::Concat(*axis),
+            Op::MatMul {
+                transpose_a,
+                transpose_b,
+            } => OpKey::MatMul(*transpose_a, *transpose_b),
+            Op::Gather => OpKey::Gather,
+            Op::ScatterAdd { rows } => OpKey::ScatterAdd(*rows),
+            Op::OneHot { depth } => OpKey::OneHot(*depth),
         }
     }
 
     /// The shape rule: the output shape and dtype for the given operands, or an error that
     /// shows what was expected and what was found.
     pub fn infer(&self, operands: &[(&Shape, DType)]) -> Result<(Shape, DType)> {
-        let name = self.name();
-        let err = |msg: String| Error::shape(name.clone(), msg);
-        let arity = |n: usize| -> Result<()> {
-            if operands.len() == n {
-                Ok(())
-            } else {
-                Err(err(format!(
-                    "expected {n} operand(s), found {}",
-                    operands.len()
-                )))
-            }
-        };
-        let dtype_is = |i: usize, want: DType| -> Result<()> {
-            let found = operands[i].1;
-            if found == want {
-                Ok(())
-            } else {
-                Err(Error::DType {
-                    op: format!("{name} (operand {i})"),
-                    expected: want.to_string(),
-                    found: found.to_string(),
-                })
-            }
-        };
-        let same_shapes = || -> Result<()> {
-            let first = operands[0].0;
-            for (i, (s, _)) in operands.iter().enumerate().skip(1) {
-                if *s != first {
-                    return Err(err(format!(
-                        "operands must have equal shapes: operand 0 is {first}, operand {i} is {s}"
-                    )));
-                }
-            }
-            Ok(())
-        };
-        let axis_in = |axis: usize, rank: usize| -> Result<()> {
-            if axis < rank {
-                Ok(())
-            } else {
-                Err(err(format!("axis {axis} out of range for rank {rank}")))
-            }
+        let c = Check {
+            name: self.name(),
+            operands,
         };
         match self {
+            Op::Input { .. }
+            | Op::Parameter { .. }
+            | Op::Constant(_)
+            | Op::ElementCount(_)
+            | Op::Iota { .. }
+            | Op::RandomUniform { .. } => self.infer_leaf(&c),
+            Op::Unary(_)
+            | Op::Clip { .. }
+            | Op::Binary(_)
+            | Op::Compare(_)
+            | Op::Select
+            | Op::Cast(_) => self.infer_elementwise(&c),
+            Op::Reduce { .. } | Op::ArgMax { .. } => self.infer_reduction(&c),
+            Op::Reshape(_)
+            | Op::Permute(_)
+            | Op::Broadcast { .. }
+            | Op::Slice { .. }
+            | Op::Pad { .. }
+            | Op::Concat { .. } => self.infer_movement(&c),
+            Op::MatMul { .. } | Op::Gather | Op::ScatterAdd { .. } | Op::OneHot { .. } => {
+                self.infer_indexing(&c)
+            }
+        }
+    }
+
+    /// [`Op::infer`] for leaves (and the random op, whose only operand is its key).
+    fn infer_leaf(&self, c: &Check) -> Result<(Shape, DType)> {
+        match self {
             Op::Input { shape, dtype, .. } => {
-                arity(0)?;
+                c.arity(0)?;
                 Ok((shape.clone(), *dtype))
             }
             Op::Parameter { shape, .. } => {
-                arity(0)?;
+                c.arity(0)?;
                 if shape.has_batch() {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "a parameter cannot depend on the batch size: {shape}"
                     )));
                 }
                 Ok((shape.clone(), DType::F32))
             }
             Op::Constant(t) => {
-                arity(0)?;
+                c.arity(0)?;
                 Ok((Shape::fixed(t.shape()), t.dtype()))
             }
             Op::ElementCount(_) => {
-                arity(0)?;
+                c.arity(0)?;
                 Ok((Shape::scalar(), DType::F32))
             }
             Op::Iota { shape, axis, dtype } => {
-                arity(0)?;
-                axis_in(*axis, shape.rank())?;
+                c.arity(0)?;
+                c.axis_in(*axis, shape.rank())?;
                 Ok((shape.clone(), *dtype))
             }
             Op::RandomUniform { shape } => {
-                arity(1)?;
-                dtype_is(0, DType::I32)?;
-                if operands[0].0.rank() != 0 {
-                    return Err(err(format!(
+                c.arity(1)?;
+                c.dtype_is(0, DType::I32)?;
+                if c.operands[0].0.rank() != 0 {
+                    return Err(c.err(format!(
                         "the key must be a scalar, found {}",
-                        operands[0].0
+                        c.operands[0].0
                     )));
                 }
                 Ok((shape.clone(), DType::F32))
             }
+            elementwise_ops!()
+            | movement_ops!()
+            | opaque_ops!()
+            | Op::OneHot { .. }
+            | Op::Reshape(_)
+            | Op::Broadcast { .. }
+            | Op::Reduce { .. }
+            | Op::MatMul { .. } => {
+                unreachable!("{} is not handled here", c.name)
+            }
+        }
+    }
+
+    /// [`Op::infer`] for elementwise maps, comparisons, selection and casts.
+    fn infer_elementwise(&self, c: &Check) -> Result<(Shape, DType)> {
+        match self {
             Op::Unary(_) | Op::Clip { .. } => {
-                arity(1)?;
-                dtype_is(0, DType::F32)?;
-                Ok((operands[0].0.clone(), DType::F32))
+                c.arity(1)?;
+                c.dtype_is(0, DType::F32)?;
+                Ok((c.operands[0].0.clone(), DType::F32))
             }
             Op::Binary(_) => {
-                arity(2)?;
-                dtype_is(0, DType::F32)?;
-                dtype_is(1, DType::F32)?;
-                same_shapes()?;
-                Ok((operands[0].0.clone(), DType::F32))
+                c.arity(2)?;
+                c.dtype_is(0, DType::F32)?;
+                c.dtype_is(1, DType::F32)?;
+                c.same_shapes()?;
+                Ok((c.operands[0].0.clone(), DType::F32))
             }
             Op::Compare(_) => {
-                arity(2)?;
-                dtype_is(1, operands[0].1)?;
-                same_shapes()?;
-                Ok((operands[0].0.clone(), DType::F32))
+                c.arity(2)?;
+                c.dtype_is(1, c.operands[0].1)?;
+                c.same_shapes()?;
+                Ok((c.operands[0].0.clone(), DType::F32))
             }
             Op::Select => {
-                arity(3)?;
+                c.arity(3)?;
                 for i in 0..3 {
-                    dtype_is(i, DType::F32)?;
+                    c.dtype_is(i, DType::F32)?;
                 }
-                same_shapes()?;
-                Ok((operands[0].0.clone(), DType::F32))
+                c.same_shapes()?;
+                Ok((c.operands[0].0.clone(), DType::F32))
             }
             Op::Cast(to) => {
-                arity(1)?;
-                Ok((operands[0].0.clone(), *to))
+                c.arity(1)?;
+                Ok((c.operands[0].0.clone(), *to))
             }
+            data_ops!()
+            | generator_ops!()
+            | movement_ops!()
+            | opaque_ops!()
+            | Op::OneHot { .. }
+            | Op::Reshape(_)
+            | Op::Broadcast { .. }
+            | Op::Reduce { .. }
+            | Op::MatMul { .. } => {
+                unreachable!("{} is not handled here", c.name)
+            }
+        }
+    }
+
+    /// [`Op::infer`] for reductions over axes.
+    fn infer_reduction(&self, c: &Check) -> Result<(Shape, DType)> {
+        match self {
             Op::Reduce { axes, op } => {
-                arity(1)?;
-                dtype_is(0, DType::F32)?;
-                let s = operands[0].0;
+                c.arity(1)?;
+                c.dtype_is(0, DType::F32)?;
+                let s = c.operands[0].0;
                 let mut seen = vec![false; s.rank()];
                 for &a in axes {
-                    axis_in(a, s.rank())?;
+                    c.axis_in(a, s.rank())?;
                     if std::mem::replace(&mut seen[a], true) {
-                        return Err(err(format!("axis {a} listed twice")));
+                        return Err(c.err(format!("axis {a} listed twice")));
                     }
                 }
                 if *op == ReduceOp::Max {
                     for &a in axes {
                         if s.0[a] == Dim::Fixed(0) {
-                            return Err(err(format!("max over the empty axis {a} of {s}")));
+                            return Err(c.err(format!("max over the empty axis {a} of {s}")));
                         }
                     }
                 }
@@ -403,139 +643,175 @@ impl Op {
                 Ok((Shape(kept), DType::F32))
             }
             Op::ArgMax { axis } => {
-                arity(1)?;
-                dtype_is(0, DType::F32)?;
-                let s = operands[0].0;
-                axis_in(*axis, s.rank())?;
+                c.arity(1)?;
+                c.dtype_is(0, DType::F32)?;
+                let s = c.operands[0].0;
+                c.axis_in(*axis, s.rank())?;
                 if s.0[*axis] == Dim::Fixed(0) {
-                    return Err(err(format!("argmax over the empty axis {axis} of {s}")));
+                    return Err(c.err(format!("argmax over the empty axis {axis} of {s}")));
                 }
                 let mut d = s.0.clone();
                 d.remove(*axis);
                 Ok((Shape(d), DType::I32))
             }
+            data_ops!()
+            | generator_ops!()
+            | elementwise_ops!()
+            | movement_ops!()
+            | Op::Gather
+            | Op::ScatterAdd { .. }
+            | Op::OneHot { .. }
+            | Op::Reshape(_)
+            | Op::Broadcast { .. }
+            | Op::MatMul { .. } => {
+                unreachable!("{} is not handled here", c.name)
+            }
+        }
+    }
+
+    /// [`Op::infer`] for movement ops: index maps of their operands.
+    fn infer_movement(&self, c: &Check) -> Result<(Shape, DType)> {
+        match self {
             Op::Reshape(to) => {
-                arity(1)?;
-                let from = operands[0].0;
+                c.arity(1)?;
+                let from = c.operands[0].0;
                 if from.count() != to.count() {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "cannot reshape {from} to {to}: element counts differ"
                     )));
                 }
-                Ok((to.clone(), operands[0].1))
+                Ok((to.clone(), c.operands[0].1))
             }
             Op::Permute(perm) => {
-                arity(1)?;
-                let s = operands[0].0;
+                c.arity(1)?;
+                let s = c.operands[0].0;
                 let mut sorted = perm.clone();
                 sorted.sort_unstable();
                 if sorted != (0..s.rank()).collect::<Vec<_>>() {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "{perm:?} is not a permutation of the {} axes of {s}",
                         s.rank()
                     )));
                 }
-                Ok((Shape(perm.iter().map(|&p| s.0[p]).collect()), operands[0].1))
+                Ok((
+                    Shape(perm.iter().map(|&p| s.0[p]).collect()),
+                    c.operands[0].1,
+                ))
             }
             Op::Broadcast { shape, axes } => {
-                arity(1)?;
-                let s = operands[0].0;
+                c.arity(1)?;
+                let s = c.operands[0].0;
                 if axes.len() != s.rank() {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "{} axes given for an operand of rank {} ({s})",
                         axes.len(),
                         s.rank()
                     )));
                 }
                 for (i, &a) in axes.iter().enumerate() {
-                    axis_in(a, shape.rank())?;
+                    c.axis_in(a, shape.rank())?;
                     if i > 0 && axes[i - 1] >= a {
-                        return Err(err(format!("axes {axes:?} must be increasing")));
+                        return Err(c.err(format!("axes {axes:?} must be increasing")));
                     }
                     if s.0[i] != Dim::Fixed(1) && s.0[i] != shape.0[a] {
-                        return Err(err(format!(
+                        return Err(c.err(format!(
                             "cannot broadcast {s} to {shape}: dimension {i} is {} but output axis {a} is {}",
                             s.0[i], shape.0[a]
                         )));
                     }
                 }
-                Ok((shape.clone(), operands[0].1))
+                Ok((shape.clone(), c.operands[0].1))
             }
             Op::Slice { axis, start, end } => {
-                arity(1)?;
-                let s = operands[0].0;
-                axis_in(*axis, s.rank())?;
+                c.arity(1)?;
+                let s = c.operands[0].0;
+                c.axis_in(*axis, s.rank())?;
                 let Dim::Fixed(n) = s.0[*axis] else {
-                    return Err(err(format!("cannot slice the batch axis {axis} of {s}")));
+                    return Err(c.err(format!("cannot slice the batch axis {axis} of {s}")));
                 };
                 if start > end || *end > n {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "slice {start}..{end} out of bounds for axis {axis} of size {n}"
                     )));
                 }
                 let mut d = s.0.clone();
                 d[*axis] = Dim::Fixed(end - start);
-                Ok((Shape(d), operands[0].1))
+                Ok((Shape(d), c.operands[0].1))
             }
             Op::Pad {
                 axis, low, high, ..
             } => {
-                arity(1)?;
-                dtype_is(0, DType::F32)?;
-                let s = operands[0].0;
-                axis_in(*axis, s.rank())?;
+                c.arity(1)?;
+                c.dtype_is(0, DType::F32)?;
+                let s = c.operands[0].0;
+                c.axis_in(*axis, s.rank())?;
                 let Dim::Fixed(n) = s.0[*axis] else {
-                    return Err(err(format!("cannot pad the batch axis {axis} of {s}")));
+                    return Err(c.err(format!("cannot pad the batch axis {axis} of {s}")));
                 };
                 let mut d = s.0.clone();
                 d[*axis] = Dim::Fixed(n + low + high);
                 Ok((Shape(d), DType::F32))
             }
             Op::Concat { axis } => {
-                if operands.is_empty() {
-                    return Err(err("expected at least one operand".into()));
+                if c.operands.is_empty() {
+                    return Err(c.err("expected at least one operand".into()));
                 }
-                let first = operands[0].0;
-                axis_in(*axis, first.rank())?;
+                let first = c.operands[0].0;
+                c.axis_in(*axis, first.rank())?;
                 let mut total = 0;
-                for (i, (s, dt)) in operands.iter().enumerate() {
-                    dtype_is(i, operands[0].1).map(|_| *dt)?;
+                for (i, (s, dt)) in c.operands.iter().enumerate() {
+                    c.dtype_is(i, c.operands[0].1).map(|_| *dt)?;
                     let compatible = s.rank() == first.rank()
                         && (0..s.rank()).all(|a| a == *axis || s.0[a] == first.0[a]);
                     if !compatible {
-                        return Err(err(format!(
+                        return Err(c.err(format!(
                             "operand {i} has shape {s}, incompatible with {first} outside axis {axis}"
                         )));
                     }
                     match s.0[*axis] {
                         Dim::Fixed(n) => total += n,
                         Dim::Batch(_) => {
-                            return Err(err(format!(
-                                "cannot concatenate along the batch axis {axis}"
-                            )))
+                            return Err(
+                                c.err(format!("cannot concatenate along the batch axis {axis}"))
+                            )
                         }
                     }
                 }
                 let mut d = first.0.clone();
                 d[*axis] = Dim::Fixed(total);
-                Ok((Shape(d), operands[0].1))
+                Ok((Shape(d), c.operands[0].1))
             }
+            data_ops!()
+            | generator_ops!()
+            | elementwise_ops!()
+            | opaque_ops!()
+            | Op::OneHot { .. }
+            | Op::Reduce { .. }
+            | Op::MatMul { .. } => {
+                unreachable!("{} is not handled here", c.name)
+            }
+        }
+    }
+
+    /// [`Op::infer`] for contractions and indexing ops.
+    fn infer_indexing(&self, c: &Check) -> Result<(Shape, DType)> {
+        match self {
             Op::MatMul {
                 transpose_a,
                 transpose_b,
             } => {
-                arity(2)?;
-                dtype_is(0, DType::F32)?;
-                dtype_is(1, DType::F32)?;
-                let (a, b) = (operands[0].0, operands[1].0);
+                c.arity(2)?;
+                c.dtype_is(0, DType::F32)?;
+                c.dtype_is(1, DType::F32)?;
+                let (a, b) = (c.operands[0].0, c.operands[1].0);
                 if a.rank() < 2 || a.rank() != b.rank() {
-                    return Err(err(format!(
-                        "operands must have equal rank ≥ 2, found {a} and {b}"
+                    return Err(c.err(format!(
+                        "c.operands must have equal rank ≥ 2, found {a} and {b}"
                     )));
                 }
                 let r = a.rank();
                 if a.0[..r - 2] != b.0[..r - 2] {
-                    return Err(err(format!("batch dimensions differ: {a} and {b}")));
+                    return Err(c.err(format!("batch dimensions differ: {a} and {b}")));
                 }
                 let (m, ka) = if *transpose_a {
                     (a.0[r - 1], a.0[r - 2])
@@ -548,7 +824,7 @@ impl Op {
                     (b.0[r - 2], b.0[r - 1])
                 };
                 if ka != kb {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "contraction dimensions differ: {a}{} · {b}{} contracts {ka} with {kb}",
                         if *transpose_a { "ᵀ" } else { "" },
                         if *transpose_b { "ᵀ" } else { "" },
@@ -560,44 +836,108 @@ impl Op {
                 Ok((Shape(d), DType::F32))
             }
             Op::Gather => {
-                arity(2)?;
-                dtype_is(1, DType::I32)?;
-                let table = operands[0].0;
+                c.arity(2)?;
+                c.dtype_is(1, DType::I32)?;
+                let table = c.operands[0].0;
                 if table.rank() == 0 || table.has_batch() {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "the table must have rank ≥ 1 and no batch axis, found {table}"
                     )));
                 }
-                let mut d = operands[1].0 .0.clone();
+                let mut d = c.operands[1].0 .0.clone();
                 d.extend_from_slice(&table.0[1..]);
-                Ok((Shape(d), operands[0].1))
+                Ok((Shape(d), c.operands[0].1))
             }
             Op::ScatterAdd { rows } => {
-                arity(2)?;
-                dtype_is(0, DType::F32)?;
-                dtype_is(1, DType::I32)?;
-                let (upd, idx) = (operands[0].0, operands[1].0);
+                c.arity(2)?;
+                c.dtype_is(0, DType::F32)?;
+                c.dtype_is(1, DType::I32)?;
+                let (upd, idx) = (c.operands[0].0, c.operands[1].0);
                 if upd.rank() < idx.rank() || upd.0[..idx.rank()] != idx.0[..] {
-                    return Err(err(format!(
+                    return Err(c.err(format!(
                         "updates {upd} must start with the index shape {idx}"
                     )));
                 }
                 let mut d = vec![Dim::Fixed(*rows)];
                 d.extend_from_slice(&upd.0[idx.rank()..]);
                 if d.iter().any(|d| matches!(d, Dim::Batch(_))) {
-                    return Err(err(format!(
-                        "the row shape of {upd} cannot depend on the batch"
-                    )));
+                    return Err(c.err(format!("the row shape of {upd} cannot depend on the batch")));
                 }
                 Ok((Shape(d), DType::F32))
             }
             Op::OneHot { depth } => {
-                arity(1)?;
-                dtype_is(0, DType::I32)?;
-                let mut d = operands[0].0 .0.clone();
+                c.arity(1)?;
+                c.dtype_is(0, DType::I32)?;
+                let mut d = c.operands[0].0 .0.clone();
                 d.push(Dim::Fixed(*depth));
                 Ok((Shape(d), DType::F32))
             }
+            data_ops!()
+            | generator_ops!()
+            | elementwise_ops!()
+            | movement_ops!()
+            | Op::Reshape(_)
+            | Op::Broadcast { .. }
+            | Op::Reduce { .. }
+            | Op::ArgMax { .. } => {
+                unreachable!("{} is not handled here", c.name)
+            }
+        }
+    }
+}
+
+/// An op's operands as its shape rule checks them, and the errors it reports.
+struct Check<'a> {
+    name: String,
+    operands: &'a [(&'a Shape, DType)],
+}
+
+impl Check<'_> {
+    fn err(&self, msg: String) -> Error {
+        Error::shape(self.name.clone(), msg)
+    }
+
+    fn arity(&self, n: usize) -> Result<()> {
+        if self.operands.len() == n {
+            Ok(())
+        } else {
+            Err(self.err(format!(
+                "expected {n} operand(s), found {}",
+                self.operands.len()
+            )))
+        }
+    }
+
+    fn dtype_is(&self, i: usize, want: DType) -> Result<()> {
+        let found = self.operands[i].1;
+        if found == want {
+            Ok(())
+        } else {
+            Err(Error::DType {
+                op: format!("{} (operand {i})", self.name),
+                expected: want.to_string(),
+                found: found.to_string(),
+            })
+        }
+    }
+
+    fn same_shapes(&self) -> Result<()> {
+        let first = self.operands[0].0;
+        for (i, (s, _)) in self.operands.iter().enumerate().skip(1) {
+            if *s != first {
+                return Err(self.err(format!(
+                    "operands must have equal shapes: operand 0 is {first}, operand {i} is {s}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn axis_in(&self, axis: usize, rank: usize) -> Result<()> {
+        if axis < rank {
+            Ok(())
+        } else {
+            Err(self.err(format!("axis {axis} out of range for rank {rank}")))
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Constant folding.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::rewrite::{rewrite, Rule};
 use super::Rewritten;
 use crate::error::Result;
 use crate::interp::{evaluate, Precision};
-use crate::ir::{Graph, Node, NodeId, Op};
+use crate::ir::{FusionClass, Graph, Node, NodeId, Op};
 use crate::tensor::Tensor;
 
 /// The most elements a folded constant may have.
@@ -40,16 +41,7 @@ impl Rule for Fold {
                 None => Ok(None),
             };
         }
-        let elementwise = matches!(
-            node.op,
-            Op::Unary(_)
-                | Op::Binary(_)
-                | Op::Compare(_)
-                | Op::Select
-                | Op::Clip { .. }
-                | Op::Cast(_)
-        );
-        if elementwise {
+        if node.op.fusion_class() == FusionClass::Elementwise {
             if let Some(t) = fold(g, &node.op, operands, broadcast_scalar)? {
                 let c = g.constant(t)?;
                 return Ok(Some(g.broadcast(c, node.shape.clone(), &[])?));
@@ -61,15 +53,22 @@ impl Rule for Fold {
 
 /// Whether `node` may become a Constant, given constant operands.
 fn foldable(node: &Node) -> bool {
-    let op_folds = match &node.op {
-        Op::Input { .. }
-        | Op::Parameter { .. }
-        | Op::Constant(_)
-        | Op::Iota { .. }
-        | Op::RandomUniform { .. }
-        | Op::Broadcast { .. } => false,
-        Op::ElementCount(s) => !s.has_batch(),
-        _ => true,
+    let op_folds = match node.op.fusion_class() {
+        // Of the data, only an element count without the batch is not a value yet.
+        FusionClass::Data => {
+            let Op::ElementCount(s) = &node.op else {
+                return false;
+            };
+            !s.has_batch()
+        }
+        FusionClass::Generator | FusionClass::Broadcast => false,
+        FusionClass::Elementwise
+        | FusionClass::Expansion
+        | FusionClass::Alias
+        | FusionClass::Movement
+        | FusionClass::Reduction
+        | FusionClass::Contraction
+        | FusionClass::Opaque => true,
     };
     let count = node.shape.count();
     op_folds && count.batch_power == 0 && count.coefficient <= MAX_FOLDED_ELEMENTS
@@ -77,10 +76,10 @@ fn foldable(node: &Node) -> bool {
 
 /// The value of `id` if it is a Constant.
 fn constant(g: &Graph, id: NodeId) -> Option<&Tensor> {
-    match &g.node(id).op {
-        Op::Constant(t) => Some(t),
-        _ => None,
-    }
+    let Op::Constant(t) = &g.node(id).op else {
+        return None;
+    };
+    Some(t)
 }
 
 /// The scalar `c` if `id` is a broadcast of the scalar Constant `c`.

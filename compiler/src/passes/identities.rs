@@ -1,9 +1,10 @@
 //! Arithmetic identities that hold bit for bit.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::rewrite::{rewrite, Rule};
 use super::Rewritten;
 use crate::error::Result;
-use crate::ir::{BinaryOp, Graph, Node, NodeId, Op, UnaryOp};
+use crate::ir::{BinaryOp, FusionClass, Graph, Node, NodeId, Op, UnaryOp};
 
 /// Replaces a node by one of its operands where IEEE arithmetic makes them equal for every
 /// value, NaN, infinities and signed zeros included (`c` is a Constant all of whose elements are
@@ -35,10 +36,9 @@ impl Rule for Identities {
             (Op::Binary(BinaryOp::Sub), &[a, b]) if is(b, 0.0) => Some(a),
             (Op::Binary(BinaryOp::Mul | BinaryOp::Div), &[a, b]) if is(b, 1.0) => Some(a),
             (Op::Binary(BinaryOp::Mul), &[a, b]) if is(a, 1.0) => Some(b),
-            (Op::Unary(UnaryOp::Neg), &[x]) => match g.node(x).op {
-                Op::Unary(UnaryOp::Neg) => Some(g.operands(x)[0]),
-                _ => None,
-            },
+            (Op::Unary(UnaryOp::Neg), &[x]) => {
+                (g.node(x).op == Op::Unary(UnaryOp::Neg)).then(|| g.operands(x)[0])
+            }
             (Op::Select, &[_, a, b]) if a == b => Some(a),
             (Op::Select, &[m, a, b]) => {
                 splat(g, m).map(|bits| if f32::from_bits(bits) != 0.0 { a } else { b })
@@ -50,13 +50,21 @@ impl Rule for Identities {
 
 /// The bits of `c` if every element of `id` is the f32 constant `c`.
 fn splat(g: &Graph, id: NodeId) -> Option<u32> {
-    match &g.node(id).op {
-        Op::Constant(t) => {
-            let values = t.as_f32().ok()?;
-            let first = values.first()?.to_bits();
-            values.iter().all(|x| x.to_bits() == first).then_some(first)
-        }
-        Op::Broadcast { .. } | Op::Reshape(_) => splat(g, g.operands(id)[0]),
-        _ => None,
+    let op = &g.node(id).op;
+    if let Op::Constant(t) = op {
+        let values = t.as_f32().ok()?;
+        let first = values.first()?.to_bits();
+        return values.iter().all(|x| x.to_bits() == first).then_some(first);
+    }
+    match op.fusion_class() {
+        FusionClass::Broadcast | FusionClass::Alias => splat(g, g.operands(id)[0]),
+        FusionClass::Data
+        | FusionClass::Generator
+        | FusionClass::Elementwise
+        | FusionClass::Expansion
+        | FusionClass::Movement
+        | FusionClass::Reduction
+        | FusionClass::Contraction
+        | FusionClass::Opaque => None,
     }
 }

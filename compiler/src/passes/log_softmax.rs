@@ -1,9 +1,10 @@
 //! `log(softmax(x))` to the stable log-softmax.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::rewrite::{rewrite, Rule};
 use super::Rewritten;
 use crate::error::Result;
-use crate::ir::{BinaryOp, Dim, Graph, Node, NodeId, Op, ReduceOp, UnaryOp};
+use crate::ir::{BinaryOp, Dim, FusionClass, Graph, Node, NodeId, Op, ReduceOp, UnaryOp};
 
 /// Rewrites `log(exp(s) / Σ exp(s))` with `s = x − max(x)` (the max and the sum over the same
 /// axes and broadcast back, as `nn::softmax` builds it) to `s − log Σ exp(s)`, reusing `s` and
@@ -79,13 +80,15 @@ struct Reduction {
 fn broadcast_reduction(g: &Graph, id: NodeId, op: ReduceOp) -> Option<Reduction> {
     let shape = g.shape(id);
     let rank = shape.rank();
-    let (placed, kept) = match &g.node(id).op {
-        Op::Broadcast { axes, .. } => (axes.clone(), g.operands(id)[0]),
-        _ => ((0..rank).collect(), id),
+    let (placed, kept) = if let Op::Broadcast { axes, .. } = &g.node(id).op {
+        (axes.clone(), g.operands(id)[0])
+    } else {
+        ((0..rank).collect(), id)
     };
-    let reduced = match g.node(kept).op {
-        Op::Reshape(_) => g.operands(kept)[0],
-        _ => kept,
+    let reduced = if g.node(kept).op.fusion_class() == FusionClass::Alias {
+        g.operands(kept)[0]
+    } else {
+        kept
     };
     let Op::Reduce { op: found, axes } = &g.node(reduced).op else {
         return None;

@@ -1,9 +1,10 @@
 //! Movement ops that do nothing, and chains of them that are one.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::rewrite::{rewrite, Rule};
 use super::Rewritten;
 use crate::error::Result;
-use crate::ir::{Graph, Node, NodeId, Op};
+use crate::ir::{FusionClass, Graph, Node, NodeId, Op};
 
 /// Index maps compose exactly:
 /// - a movement op that maps every element to itself (a reshape, broadcast, slice, pad or
@@ -53,13 +54,20 @@ impl Rule for Movement {
 /// Whether the one-operand `op` maps every element to itself, given whether its output shape is
 /// its operand's.
 fn is_identity(op: &Op, same_shape: bool) -> bool {
-    match op {
-        Op::Permute(p) => p.iter().enumerate().all(|(i, &a)| i == a),
-        Op::Reshape(_)
-        | Op::Broadcast { .. }
-        | Op::Slice { .. }
-        | Op::Pad { .. }
-        | Op::Concat { .. } => same_shape,
-        _ => false,
+    match op.fusion_class() {
+        FusionClass::Alias | FusionClass::Broadcast | FusionClass::Movement => {
+            if let Op::Permute(p) = op {
+                p.iter().enumerate().all(|(i, &a)| i == a)
+            } else {
+                same_shape
+            }
+        }
+        FusionClass::Data
+        | FusionClass::Generator
+        | FusionClass::Elementwise
+        | FusionClass::Expansion
+        | FusionClass::Reduction
+        | FusionClass::Contraction
+        | FusionClass::Opaque => false,
     }
 }

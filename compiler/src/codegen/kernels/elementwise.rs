@@ -1,11 +1,15 @@
 //! Elementwise kernels: one output element from the same-position operand elements, plus the
 //! position-dependent leaves (iota, random) and one-hot.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::{Bases, KernelSpec};
 use crate::codegen::emit::{float_type, int_type, Emit, LANES, LINE};
 use crate::codegen::math;
 use crate::error::Result;
-use crate::ir::{BinaryOp, CompareOp, DType, Op, UnaryOp};
+use crate::ir::{
+    data_ops, generator_ops, movement_ops, opaque_ops, BinaryOp, CompareOp, DType, FusionClass, Op,
+    UnaryOp,
+};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, I32, I32X4};
 use cranelift_codegen::ir::{InstBuilder, Type, Value};
@@ -75,8 +79,27 @@ pub fn elementwise_value(e: &mut Emit, op: &Op, args: &[Value]) -> Value {
                 args[0]
             }
         }
-        other => unreachable!("{} is not an elementwise map", other.name()),
+        other @ (data_ops!()
+        | generator_ops!()
+        | movement_ops!()
+        | opaque_ops!()
+        | Op::OneHot { .. }
+        | Op::Reshape(_)
+        | Op::Broadcast { .. }
+        | Op::Reduce { .. }
+        | Op::MatMul { .. }) => {
+            unreachable!("{} is not an elementwise map", other.name())
+        }
     }
+}
+
+/// The value of a member of a fused kernel: an elementwise map of `args`, or a broadcast, whose
+/// value is its operand's (`args[0]`, read with the broadcast's strides).
+pub fn member_value(e: &mut Emit, op: &Op, args: &[Value]) -> Value {
+    if op.fusion_class() == FusionClass::Broadcast {
+        return args[0];
+    }
+    elementwise_value(e, op, args)
 }
 
 fn unary(e: &mut Emit, u: UnaryOp, x: Value) -> Value {

@@ -2,15 +2,16 @@
 //! epilogue members are evaluated on each finished output value (a vector of four columns, or
 //! one element at an edge) right before it is stored, reading their other operands at the same
 //! output position. Members that other kernels read are stored there too.
+#![deny(clippy::wildcard_enum_match_arm)]
 
-use super::elementwise::{elementwise_value, lane_type};
+use super::elementwise::{lane_type, member_value};
 use super::matmul::{lower_with_epilogue, Epilogue};
 use super::movement::broadcast_strides;
 use super::{Bases, Buf, KernelSpec};
 use crate::codegen::emit::{mem_readonly, Emit};
-use crate::codegen::fusion::through_reshapes;
 use crate::error::Result;
 use crate::ir::{strides, DType, Graph, NodeId, Op};
+use crate::schedule::fusion::through_reshapes;
 use cranelift_codegen::ir::{InstBuilder, Value};
 use std::collections::HashMap;
 
@@ -51,9 +52,10 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &EpilogueSpec) -> Result<()> {
             let Some(buf) = spec.inputs.get(&o) else {
                 continue;
             };
-            let st = match &g.node(m).op {
-                Op::Broadcast { axes, .. } => broadcast_strides(&buf.dims, 2, axes),
-                _ => strides(&buf.dims),
+            let st = if let Op::Broadcast { axes, .. } = &g.node(m).op {
+                broadcast_strides(&buf.dims, 2, axes)
+            } else {
+                strides(&buf.dims)
             };
             reads.push(Read {
                 at: (m, slot),
@@ -162,10 +164,7 @@ impl Epilogue for Fused<'_> {
                     e.load_at(lane_type(read.dtype, lanes), mem_readonly(), tile[k], off)
                 });
             }
-            let v = match &g.node(m).op {
-                Op::Broadcast { .. } => args[0],
-                op => elementwise_value(e, op, &args),
-            };
+            let v = member_value(e, &g.node(m).op, &args);
             values.insert(m, v);
         }
         for (k, (n, _)) in self.others.iter().enumerate() {

@@ -2,8 +2,9 @@
 //! per element (per vector), reading each input through its own strides and storing each of
 //! the group's outputs. Broadcasts in the group are not materialised: they are stride-0 axes of
 //! their operand's reads.
+#![deny(clippy::wildcard_enum_match_arm)]
 
-use super::elementwise::{elementwise_value, for_elements_in, lane_type};
+use super::elementwise::{for_elements_in, lane_type, member_value};
 use super::movement::broadcast_strides;
 use super::{Bases, Buf};
 use crate::codegen::emit::{mem_readonly, Emit, LANES, LINE};
@@ -81,9 +82,10 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &FusedSpec) -> Result<()> {
             let Some(buf) = spec.inputs.get(&o) else {
                 continue;
             };
-            let s = match &node.op {
-                Op::Broadcast { axes, .. } => broadcast_strides(&buf.dims, dims.len(), axes),
-                _ => contiguous.clone(),
+            let s = if let Op::Broadcast { axes, .. } = &node.op {
+                broadcast_strides(&buf.dims, dims.len(), axes)
+            } else {
+                contiguous.clone()
             };
             read_of.insert((m, slot), access(buf, s));
         }
@@ -229,10 +231,7 @@ fn inner(
                     None => values[&o],
                 })
                 .collect();
-            let v = match node.op {
-                Op::Broadcast { .. } => args[0],
-                _ => elementwise_value(e, &node.op, &args),
-            };
+            let v = member_value(e, &node.op, &args);
             values.insert(m, v);
         }
         for (k, (node, _)) in spec.outputs.iter().enumerate() {

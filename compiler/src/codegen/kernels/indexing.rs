@@ -1,6 +1,7 @@
 //! Gather and scatter-add. Indices are checked in the kernel: an out-of-range index writes a
 //! zero row (gather) or is skipped (scatter-add) and stores the kernel's status code, so the
 //! runtime reports an error instead of touching memory out of bounds.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::elementwise::{elem_addr, for_elements, lane_type};
 use super::movement::fill;
@@ -19,10 +20,10 @@ pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()>
     let src = data.ptr(e, arena);
     let idx_ptr = idx.ptr(e, arena);
     let status = e.b.ins().iadd_imm_s(arena.work, spec.status as i64);
-    let (rows, row_len, scatter) = match spec.op {
-        Op::Gather => (data.dims[0], data.len() / data.dims[0].max(1), false),
-        Op::ScatterAdd { rows } => (*rows, spec.output.len() / (*rows).max(1), true),
-        _ => unreachable!(),
+    let (rows, row_len, scatter) = if let Op::ScatterAdd { rows } = spec.op {
+        (*rows, spec.output.len() / (*rows).max(1), true)
+    } else {
+        (data.dims[0], data.len() / data.dims[0].max(1), false)
     };
     if scatter {
         fill(e, out, spec.output.len(), 0.0);

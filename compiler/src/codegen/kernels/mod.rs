@@ -1,5 +1,6 @@
 //! Lowering of primitive ops to Cranelift kernels. Each kernel reads and writes buffers at
 //! constant offsets in the program's two arenas (see [`Region`]); all sizes are concrete.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 mod elementwise;
 pub mod epilogue;
@@ -13,9 +14,9 @@ pub mod rows;
 pub use elementwise::elementwise_value;
 
 use super::emit::Emit;
-use super::fusion::is_elementwise_map;
+use super::target::Target;
 use crate::error::{Error, Result};
-use crate::ir::{DType, Op};
+use crate::ir::{DType, FusionClass, Op};
 use cranelift_codegen::ir::{InstBuilder, Value};
 
 /// Which arena a buffer lives in.
@@ -77,32 +78,47 @@ pub struct KernelSpec<'a> {
     pub status_code: u32,
 }
 
-/// Scratch bytes a kernel needs besides its operands and output, with contractions on
-/// microkernel path `isa` at widest, run as `parts` (see [`parts`]).
+/// Scratch bytes a kernel needs besides its operands and output on `target`, run as `parts`
+/// (see [`parts`]).
 pub fn scratch_bytes(
     op: &Op,
     inputs: &[Buf],
     output: &Buf,
-    isa: matmul::Isa,
+    target: &Target,
     parts: usize,
 ) -> usize {
-    match op {
-        Op::MatMul { .. } => matmul::scratch_bytes(op, inputs, isa, parts),
-        Op::Reduce { .. } => reduce::scratch_bytes(op, &inputs[0], output),
-        _ => 0,
+    match op.fusion_class() {
+        FusionClass::Contraction => matmul::scratch_bytes(op, inputs, target, parts),
+        FusionClass::Reduction => reduce::scratch_bytes(op, &inputs[0], output),
+        FusionClass::Data
+        | FusionClass::Generator
+        | FusionClass::Elementwise
+        | FusionClass::Expansion
+        | FusionClass::Alias
+        | FusionClass::Broadcast
+        | FusionClass::Movement
+        | FusionClass::Opaque => 0,
     }
 }
 
 /// Below this many elements an elementwise loop runs as one part.
 const MIN_PARALLEL_ELEMENTS: usize = 1 << 15;
 
-/// How many parts (at most `threads`) the kernel of `op` runs as: matmuls and elementwise maps
-/// large enough to gain from more threads are split, every other kernel runs whole.
-pub fn parts(op: &Op, inputs: &[Buf], output: &Buf, isa: matmul::Isa, threads: usize) -> usize {
-    match op {
-        Op::MatMul { .. } => matmul::parts(op, inputs, isa, threads),
-        _ if is_elementwise_map(op) => elementwise_parts(output.len(), threads),
-        _ => 1,
+/// How many parts (at most `threads`) the kernel of `op` runs as on `target`: matmuls and
+/// elementwise maps large enough to gain from more threads are split, every other kernel runs
+/// whole.
+pub fn parts(op: &Op, inputs: &[Buf], output: &Buf, target: &Target, threads: usize) -> usize {
+    match op.fusion_class() {
+        FusionClass::Contraction => matmul::parts(op, inputs, target, threads),
+        FusionClass::Elementwise => elementwise_parts(output.len(), threads),
+        FusionClass::Data
+        | FusionClass::Generator
+        | FusionClass::Expansion
+        | FusionClass::Alias
+        | FusionClass::Broadcast
+        | FusionClass::Movement
+        | FusionClass::Reduction
+        | FusionClass::Opaque => 1,
     }
 }
 
@@ -117,28 +133,27 @@ pub fn elementwise_parts(len: usize, threads: usize) -> usize {
 
 /// Floating-point operations the kernel performs (for profiles and benchmarks).
 pub fn flops(op: &Op, inputs: &[Buf], output: &Buf) -> u64 {
-    match op {
-        Op::MatMul { transpose_a, .. } => {
-            let a = &inputs[0].dims;
-            let k = if *transpose_a {
-                a[a.len() - 2]
-            } else {
-                a[a.len() - 1]
-            };
-            2 * output.len() as u64 * k as u64
-        }
-        Op::Reduce { .. } => inputs[0].len() as u64,
-        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Clip { .. } => {
-            output.len() as u64
-        }
-        _ => 0,
+    match op.fusion_class() {
+        FusionClass::Contraction => matmul::flops(op, inputs, output),
+        FusionClass::Reduction => inputs[0].len() as u64,
+        FusionClass::Elementwise => output.len() as u64,
+        FusionClass::Data
+        | FusionClass::Generator
+        | FusionClass::Expansion
+        | FusionClass::Alias
+        | FusionClass::Broadcast
+        | FusionClass::Movement
+        | FusionClass::Opaque => 0,
     }
 }
 
 /// Emits the body of the kernel computing `spec.op`.
 pub fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
-    if spec.output.is_empty() && !matches!(spec.op, Op::ScatterAdd { .. }) {
-        return Ok(());
+    if spec.output.is_empty() {
+        // Nothing to write: only a scatter-add still has indices to check.
+        let Op::ScatterAdd { .. } = spec.op else {
+            return Ok(());
+        };
     }
     match spec.op {
         Op::Unary(_)

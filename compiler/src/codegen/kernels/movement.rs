@@ -1,12 +1,13 @@
 //! Movement kernels. Every movement op is an index map, so all of them lower to one strided
 //! copy (plus a fill for padding): output multi-index `i` reads input element
 //! `offset + Σ i_k · stride_k`.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::elementwise::{elem_addr, for_elements, lane_type};
 use super::{Bases, KernelSpec};
 use crate::codegen::emit::{mem_readonly, Emit, LANES};
 use crate::error::Result;
-use crate::ir::{strides, DType, Op};
+use crate::ir::{data_ops, elementwise_ops, generator_ops, opaque_ops, strides, DType, Op};
 use cranelift_codegen::ir::{InstBuilder, Value};
 
 /// One axis of a strided copy: extent and the element strides on each side.
@@ -187,7 +188,15 @@ pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()>
                 at += part.dims[*axis];
             }
         }
-        other => unreachable!("{} is not a movement op", other.name()),
+        other @ (data_ops!()
+        | generator_ops!()
+        | elementwise_ops!()
+        | opaque_ops!()
+        | Op::OneHot { .. }
+        | Op::Reduce { .. }
+        | Op::MatMul { .. }) => {
+            unreachable!("{} is not a movement op", other.name())
+        }
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! reduced elements, `C` kept inner positions. Rows (`C = 1`) are reduced with several vector
 //! accumulators; columns (`C > 1`) are reduced vectorised across `C`. Reduced axes that are not
 //! one contiguous group are first permuted to the back into scratch space.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::elementwise::{elem_addr, for_elements, lane_type};
 use super::movement::{copy_strided, Axis};
@@ -39,10 +40,10 @@ fn arc_form(dims: &[usize], reduced: &[bool]) -> Option<(usize, usize, usize)> {
 
 fn reduced_mask(op: &Op, rank: usize) -> Vec<bool> {
     let mut mask = vec![false; rank];
-    match op {
-        Op::Reduce { axes, .. } => axes.iter().for_each(|&a| mask[a] = true),
-        Op::ArgMax { axis } => mask[*axis] = true,
-        _ => unreachable!(),
+    if let Op::ArgMax { axis } = op {
+        mask[*axis] = true;
+    } else if let Op::Reduce { axes, .. } = op {
+        axes.iter().for_each(|&a| mask[a] = true);
     }
     mask
 }
@@ -90,11 +91,14 @@ pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()>
         }
     };
     let out = spec.output.ptr(e, arena);
-    match spec.op {
-        Op::Reduce { op, .. } if c == 1 => reduce_rows(e, *op, src, out, a, r),
-        Op::Reduce { op, .. } => reduce_columns(e, *op, src, out, a, r, c),
-        Op::ArgMax { .. } => argmax(e, src, out, a, r, c),
-        _ => unreachable!(),
+    if let Op::Reduce { op, .. } = spec.op {
+        if c == 1 {
+            reduce_rows(e, *op, src, out, a, r);
+        } else {
+            reduce_columns(e, *op, src, out, a, r, c);
+        }
+    } else {
+        argmax(e, src, out, a, r, c);
     }
     Ok(())
 }
@@ -126,7 +130,7 @@ pub(super) fn finish(e: &mut Emit, op: ReduceOp, acc: Value, r: usize) -> Value 
                 e.b.ins().fmul(acc, inv)
             }
         }
-        _ => acc,
+        ReduceOp::Sum | ReduceOp::Max => acc,
     }
 }
 

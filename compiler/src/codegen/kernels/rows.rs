@@ -1,6 +1,6 @@
 //! A rows kernel: reductions over the trailing axes of a domain fused with their elementwise
 //! producers, the elementwise consumers that broadcast their results back, and reductions of
-//! the per-row results (see [`fusion`](crate::codegen::fusion)). Softmax, log-softmax with
+//! the per-row results (see [`fusion`](crate::schedule::fusion)). Softmax, log-softmax with
 //! cross-entropy and normalisations each become one such kernel.
 //!
 //! The domain `[A…, R…]` is walked row by row. Each row takes a few passes: a pass computes the
@@ -10,16 +10,17 @@
 //! L1) rather than recomputed. Reductions of per-row values to one total accumulate in scratch
 //! cells across rows (in row order, so results do not depend on anything but the data) and the
 //! members computed from totals run after the last row.
+#![deny(clippy::wildcard_enum_match_arm)]
 
-use super::elementwise::{elem_addr, lane_type, one_hot_value};
+use super::elementwise::{elem_addr, lane_type, member_value, one_hot_value};
 use super::fused::{coalesce, loop_nest};
 use super::movement::broadcast_strides;
 use super::reduce::{combine, finish, horizontal, identity};
 use super::{Bases, Buf};
 use crate::codegen::emit::{mem_readonly, Emit, LANES};
-use crate::codegen::fusion::{row_levels, Level, RowDomain};
 use crate::error::{Error, Result};
-use crate::ir::{strides, DType, Graph, NodeId, Op, ReduceOp};
+use crate::ir::{strides, DType, FusionClass, Graph, NodeId, Op, ReduceOp};
+use crate::schedule::fusion::{row_levels, Level, RowDomain};
 use cranelift_codegen::ir::types::F32;
 use cranelift_codegen::ir::{InstBuilder, Value};
 use std::collections::HashMap;
@@ -61,7 +62,7 @@ impl Schedule {
         let level = row_levels(graph, nodes, domain).map_err(Error::Graph)?;
         let dims = domain.shape.concrete(batch);
         let member = |o: NodeId| {
-            let r = crate::codegen::fusion::through_reshapes(graph, o);
+            let r = crate::schedule::fusion::through_reshapes(graph, o);
             level.contains_key(&r).then_some(r)
         };
         let mut pass: HashMap<NodeId, usize> = HashMap::new();
@@ -83,7 +84,7 @@ impl Schedule {
                         .iter()
                         .map(|o| match level[o] {
                             Level::Full => pass[o],
-                            _ => ready[o],
+                            Level::Row | Level::Total => ready[o],
                         })
                         .max()
                         .unwrap_or(0);
@@ -110,7 +111,10 @@ impl Schedule {
         }
         let cells = nodes
             .iter()
-            .filter(|n| level[n] == Level::Total && matches!(graph.node(**n).op, Op::Reduce { .. }))
+            .filter(|n| {
+                level[n] == Level::Total
+                    && graph.node(**n).op.fusion_class() == FusionClass::Reduction
+            })
             .enumerate()
             .map(|(i, &n)| (n, i))
             .collect();
@@ -190,14 +194,17 @@ pub fn overwrites_in_place(
     let readers = nodes
         .iter()
         .filter(|&&m| graph.operands(m).contains(&value));
-    let positional =
-        |m: &NodeId| !matches!(graph.node(*m).op, Op::Broadcast { .. } | Op::OneHot { .. });
+    let positional = |m: &NodeId| {
+        let class = graph.node(*m).op.fusion_class();
+        class != FusionClass::Broadcast && class != FusionClass::Expansion
+    };
     match s.level.get(&written) {
         Some(Level::Full) if *graph.shape(value) == domain.shape => {
             let last = s.pass[&written];
             readers.into_iter().all(|m| {
                 let in_pass = s.level[m] == Level::Full && positional(m)
-                    || s.level[m] == Level::Row && matches!(graph.node(*m).op, Op::Reduce { .. });
+                    || s.level[m] == Level::Row
+                        && graph.node(*m).op.fusion_class() == FusionClass::Reduction;
                 in_pass && s.pass[m] <= last
             })
         }
@@ -206,7 +213,7 @@ pub fn overwrites_in_place(
             readers.into_iter().all(|m| {
                 s.level[m] == Level::Row
                     && positional(m)
-                    && !matches!(graph.node(*m).op, Op::Reduce { .. })
+                    && graph.node(*m).op.fusion_class() != FusionClass::Reduction
                     && s.ready[m] <= last
             })
         }
@@ -251,13 +258,21 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &RowsSpec) -> Result<()> {
             let Some(buf) = spec.inputs.get(&o) else {
                 continue;
             };
-            let level = match g.node(n).op {
-                Op::Reduce { .. } => match s.level[&n] {
+            // The level the operand is read at.
+            let level = match g.node(n).op.fusion_class() {
+                FusionClass::Reduction => match s.level[&n] {
                     Level::Row => Level::Full,
-                    _ => Level::Row,
+                    Level::Full | Level::Total => Level::Row,
                 },
-                Op::OneHot { .. } => Level::Row,
-                _ => s.level[&n],
+                FusionClass::Expansion => Level::Row,
+                FusionClass::Data
+                | FusionClass::Generator
+                | FusionClass::Elementwise
+                | FusionClass::Alias
+                | FusionClass::Broadcast
+                | FusionClass::Movement
+                | FusionClass::Contraction
+                | FusionClass::Opaque => s.level[&n],
             };
             let scalar = buf.len() == 1;
             let read = match (&g.node(n).op, level) {
@@ -355,7 +370,7 @@ struct Kernel<'a> {
 
 impl Kernel<'_> {
     fn member(&self, o: NodeId) -> Option<NodeId> {
-        let r = crate::codegen::fusion::through_reshapes(self.spec.graph, o);
+        let r = crate::schedule::fusion::through_reshapes(self.spec.graph, o);
         self.s.level.contains_key(&r).then_some(r)
     }
 
@@ -370,10 +385,10 @@ impl Kernel<'_> {
     }
 
     fn op_of(&self, n: NodeId) -> ReduceOp {
-        match self.spec.graph.node(n).op {
-            Op::Reduce { op, .. } => op,
-            _ => unreachable!("a reduction"),
-        }
+        let Op::Reduce { op, .. } = self.spec.graph.node(n).op else {
+            unreachable!("a reduction")
+        };
+        op
     }
 
     /// One row: the per-row members ready at the start, then each pass and the per-row
@@ -389,7 +404,7 @@ impl Kernel<'_> {
                 .iter()
                 .copied()
                 .filter(|n| self.s.level[n] == Level::Row && self.s.pass.get(n) == Some(&p))
-                .filter(|n| matches!(g.node(*n).op, Op::Reduce { .. }))
+                .filter(|n| g.node(*n).op.fusion_class() == FusionClass::Reduction)
                 .collect();
             let ops: Vec<ReduceOp> = reductions.iter().map(|&r| self.op_of(r)).collect();
             let splats: HashMap<NodeId, Value> = self
@@ -460,10 +475,7 @@ impl Kernel<'_> {
                 None => self.read_scalar(e, ptrs, n, slot),
             })
             .collect();
-        match &g.node(n).op {
-            Op::Broadcast { .. } => args[0],
-            op => super::elementwise_value(e, op, &args),
-        }
+        member_value(e, &g.node(n).op, &args)
     }
 
     /// Computes (and stores, if they are outputs) the non-reduction per-row members ready
@@ -480,7 +492,7 @@ impl Kernel<'_> {
         for &n in self.spec.nodes {
             let op = &g.node(n).op;
             if self.s.level[&n] != Level::Row
-                || matches!(op, Op::Reduce { .. })
+                || op.fusion_class() == FusionClass::Reduction
                 || self.s.ready[&n] != ready
             {
                 continue;
@@ -579,17 +591,17 @@ impl Kernel<'_> {
                     }
                     None => match self.reads[&(n, slot)] {
                         read @ Read::Full { .. } => self.load_full(e, ptrs, read, i, lanes),
-                        _ => self.read_scalar(e, ptrs, n, slot),
+                        Read::Row { .. } | Read::Once { .. } => self.read_scalar(e, ptrs, n, slot),
                     },
                 })
                 .collect();
-            let v = match &node.op {
-                Op::Broadcast { .. } if lanes > 1 && e.ty(args[0]) == F32 => {
-                    e.b.ins().splat(lane_type(DType::F32, lanes), args[0])
-                }
-                Op::Broadcast { .. } => args[0],
-                Op::OneHot { .. } => one_hot_value(e, i, args[0], lanes),
-                op => super::elementwise_value(e, op, &args),
+            let class = node.op.fusion_class();
+            let v = if class == FusionClass::Expansion {
+                one_hot_value(e, i, args[0], lanes)
+            } else if class == FusionClass::Broadcast && lanes > 1 && e.ty(args[0]) == F32 {
+                e.b.ins().splat(lane_type(DType::F32, lanes), args[0])
+            } else {
+                member_value(e, &node.op, &args)
             };
             values.insert(n, v);
         }
@@ -618,13 +630,12 @@ impl Kernel<'_> {
             if self.s.level[&n] != Level::Total {
                 continue;
             }
-            let v = match &g.node(n).op {
-                Op::Reduce { op, .. } => {
-                    let offset = (self.cells_base + self.s.cells[&n] * 4) as i32;
-                    let acc = e.load(F32, self.scratch, offset);
-                    finish(e, *op, acc, self.s.rows)
-                }
-                _ => self.scalar_member(e, &[], n, &values),
+            let v = if let Op::Reduce { op, .. } = &g.node(n).op {
+                let offset = (self.cells_base + self.s.cells[&n] * 4) as i32;
+                let acc = e.load(F32, self.scratch, offset);
+                finish(e, *op, acc, self.s.rows)
+            } else {
+                self.scalar_member(e, &[], n, &values)
             };
             values.insert(n, v);
         }

@@ -44,22 +44,25 @@
 //! caller's [`Epilogue`] after the last one: this is where fused bias, activation and residual
 //! epilogues go.
 
+#[cfg(any(test, feature = "counters"))]
+mod counters;
 mod microkernel;
 mod native;
 mod pack;
 #[cfg(test)]
 mod tests;
 
-pub use native::{credit_native_calls, native_call_counts, native_calls, Isa};
+#[cfg(any(test, feature = "counters"))]
+pub use counters::{credit_native_calls, native_call_counts, native_calls};
 
 use super::{Bases, Buf, KernelSpec};
 use crate::codegen::emit::{Emit, LANES};
+use crate::codegen::target::{Isa, Target};
 use crate::error::Result;
 use crate::ir::Op;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{AbiParam, InstBuilder, SigRef, Signature, Value};
-use std::sync::OnceLock;
 
 /// An elementwise function applied to each output value before it is stored, in two steps so
 /// that its addressing is done once per register tile rather than once per vector.
@@ -82,39 +85,6 @@ pub(crate) trait Epilogue {
         c: usize,
         lanes: usize,
     ) -> Value;
-}
-
-/// Data cache sizes of the host in bytes: (L1 data, L2).
-fn cache_sizes() -> (usize, usize) {
-    static SIZES: OnceLock<(usize, usize)> = OnceLock::new();
-    *SIZES.get_or_init(|| {
-        let l1 = cache_bytes(1).unwrap_or(32 << 10);
-        let l2 = cache_bytes(2).unwrap_or(1 << 20);
-        (l1, l2)
-    })
-}
-
-/// The size of the level-`level` data (or unified) cache of cpu0, from Linux's sysfs.
-fn cache_bytes(level: u32) -> Option<usize> {
-    let dir = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache");
-    (0..8).find_map(|i| {
-        let index = dir.join(format!("index{i}"));
-        let read = |f: &str| std::fs::read_to_string(index.join(f)).ok();
-        let ty = read("type")?;
-        if read("level")?.trim().parse::<u32>().ok()? != level || ty.trim() == "Instruction" {
-            return None;
-        }
-        let size = read("size")?;
-        let size = size.trim();
-        let (digits, unit) = size.split_at(size.find(|c: char| !c.is_ascii_digit())?);
-        let scale = match unit {
-            "K" => 1 << 10,
-            "M" => 1 << 20,
-            "G" => 1 << 30,
-            _ => return None,
-        };
-        Some(digits.parse::<usize>().ok()? * scale)
-    })
 }
 
 /// Splits `total` into the fewest blocks of at most `max`, of equal size rounded up to a
@@ -153,9 +123,9 @@ struct Plan {
 }
 
 impl Plan {
-    /// The plan for the operands `a` and `b` of `op` on this host, given the widest
-    /// microkernel path `isa` may take, split into `parts` (see [`parts`]).
-    fn new(op: &Op, a: &Buf, b: &Buf, isa: Isa, parts: usize) -> Plan {
+    /// The plan for the operands `a` and `b` of `op` on `target` (with the widest microkernel
+    /// path contractions may take), split into `parts` (see [`parts`]).
+    fn new(op: &Op, a: &Buf, b: &Buf, target: &Target, parts: usize) -> Plan {
         let Op::MatMul {
             transpose_a,
             transpose_b,
@@ -180,16 +150,16 @@ impl Plan {
         // 784 × 64 runs 2.4× faster in place; from M = 32 packing wins). Native microkernels
         // read packed panels only, so an in-place B takes the Cranelift path.
         let pack_b = transpose_b || m > 16;
-        let path = match isa {
+        let path = match target.isa {
             _ if !pack_b => Isa::Baseline,
             // For N ≤ 16 the 32 columns of the AVX-512 tile would be mostly padding: the
             // 16-column AVX2 tile does the same work in half the FMAs (measured on 128×64 ·
             // 64×10: 31 against 22 GFLOP/s).
             Isa::Avx512 if n <= 16 && Isa::Avx2.supported() => Isa::Avx2,
-            isa => isa,
+            isa @ (Isa::Baseline | Isa::Avx2 | Isa::Avx512) => isa,
         };
         let (mr, nr) = path.tile();
-        let (l1, l2) = cache_sizes();
+        let (l1, l2) = (target.l1, target.l2);
         // The B panel [kc × NR] the A panels stream past, plus two A panels [MR × kc] (the one
         // in use and the next), fit in L1: 680 on a 48 KiB L1 with the 5 × 8 tile.
         let kc_max = (l1 / (4 * (nr + 2 * mr))).clamp(64, 1024);
@@ -308,7 +278,7 @@ impl Plan {
     fn part_scratch_bytes(&self) -> usize {
         let bytes = match self.path {
             Isa::Baseline => self.b_offset() + self.b_bytes(),
-            _ => self.tile_offset() + self.mr() * self.nr() * 4,
+            Isa::Avx2 | Isa::Avx512 => self.tile_offset() + self.mr() * self.nr() * 4,
         };
         bytes.div_ceil(64) * 64
     }
@@ -323,8 +293,22 @@ impl Plan {
     }
 }
 
-pub(super) fn scratch_bytes(op: &Op, inputs: &[Buf], isa: Isa, parts: usize) -> usize {
-    Plan::new(op, &inputs[0], &inputs[1], isa, parts).scratch_bytes()
+pub(super) fn scratch_bytes(op: &Op, inputs: &[Buf], target: &Target, parts: usize) -> usize {
+    Plan::new(op, &inputs[0], &inputs[1], target, parts).scratch_bytes()
+}
+
+/// Floating-point operations of the matmul `op` of `inputs` into `output`: two per multiply-add.
+pub(super) fn flops(op: &Op, inputs: &[Buf], output: &Buf) -> u64 {
+    let Op::MatMul { transpose_a, .. } = *op else {
+        unreachable!("not a matmul")
+    };
+    let a = &inputs[0].dims;
+    let k = if transpose_a {
+        a[a.len() - 2]
+    } else {
+        a[a.len() - 1]
+    };
+    2 * output.len() as u64 * k as u64
 }
 
 /// Below this many flops (about 30 µs of one core) a matmul runs as one part: measured on the
@@ -334,8 +318,8 @@ const MIN_PARALLEL_FLOPS: usize = 1 << 22;
 /// How many parts (at most `threads`) the matmul `op` of `inputs` runs as: the batch items, or
 /// the register-tile rows of each item, shared by up to `threads` parts when it is large
 /// enough to gain from them.
-pub(crate) fn parts(op: &Op, inputs: &[Buf], isa: Isa, threads: usize) -> usize {
-    let p = Plan::new(op, &inputs[0], &inputs[1], isa, 1);
+pub(crate) fn parts(op: &Op, inputs: &[Buf], target: &Target, threads: usize) -> usize {
+    let p = Plan::new(op, &inputs[0], &inputs[1], target, 1);
     let units = if p.batch >= threads {
         p.batch
     } else {
@@ -362,7 +346,13 @@ pub(crate) fn lower_with_epilogue(
     spec: &KernelSpec,
     epilogue: Option<&dyn Epilogue>,
 ) -> Result<()> {
-    let plan = Plan::new(spec.op, &spec.inputs[0], &spec.inputs[1], e.isa, e.parts);
+    let plan = Plan::new(
+        spec.op,
+        &spec.inputs[0],
+        &spec.inputs[1],
+        &e.target,
+        e.parts,
+    );
     emit(e, arena, spec, plan, epilogue);
     Ok(())
 }

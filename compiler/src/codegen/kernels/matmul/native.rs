@@ -17,21 +17,9 @@
 //! scratch), `c` to `MR` rows of `NR` readable and writable f32s `ldc` apart; what a kernel
 //! writes overlaps neither panel, and no alignment is assumed. A kernel reads only the two
 //! panels (and `C`'s tile) and writes only its tile. A path's kernels are only emitted after its
-//! CPU features were detected ([`Isa::resolve`]).
+//! CPU features were detected ([`Isa::resolve`](crate::codegen::target::Isa::resolve)).
 
-use crate::error::{Error, Result};
-use std::cell::Cell;
-
-/// A contraction microkernel path, from the widest vectors down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Isa {
-    /// The Cranelift `f32x4` microkernel, on every CPU.
-    Baseline,
-    /// The native AVX2 + FMA microkernel.
-    Avx2,
-    /// The native AVX-512F microkernel.
-    Avx512,
-}
+use crate::codegen::target::Isa;
 
 /// The native microkernel writing the tile buffer (see the module's safety contract).
 pub(crate) type NativeFn = unsafe extern "C" fn(*const f32, *const f32, usize, *mut f32);
@@ -41,74 +29,6 @@ pub(crate) type NativeToCFn =
     unsafe extern "C" fn(*const f32, *const f32, usize, *mut f32, usize, usize);
 
 impl Isa {
-    pub const ALL: [Isa; 3] = [Isa::Baseline, Isa::Avx2, Isa::Avx512];
-
-    /// The name `KILN_ISA` uses.
-    pub fn name(self) -> &'static str {
-        match self {
-            Isa::Baseline => "baseline",
-            Isa::Avx2 => "avx2",
-            Isa::Avx512 => "avx512",
-        }
-    }
-
-    /// The path named `name` (as in `KILN_ISA`).
-    pub fn parse(name: &str) -> Result<Isa> {
-        Isa::ALL
-            .into_iter()
-            .find(|i| i.name() == name.trim())
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "unknown microkernel path `{name}` (known: avx512, avx2, baseline)"
-                ))
-            })
-    }
-
-    /// Whether this CPU runs the path.
-    pub fn supported(self) -> bool {
-        match self {
-            Isa::Baseline => true,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
-        }
-    }
-
-    /// The paths this CPU runs, narrowest first.
-    pub fn available() -> Vec<Isa> {
-        Isa::ALL.into_iter().filter(|i| i.supported()).collect()
-    }
-
-    /// `requested`, or the widest supported path when `None`; a requested path this CPU lacks
-    /// is an error.
-    pub fn resolve(requested: Option<Isa>) -> Result<Isa> {
-        match requested {
-            None => Ok(*Isa::available().last().expect("baseline always runs")),
-            Some(isa) if isa.supported() => Ok(isa),
-            Some(isa) => Err(Error::InvalidArgument(format!(
-                "KILN_ISA={} forces a microkernel path this CPU does not support",
-                isa.name()
-            ))),
-        }
-    }
-
-    /// Rows and columns of the path's register tile. Baseline: 5 × 8, ten `f32x4`
-    /// accumulators. 6 × 8 (twelve) is the best shape of `CRANELIFT_NOTES.md` in isolation, but
-    /// its unrolled loop needs all 16 xmm registers and whether the register allocator then
-    /// spills depends on the code around the loop: on 256² and 512² it ran at 87–94 % of the
-    /// 128-bit peak depending on the layout, 5 × 8 at a steady 91–95 %; 4 × 8 is front-end
-    /// bound (81 %). The native tiles keep twelve accumulators plus the B vectors in registers.
-    pub fn tile(self) -> (usize, usize) {
-        match self {
-            Isa::Baseline => (5, 8),
-            Isa::Avx2 => (6, 16),
-            Isa::Avx512 => (6, 32),
-        }
-    }
-
     /// The native microkernels of the path, to the tile buffer and to `C` (`None` for the
     /// Cranelift one).
     pub(crate) fn native(self) -> Option<(NativeFn, NativeToCFn)> {
@@ -124,47 +44,10 @@ impl Isa {
     }
 }
 
-impl std::fmt::Display for Isa {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (mr, nr) = self.tile();
-        write!(f, "{} ({mr}×{nr})", self.name())
-    }
-}
-
-thread_local! {
-    /// Calls of each native microkernel on this thread, indexed by `Isa as usize`.
-    static CALLS: [Cell<u64>; 3] = const { [const { Cell::new(0) }; 3] };
-}
-
-/// How many times the native microkernel of `isa` has run for the calling thread: on it, or on
-/// a worker thread running parts of its kernels (credited with [`credit_native_calls`]); 0 for
-/// the baseline path, which is Cranelift code. Proof of which path a program really took.
-pub fn native_calls(isa: Isa) -> u64 {
-    CALLS.with(|c| c[isa as usize].get())
-}
-
-/// [`native_calls`] of every path, indexed by `Isa as usize`.
-pub fn native_call_counts() -> [u64; 3] {
-    Isa::ALL.map(native_calls)
-}
-
-/// Adds `calls` (indexed by `Isa as usize`), made on another thread on this one's behalf, to
-/// this thread's [`native_calls`].
-pub fn credit_native_calls(calls: [u64; 3]) {
-    CALLS.with(|c| {
-        for (cell, n) in c.iter().zip(calls) {
-            cell.set(cell.get() + n);
-        }
-    });
-}
-
-fn count_call(isa: Isa) {
-    CALLS.with(|c| c[isa as usize].set(c[isa as usize].get() + 1));
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{count_call, Isa};
+    #[cfg(any(test, feature = "counters"))]
+    use super::Isa;
     use std::arch::x86_64::*;
 
     /// The sums `acc[MR][NV]` (vectors of `$lanes`) of the packed panels `a` and `b` over
@@ -206,7 +89,8 @@ mod x86 {
                 tile: *mut f32,
             ) {
                 const NR: usize = $nv * $lanes;
-                count_call($isa);
+                #[cfg(any(test, feature = "counters"))]
+                super::super::counters::count_call($isa);
                 let acc = tile_sums!(a, b, kc, $mr, $nv, $lanes, $v, $zero, $load, $splat, $fma);
                 for (r, row) in acc.iter().enumerate() {
                     for (v, &c) in row.iter().enumerate() {
@@ -225,7 +109,8 @@ mod x86 {
                 ldc: usize,
                 accumulate: usize,
             ) {
-                count_call($isa);
+                #[cfg(any(test, feature = "counters"))]
+                super::super::counters::count_call($isa);
                 let acc = tile_sums!(a, b, kc, $mr, $nv, $lanes, $v, $zero, $load, $splat, $fma);
                 for (r, row) in acc.iter().enumerate() {
                     for (v, &x) in row.iter().enumerate() {

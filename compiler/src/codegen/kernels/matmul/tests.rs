@@ -3,10 +3,11 @@
 //! with and without an epilogue, on every microkernel path this CPU runs, against an f64
 //! reference.
 
-use super::{emit, native_calls, Epilogue, Isa, Plan};
+use super::{emit, native_calls, Epilogue, Plan};
 use crate::codegen::emit::{Emit, LANES};
 use crate::codegen::jit::JitBuilder;
 use crate::codegen::kernels::{Buf, KernelSpec, Region};
+use crate::codegen::target::Isa;
 use crate::ir::{DType, Op};
 use cranelift_codegen::ir::types::{F32, F32X4, I32};
 use cranelift_codegen::ir::{InstBuilder, Value};

@@ -19,8 +19,9 @@
 //! computed twice), as is every member that is a result of the program; so a group may have
 //! several outputs. It may join only if that outside reader does not itself feed the group,
 //! which keeps the kernels acyclic; kernels run in a topological order of the groups.
+#![deny(clippy::wildcard_enum_match_arm)]
 
-use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
+use crate::ir::{DType, Dim, FusionClass, Graph, NodeId, Op, Shape};
 use std::collections::{BTreeSet, HashMap};
 
 /// What a group's kernel is.
@@ -88,24 +89,9 @@ pub struct FusionPlan {
     pub decisions: Vec<Decision>,
 }
 
-/// Ops a fused elementwise loop evaluates per element.
-pub fn is_elementwise_map(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Clip { .. } | Op::Cast(_)
-    )
-}
-
 /// Ops that need no kernel: leaves hold data, reshapes alias their operand.
 pub fn needs_no_kernel(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Input { .. }
-            | Op::Parameter { .. }
-            | Op::Constant(_)
-            | Op::ElementCount(_)
-            | Op::Reshape(_)
-    )
+    !op.fusion_class().has_kernel()
 }
 
 /// The node whose memory `n` is: `n` itself, or what a chain of reshapes ends at.
@@ -139,22 +125,27 @@ pub fn classify(graph: &Graph, nodes: &[NodeId]) -> Result<Kind, String> {
     let matmuls: Vec<NodeId> = nodes
         .iter()
         .copied()
-        .filter(|&n| matches!(graph.node(n).op, Op::MatMul { .. }))
+        .filter(|&n| graph.node(n).op.fusion_class() == FusionClass::Contraction)
         .collect();
     // A broadcast of a member repeats a per-row value: the group is a rows kernel even before
     // the reduction computing that value has joined.
-    let has_rows = nodes.iter().any(|&n| match graph.node(n).op {
-        Op::Reduce { .. } => true,
-        Op::Broadcast { .. } => nodes.contains(&through_reshapes(graph, graph.operands(n)[0])),
-        _ => false,
-    });
-    if let Some(bad) = ops().find(|op| {
-        !is_elementwise_map(op)
-            && !matches!(
-                op,
-                Op::Broadcast { .. } | Op::Reduce { .. } | Op::MatMul { .. } | Op::OneHot { .. }
-            )
-    }) {
+    let has_rows = nodes
+        .iter()
+        .any(|&n| match graph.node(n).op.fusion_class() {
+            FusionClass::Reduction => true,
+            FusionClass::Broadcast => {
+                nodes.contains(&through_reshapes(graph, graph.operands(n)[0]))
+            }
+            FusionClass::Data
+            | FusionClass::Generator
+            | FusionClass::Elementwise
+            | FusionClass::Expansion
+            | FusionClass::Alias
+            | FusionClass::Movement
+            | FusionClass::Contraction
+            | FusionClass::Opaque => false,
+        });
+    if let Some(bad) = ops().find(|op| !op.fusion_class().fuses()) {
         return Err(format!("{} does not fuse", bad.name()));
     }
     match (matmuls.as_slice(), has_rows) {
@@ -175,7 +166,7 @@ fn elementwise(graph: &Graph, nodes: &[NodeId]) -> Result<(), String> {
     let shape = graph.shape(*nodes.last().expect("non-empty"));
     for &n in nodes {
         let node = graph.node(n);
-        if matches!(node.op, Op::OneHot { .. }) {
+        if node.op.fusion_class() == FusionClass::Expansion {
             return Err("one-hot fuses only into row kernels".into());
         }
         if node.shape != *shape {
@@ -213,7 +204,7 @@ fn contraction(graph: &Graph, nodes: &[NodeId], matmul: NodeId) -> Result<(), St
                 node.dtype, node.shape
             ));
         }
-        if matches!(node.op, Op::OneHot { .. }) {
+        if node.op.fusion_class() == FusionClass::Expansion {
             return Err("one-hot fuses only into row kernels".into());
         }
         for o in graph.operands(n) {
@@ -226,10 +217,17 @@ fn contraction(graph: &Graph, nodes: &[NodeId], matmul: NodeId) -> Result<(), St
                 }
             }
             let external_full = !in_group(o) && graph.shape(o) == shape;
-            let ok = match node.op {
-                Op::Broadcast { .. } => !in_group(o),
-                Op::MatMul { .. } => true,
-                _ => in_group(o) || external_full,
+            let ok = match node.op.fusion_class() {
+                FusionClass::Broadcast => !in_group(o),
+                FusionClass::Contraction => true,
+                FusionClass::Data
+                | FusionClass::Generator
+                | FusionClass::Elementwise
+                | FusionClass::Expansion
+                | FusionClass::Alias
+                | FusionClass::Movement
+                | FusionClass::Reduction
+                | FusionClass::Opaque => in_group(o) || external_full,
             };
             if !ok {
                 return Err(format!(
@@ -248,22 +246,25 @@ fn contraction(graph: &Graph, nodes: &[NodeId], matmul: NodeId) -> Result<(), St
 fn row_domain(graph: &Graph, nodes: &[NodeId]) -> Result<RowDomain, String> {
     let candidates = nodes.iter().filter_map(|&n| {
         let operand = graph.operands(n).first().copied()?;
-        match &graph.node(n).op {
-            Op::Reduce { axes, .. } => Some((graph.shape(operand), axes.clone())),
-            Op::Broadcast { shape, axes } if nodes.contains(&through_reshapes(graph, operand)) => {
-                let from = graph.shape(operand).dims();
-                let repeated = (0..shape.rank())
-                    .filter(|a| {
-                        !axes
-                            .iter()
-                            .zip(from)
-                            .any(|(b, d)| b == a && *d != Dim::Fixed(1))
-                    })
-                    .collect();
-                Some((shape, repeated))
-            }
-            _ => None,
+        if let Op::Reduce { axes, .. } = &graph.node(n).op {
+            return Some((graph.shape(operand), axes.clone()));
         }
+        let Op::Broadcast { shape, axes } = &graph.node(n).op else {
+            return None;
+        };
+        if !nodes.contains(&through_reshapes(graph, operand)) {
+            return None;
+        }
+        let from = graph.shape(operand).dims();
+        let repeated = (0..shape.rank())
+            .filter(|a| {
+                !axes
+                    .iter()
+                    .zip(from)
+                    .any(|(b, d)| b == a && *d != Dim::Fixed(1))
+            })
+            .collect();
+        Some((shape, repeated))
     });
     let (shape, axes) = candidates
         .max_by_key(|(s, _)| size_key(s))
@@ -320,8 +321,11 @@ pub fn row_levels(
                 node.shape
             )
         };
-        let this = match &node.op {
-            Op::Reduce { axes, .. } => {
+        let this = match node.op.fusion_class() {
+            FusionClass::Reduction => {
+                let Op::Reduce { axes, .. } = &node.op else {
+                    unreachable!("a reduction")
+                };
                 let (o, inside) = operands[0];
                 let s = graph.shape(o);
                 let over_rows = axes.iter().copied().eq(inner_axes.clone());
@@ -334,7 +338,10 @@ pub fn row_levels(
                     _ => return Err(foreign()),
                 }
             }
-            Op::Broadcast { axes, .. } => {
+            FusionClass::Broadcast => {
+                let Op::Broadcast { axes, .. } = &node.op else {
+                    unreachable!("a broadcast")
+                };
                 let (o, inside) = operands[0];
                 let s = graph.shape(o);
                 let scalar = squeezed(s.dims()).is_empty();
@@ -361,18 +368,27 @@ pub fn row_levels(
                     }
                 }
             }
-            Op::OneHot { depth } => {
+            FusionClass::Expansion => {
+                let Op::OneHot { depth } = node.op else {
+                    unreachable!("a one-hot")
+                };
                 let (o, inside) = operands[0];
                 let per_row = inside.map_or(fits(graph.shape(o), Level::Row), |l| l == Level::Row);
                 if !per_row || full.rank() != domain.outer + 1 {
                     return Err("a one-hot must expand per-row indices along the rows".into());
                 }
-                if full.dims()[domain.outer] != Dim::Fixed(*depth) {
+                if full.dims()[domain.outer] != Dim::Fixed(depth) {
                     return Err("a one-hot's depth must be the row length".into());
                 }
                 Level::Full
             }
-            _ => {
+            FusionClass::Data
+            | FusionClass::Generator
+            | FusionClass::Elementwise
+            | FusionClass::Alias
+            | FusionClass::Movement
+            | FusionClass::Contraction
+            | FusionClass::Opaque => {
                 let this = match operands.iter().filter_map(|(_, l)| *l).max() {
                     Some(l) => l,
                     None => by_shape(&node.shape).ok_or_else(foreign)?,

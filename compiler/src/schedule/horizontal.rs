@@ -8,11 +8,12 @@
 //! (one block of the work arena, see [`Merge::blocks`]), one loop over the whole span, from the
 //! first parameter to the end of the last, updates every parameter; the padding between slots
 //! is computed too, and never read.
+#![deny(clippy::wildcard_enum_match_arm)]
 
 use super::fusion::{through_reshapes, Group, Kind};
-use super::kernels::Region;
 use super::memory::align;
-use crate::ir::{Graph, NodeId, Op};
+use crate::codegen::kernels::Region;
+use crate::ir::{FusionClass, Graph, Leaf, NodeId, Op};
 use std::collections::HashMap;
 
 /// Update kernels that one loop can replace.
@@ -181,10 +182,21 @@ pub fn plan(
     let (_, first, first_group) = members[0];
     let base = anchor(first_group);
     let where_is = |n: NodeId| -> Option<(Region, usize)> {
-        match graph.node(n).op {
-            Op::Parameter { .. } => Some((Region::State, state_offset[&n])),
-            Op::Input { .. } | Op::Constant(_) | Op::ElementCount(_) => None,
-            _ => Some((Region::Work, 0)),
+        let op = &graph.node(n).op;
+        match op.fusion_class() {
+            FusionClass::Data if op.is_leaf(Leaf::Parameter) => {
+                Some((Region::State, state_offset[&n]))
+            }
+            FusionClass::Data => None,
+            FusionClass::Generator
+            | FusionClass::Elementwise
+            | FusionClass::Expansion
+            | FusionClass::Alias
+            | FusionClass::Broadcast
+            | FusionClass::Movement
+            | FusionClass::Reduction
+            | FusionClass::Contraction
+            | FusionClass::Opaque => Some((Region::Work, 0)),
         }
     };
     // Every state value of a parameter must sit as far from its family's first value as the
