@@ -33,7 +33,7 @@ fn a_second_compile_of_the_same_model_and_shapes_is_a_hit() {
     assert_eq!(cache_stats().misses, after_second.misses + 1);
 
     // A different architecture misses.
-    let mut c = Model::new(mlp().add(Layer::Activation(Activation::Tanh)), 0).unwrap();
+    let mut c = Model::new(mlp().add(Layer::activation(Activation::Tanh)), 0).unwrap();
     c.predict(&x, 4).unwrap();
     assert_eq!(cache_stats().misses, after_second.misses + 2);
 }

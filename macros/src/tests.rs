@@ -44,8 +44,8 @@ fn the_seed_mlp_expands_to_a_model_and_its_architecture() {
         "pub struct MlpArchitecture",
         "impl :: kiln :: compiler :: nn :: Architecture for MlpArchitecture",
         "builder . input (\"x\" , & [784usize]",
-        ":: kiln :: compiler :: nn :: Layer :: Dense { units , activation , use_bias }",
-        "let activation = :: kiln :: compiler :: nn :: Activation :: Softmax",
+        ":: kiln :: compiler :: nn :: Layer :: new (\"dense\"",
+        "ArgValue :: Activation (:: kiln :: compiler :: nn :: Activation :: Softmax)",
         "pub fn new (seed : u64) -> Self",
     ] {
         assert!(out.contains(expected), "missing `{expected}` in {out}");
