@@ -83,6 +83,14 @@ fn every_error_of_a_model_is_reported() {
     }
 }
 
+#[test]
+fn a_name_unlike_any_layer_gets_the_list_of_layers() {
+    let found = errors("M(x: [4]) -> conv9(3)");
+    let names: Vec<&str> = kiln_compiler::nn::layers::specs().map(|s| s.name).collect();
+    let expected = format!("unknown layer `conv9`; the layers are {}", names.join(", "));
+    assert!(found.iter().any(|m| m.contains(&expected)), "{found:#?}");
+}
+
 /// Sizes whose product overflows are the compiler's shape error, under the layer.
 #[test]
 fn sizes_that_overflow_are_errors_not_panics() {
