@@ -36,6 +36,8 @@ RTOL, ATOL = 1e-4, 1e-5
 # name -> (layer factory, input shapes including the batch)
 CASES = {
     "dense_relu_full_config": (lambda: keras.layers.Dense(5, activation="relu"), [(4, 7)]),
+    "prelu": (lambda: keras.layers.PReLU(), [(4, 3, 5)]),
+    "prelu_shared_axes": (lambda: keras.layers.PReLU(shared_axes=[1]), [(4, 3, 5)]),
 }
 
 
