@@ -1,6 +1,7 @@
-//! Layer arguments: the kinds of value a parameter takes, and reading a call's arguments
-//! against a layer's parameters (positional first, then by keyword; defaults). Every mistake
-//! is reported, spanned on the argument or on the call.
+//! Layer arguments: parsing a value of each kind the compiler's schema declares (`ArgKind`),
+//! and reading a call's arguments against a layer's declared arguments (positional first,
+//! then by keyword; defaults). Every mistake is reported, spanned on the argument or on the
+//! call.
 
 use crate::layers;
 use crate::suggest::closest;

@@ -24,10 +24,8 @@ pub fn layer_table() -> String {
 pub fn layer_docs() -> String {
     let mut out = layer_table();
     for spec in specs() {
-        out += &format!(
-            "\n### `{}` (Keras `{}`)\n\n{}.",
-            spec.name, spec.keras, spec.doc
-        );
+        let doc = sentence(spec.doc);
+        out += &format!("\n### `{}` (Keras `{}`)\n\n{doc}.", spec.name, spec.keras);
         if spec.differs_in_training {
             out += " It computes something else in training than in inference.";
         }
@@ -57,6 +55,15 @@ pub fn layer_docs() -> String {
         }
     }
     out
+}
+
+/// `doc` with a capital first letter.
+fn sentence(doc: &str) -> String {
+    let mut chars = doc.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn signature_item(arg: &ArgSpec) -> String {
