@@ -16,7 +16,7 @@ const SPARSE_CE: Loss = Loss::SparseCategoricalCrossentropy { from_logits: false
 fn mlp(hidden: usize) -> Sequential {
     Sequential::new(&[4])
         .add(Layer::dense(hidden, Activation::Relu))
-        .add(Layer::Dropout { rate: 0.25 })
+        .add(Layer::dropout(0.25))
         .add(Layer::dense(3, Activation::Softmax))
 }
 

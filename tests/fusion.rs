@@ -125,7 +125,7 @@ fn dense_with_bias_and_relu_is_one_kernel() {
 fn log_softmax_and_sparse_cross_entropy_forward_is_one_kernel() {
     // The evaluation program of a softmax classifier: log-softmax of the logits, one-hot of
     // the labels, the per-sample sum and the batch mean, all in one rows kernel.
-    let arch = Sequential::new(&[10]).add(Layer::Activation(Activation::Softmax));
+    let arch = Sequential::new(&[10]).add(Layer::activation(Activation::Softmax));
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
     let lg = loss_graph(&arch, &loss, &[], None).unwrap();
     let (count, report) = kernels(&lg.forward.graph, &[lg.loss], true);

@@ -7,10 +7,13 @@
 //! tensor in its file must be checked, so a file is never half-tested in silence. All
 //! mismatches of all cases are reported before the test fails.
 //!
-//! Supporting a new Keras class is one match arm in `keras_layer`, `keras_loss` or
-//! `keras_optimizer`.
+//! A Keras layer class maps to the kiln layer that declares it (`keras_layer` reads its
+//! config against the declared arguments); a loss or optimizer is one match arm in
+//! `keras_loss` or `keras_optimizer`. The cases skipped must be exactly `SKIPPED`: supporting a
+//! family removes its names there.
 
 use kiln::compiler::autodiff;
+use kiln::compiler::nn::layers::{self, ArgKind, ArgValue};
 use kiln::compiler::nn::{forward_graph, loss_graph, ModelBuilder, TARGET};
 use kiln::prelude::*;
 use safetensors::{Dtype, SafeTensors};
@@ -249,22 +252,6 @@ impl<'a> Config<'a> {
         }
     }
 
-    fn f32(&self, key: &str) -> CaseResult<f32> {
-        let v = self.value(key)?;
-        match v.as_f64() {
-            Some(x) => Ok(x as f32),
-            None => self.unsupported(key, v),
-        }
-    }
-
-    fn usize(&self, key: &str) -> CaseResult<usize> {
-        let v = self.value(key)?;
-        match v.as_u64() {
-            Some(n) => Ok(n as usize),
-            None => self.unsupported(key, v),
-        }
-    }
-
     fn bool_or(&self, key: &str, default: bool) -> CaseResult<bool> {
         match self.get(key) {
             None => Ok(default),
@@ -324,31 +311,72 @@ fn keras_activation(name: &str) -> CaseResult<Activation> {
         .ok_or_else(|| CaseError::Skip(format!("activation `{name}` not supported yet")))
 }
 
-/// The kiln layer for a Keras layer config. Its weights keep their Keras names and layouts
+/// The kiln layer for a Keras layer config, read generically against the layer's declared
+/// arguments (`kiln::compiler::nn::layers`). Its weights keep their Keras names and layouts
 /// (`param.kernel` is kiln's `LAYER/kernel`); a class whose weights differ translates them
 /// where the case feeds them (`kiln_weight`).
 fn keras_layer(c: &Config) -> CaseResult<Layer> {
-    Ok(match c.class.as_str() {
-        "Dense" => Layer::Dense {
-            units: c.usize("units")?,
-            activation: keras_activation(c.str_or("activation", "linear")?)?,
-            use_bias: c.bool_or("use_bias", true)?,
-        },
-        "Flatten" => Layer::Flatten,
-        "Dropout" => Layer::Dropout {
-            rate: c.f32("rate")?,
-        },
-        "Activation" => Layer::Activation(keras_activation(c.str("activation")?)?),
-        "Add" => Layer::Add,
-        "Multiply" => Layer::Multiply,
-        "Dot" => {
-            c.require_default("normalize", Value::Bool(false))?;
-            Layer::Dot {
-                axes: c.usize("axes")?,
-            }
+    let Some(spec) = layers::keras_spec(&c.class) else {
+        return not_supported(&c.class);
+    };
+    // The case gives the weights, so their initialisers do not matter; nor does `trainable`
+    // for one forward and backward pass.
+    let initializers: Vec<&str> = c
+        .map
+        .keys()
+        .filter(|k| k.ends_with("_initializer"))
+        .map(String::as_str)
+        .collect();
+    c.ignore(&initializers);
+    c.ignore(&["trainable"]);
+    let policy = c
+        .get("dtype")
+        .map(|d| d.pointer("/config/name").unwrap_or(d));
+    if let Some(policy) = policy.filter(|p| p.as_str() != Some("float32")) {
+        return c.unsupported("dtype", policy);
+    }
+    let mut args = Vec::new();
+    for arg in spec.args {
+        if let Some(value) = c.get(arg.name) {
+            args.push((arg.name, keras_value(c, arg.name, arg.kind, value)?));
         }
-        other => return not_supported(other),
-    })
+    }
+    Layer::of(spec, args).or_else(|e| fail(format!("{} config: {e}", c.class)))
+}
+
+/// A Keras config value as an argument of `kind` (a value kiln lacks is a skip).
+fn keras_value(c: &Config, key: &str, kind: ArgKind, value: &Value) -> CaseResult<ArgValue> {
+    let int = |v: &Value| v.as_u64().map(|n| n as usize);
+    let parsed = match (kind, value) {
+        (ArgKind::Activation, Value::String(name)) => ArgValue::Activation(keras_activation(name)?),
+        (ArgKind::Layer, Value::Object(wrapped)) => {
+            let mut spec = match wrapped.get("config") {
+                Some(Value::Object(config)) => config.clone(),
+                _ => return fail(format!("{key}: a nested layer needs a `config`")),
+            };
+            spec.insert("class".into(), wrapped.get("class_name").cloned().into());
+            let nested = Config::of(&spec)?;
+            let layer = keras_layer(&nested)?;
+            nested.finish()?;
+            ArgValue::Layer(Box::new(layer))
+        }
+        (_, Value::Number(n)) => match (int(value), n.as_f64()) {
+            (Some(k), _) => ArgValue::Int(k),
+            (None, Some(x)) => ArgValue::Real(x as f32),
+            (None, None) => return c.unsupported(key, value),
+        },
+        (_, Value::Bool(b)) => ArgValue::Flag(*b),
+        (_, Value::Array(items)) => match items.iter().map(int).collect::<Option<Vec<_>>>() {
+            Some(v) => ArgValue::Ints(v.into()),
+            None => return c.unsupported(key, value),
+        },
+        (ArgKind::Choice(_), Value::String(word)) => match kind.choice(word) {
+            Some(w) => ArgValue::Choice(w),
+            None => return c.unsupported(key, value),
+        },
+        _ => return c.unsupported(key, value),
+    };
+    kind.check(parsed).or_else(|_| c.unsupported(key, value))
 }
 
 /// kiln's name for the Keras weight `keras` of layer `layer` (named `layer_name` in kiln).
@@ -884,6 +912,36 @@ fn outcome(path: &Path) -> Outcome {
 // The test.
 // ---------------------------------------------------------------------------------------------
 
+/// The cases skipped today, each for a Keras class kiln lacks: a family's issue removes its
+/// names when it lands, and a case that starts or stops running unexpectedly fails the test.
+const SKIPPED: &[&str] = &[
+    // Conv2D and pooling.
+    "averagepooling2d_p2_s2_valid",
+    "conv2d_same_s1",
+    "conv2d_same_s2",
+    "conv2d_valid_s1",
+    "conv2d_valid_s2",
+    "maxpooling2d_p2_s2_valid",
+    "maxpooling2d_p3_s2_same",
+    "seed_cnn",
+    // Normalisation.
+    "batch_norm_inference",
+    "batch_norm_training",
+    "layer_norm",
+    // Embedding.
+    "embedding",
+    // Recurrent layers.
+    "gru_last",
+    "gru_seq",
+    "lstm_last",
+    "lstm_seq",
+    "simplernn_last",
+    "simplernn_seq",
+    // Attention.
+    "mha_cross",
+    "mha_self_causal",
+];
+
 fn reference_dir() -> PathBuf {
     match std::env::var_os("KILN_REFERENCE_DIR") {
         Some(dir) => PathBuf::from(dir),
@@ -909,6 +967,7 @@ fn keras_reference_vectors() {
     );
 
     let (mut ran, mut skipped, mut problems) = (Vec::new(), Vec::new(), Vec::new());
+    let mut skipped_names = BTreeSet::new();
     for path in &files {
         let name = path.file_stem().unwrap_or_default().to_string_lossy();
         let t = Instant::now();
@@ -922,7 +981,10 @@ fn keras_reference_vectors() {
                 ran.push(format!("  {name:<28} {verdict}: {summary} [{ms:.0} ms]"));
                 problems.extend(case_problems);
             }
-            Outcome::Skipped(reason) => skipped.push(format!("  {name:<28} {reason}")),
+            Outcome::Skipped(reason) => {
+                skipped_names.insert(name.to_string());
+                skipped.push(format!("  {name:<28} {reason}"));
+            }
         }
     }
     println!("Keras reference vectors from {}", dir.display());
@@ -940,6 +1002,15 @@ fn keras_reference_vectors() {
         "Keras reference mismatches:\n{}",
         problems.join("\n")
     );
+    // Only a different folder may skip other cases.
+    if std::env::var_os("KILN_REFERENCE_DIR").is_none() {
+        let expected: BTreeSet<String> = SKIPPED.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            skipped_names, expected,
+            "the skipped cases differ from `SKIPPED` (a case that now runs leaves the list; \
+             a new case kiln cannot run yet joins it, with the family that will run it)"
+        );
+    }
     assert!(
         !ran.is_empty(),
         "no reference case ran (all {} skipped)",

@@ -16,7 +16,7 @@ model! {
 fn by_hand() -> Sequential {
     Sequential::new(&[64])
         .add(Layer::dense(64, Activation::Relu))
-        .add(Layer::Dropout { rate: 0.1 })
+        .add(Layer::dropout(0.1))
         .add(Layer::dense(64, Activation::Relu))
         .add(Layer::dense(10, Activation::Softmax))
 }

@@ -38,7 +38,7 @@ fn a_second_compile_of_the_same_model_and_shapes_is_a_hit() {
     assert_eq!(cache_stats().misses, after_second.misses + 1);
 
     // A different architecture misses.
-    let mut c = Model::new(mlp().add(Layer::Activation(Activation::Tanh)), 0).unwrap();
+    let mut c = Model::new(mlp().add(Layer::activation(Activation::Tanh)), 0).unwrap();
     c.predict_with(&x, &Predict { batch_size: 4 }).unwrap();
     assert_eq!(cache_stats().misses, after_second.misses + 2);
 }

@@ -59,7 +59,7 @@ fn seed_mlp_learns_the_digits_for_three_seeds() {
 fn runs_are_deterministic_for_a_seed() {
     let (train, _) = digits();
     let run = |seed: u64| {
-        let arch = seed_mlp(64).add(Layer::Dropout { rate: 0.2 });
+        let arch = seed_mlp(64).add(Layer::dropout(0.2));
         let mut model = Model::new(arch, seed).unwrap();
         model
             .compile(Adam::default(), SPARSE_CE, &[Metric::Accuracy])

@@ -1,29 +1,21 @@
-//! Layer arguments: the kinds of value a parameter takes, and reading a call's arguments
-//! against a layer's parameters (positional first, then by keyword; defaults). Every mistake
-//! is reported, spanned on the argument or on the call.
+//! Layer arguments: parsing a value of each kind the compiler's schema declares (`ArgKind`),
+//! and reading a call's arguments against a layer's declared arguments (positional first,
+//! then by keyword; defaults). Every mistake is reported, spanned on the argument or on the
+//! call.
 
+use crate::layers;
 use crate::suggest::closest;
-use crate::syntax::{Arg, LayerCall};
+use crate::syntax::{self, Arg, LayerCall};
+use kiln_compiler::nn::layers::{ArgKind, ArgSpec, ArgValue, Default, LayerSpec};
 use kiln_compiler::nn::Activation;
-use proc_macro2::{Literal, TokenStream};
-use quote::{quote, ToTokens};
+use proc_macro2::TokenStream;
+use quote::ToTokens;
 use syn::parse::{ParseStream, Parser};
-use syn::{Error, Ident, Lit, LitStr, Token};
+use syn::punctuated::Punctuated;
+use syn::{Error, Ident, Lit, LitBool, LitInt, LitStr, Token};
 
 /// The keyword every layer takes for its user-given name: `name = "encoder"`.
 const NAME: &str = "name";
-
-/// A kind of argument value: how to read it from tokens and how to write it into the
-/// generated code.
-pub trait Kind {
-    type Value: Copy;
-    /// What the argument must be, for messages ("a positive integer").
-    fn expected() -> String;
-    /// The value written in `tokens`, or what is wrong with it.
-    fn parse(tokens: &TokenStream) -> Result<Self::Value, String>;
-    /// An expression of the value for the generated code.
-    fn tokens(value: Self::Value) -> TokenStream;
-}
 
 fn found(tokens: &TokenStream) -> String {
     match tokens.is_empty() {
@@ -32,156 +24,136 @@ fn found(tokens: &TokenStream) -> String {
     }
 }
 
-fn mistyped<K: Kind>(tokens: &TokenStream) -> String {
-    format!("expected {}, found {}", K::expected(), found(tokens))
-}
-
-/// A positive integer (`usize`): a number of units, an axis.
-pub struct Positive;
-
-impl Kind for Positive {
-    type Value = usize;
-    fn expected() -> String {
-        "a positive integer".into()
-    }
-    fn parse(tokens: &TokenStream) -> Result<usize, String> {
-        syn::parse2::<syn::LitInt>(tokens.clone())
+/// The value of kind `kind` written in `tokens` (any kind but a layer), or what is wrong.
+pub fn parse(kind: ArgKind, tokens: &TokenStream) -> Result<ArgValue, String> {
+    let mistyped = || format!("expected {}, found {}", kind.expected(), found(tokens));
+    let value = match kind {
+        ArgKind::Positive => int(tokens).map(ArgValue::Int),
+        ArgKind::Real => real(tokens).map(ArgValue::Real),
+        ArgKind::Flag => syn::parse2::<LitBool>(tokens.clone())
             .ok()
-            .and_then(|lit| lit.base10_parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .ok_or_else(|| mistyped::<Self>(tokens))
-    }
-    fn tokens(value: usize) -> TokenStream {
-        Literal::usize_suffixed(value).into_token_stream()
-    }
+            .map(|b| ArgValue::Flag(b.value)),
+        ArgKind::Activation => return activation(tokens).ok_or_else(mistyped)?,
+        ArgKind::Ints(_) | ArgKind::IntList => ints(tokens).map(|v| match v.as_slice() {
+            [one] if int(tokens).is_some() => ArgValue::Int(*one),
+            _ => ArgValue::Ints(v.into()),
+        }),
+        ArgKind::Choice(words) => return word(tokens, words).ok_or_else(mistyped)?,
+        ArgKind::Layer => None,
+    };
+    value
+        .ok_or_else(mistyped)
+        .and_then(|v| kind.check(v).map_err(|_| mistyped()))
 }
 
-/// A finite number (`f32`), possibly negative: a rate.
-pub struct Real;
+fn int(tokens: &TokenStream) -> Option<usize> {
+    syn::parse2::<LitInt>(tokens.clone())
+        .ok()
+        .and_then(|lit| lit.base10_parse::<usize>().ok())
+}
 
-impl Kind for Real {
-    type Value = f32;
-    fn expected() -> String {
-        "a number".into()
+/// `3` or `(3, 3)` (or `()`, `(3,)`).
+fn ints(tokens: &TokenStream) -> Option<Vec<usize>> {
+    if let Some(n) = int(tokens) {
+        return Some(vec![n]);
     }
-    fn parse(tokens: &TokenStream) -> Result<f32, String> {
-        let number = |input: ParseStream| -> syn::Result<f64> {
-            let negative = input.parse::<Option<Token![-]>>()?.is_some();
-            let magnitude = match input.parse::<Lit>()? {
-                Lit::Float(f) => f.base10_parse::<f64>()?,
-                Lit::Int(i) => i.base10_parse::<f64>()?,
-                other => return Err(Error::new_spanned(other, "")),
-            };
-            Ok(if negative { -magnitude } else { magnitude })
+    let tuple = |input: ParseStream| {
+        let content;
+        syn::parenthesized!(content in input);
+        Punctuated::<LitInt, Token![,]>::parse_terminated(&content)
+    };
+    let items = tuple.parse2(tokens.clone()).ok()?;
+    items.iter().map(|i| i.base10_parse().ok()).collect()
+}
+
+fn real(tokens: &TokenStream) -> Option<f32> {
+    let number = |input: ParseStream| -> syn::Result<f64> {
+        let negative = input.parse::<Option<Token![-]>>()?.is_some();
+        let magnitude = match input.parse::<Lit>()? {
+            Lit::Float(f) => f.base10_parse::<f64>()?,
+            Lit::Int(i) => i.base10_parse::<f64>()?,
+            other => return Err(Error::new_spanned(other, "")),
         };
-        number
-            .parse2(tokens.clone())
-            .ok()
-            .map(|x| x as f32)
-            .filter(|x| x.is_finite())
-            .ok_or_else(|| mistyped::<Self>(tokens))
-    }
-    fn tokens(value: f32) -> TokenStream {
-        Literal::f32_suffixed(value).into_token_stream()
-    }
+        Ok(if negative { -magnitude } else { magnitude })
+    };
+    number.parse2(tokens.clone()).ok().map(|x| x as f32)
 }
 
-/// `true` or `false`.
-pub struct Flag;
-
-impl Kind for Flag {
-    type Value = bool;
-    fn expected() -> String {
-        "`true` or `false`".into()
-    }
-    fn parse(tokens: &TokenStream) -> Result<bool, String> {
-        syn::parse2::<syn::LitBool>(tokens.clone())
-            .map(|b| b.value)
-            .map_err(|_| mistyped::<Self>(tokens))
-    }
-    fn tokens(value: bool) -> TokenStream {
-        value.into_token_stream()
-    }
+/// An identifier, or `None` if `tokens` are not one.
+fn ident(tokens: &TokenStream) -> Option<String> {
+    syn::parse2::<Ident>(tokens.clone())
+        .ok()
+        .map(|i| i.to_string())
 }
 
-/// An activation by its Keras name: `relu`, `softmax`, …
-pub struct ActivationName;
-
-impl Kind for ActivationName {
-    type Value = Activation;
-    fn expected() -> String {
-        let names: Vec<&str> = Activation::ALL.iter().map(|a| a.name()).collect();
-        format!("an activation ({})", names.join(", "))
-    }
-    fn parse(tokens: &TokenStream) -> Result<Activation, String> {
-        let name = syn::parse2::<Ident>(tokens.clone()).map_err(|_| mistyped::<Self>(tokens))?;
-        let name = name.to_string();
-        Activation::from_name(&name).ok_or_else(|| {
+/// An activation by name; an unknown name is an error with a suggestion.
+fn activation(tokens: &TokenStream) -> Option<Result<ArgValue, String>> {
+    let name = ident(tokens)?;
+    Some(match Activation::from_name(&name) {
+        Some(a) => Ok(ArgValue::Activation(a)),
+        None => Err(
             match closest(&name, Activation::ALL.iter().map(|a| a.name())) {
                 Some(close) => format!("unknown activation `{name}`; did you mean `{close}`?"),
-                None => format!("unknown activation `{name}`; expected {}", Self::expected()),
-            }
-        })
-    }
-    fn tokens(value: Activation) -> TokenStream {
-        // The variant's name, as `Debug` prints a field-less variant.
-        match syn::parse_str::<Ident>(&format!("{value:?}")) {
-            Ok(variant) => quote!(::kiln::compiler::nn::Activation::#variant),
-            Err(e) => e.to_compile_error(),
-        }
-    }
+                None => format!(
+                    "unknown activation `{name}`; expected {}",
+                    ArgKind::Activation.expected()
+                ),
+            },
+        ),
+    })
 }
 
-/// One parameter of a layer, as the table declares it.
-pub struct Param {
-    pub name: &'static str,
-    pub expected: fn() -> String,
-    /// The default value as written in the table, for messages.
-    pub default: Option<&'static str>,
+/// One of `words`, written `same` or `"same"`; another word is an error with a suggestion.
+fn word(tokens: &TokenStream, words: &'static [&'static str]) -> Option<Result<ArgValue, String>> {
+    let text = ident(tokens).or_else(|| {
+        syn::parse2::<LitStr>(tokens.clone())
+            .ok()
+            .map(|s| s.value())
+    })?;
+    let kind = ArgKind::Choice(words);
+    Some(match kind.choice(&text) {
+        Some(w) => Ok(ArgValue::Choice(w)),
+        None => Err(match closest(&text, words.iter().copied()) {
+            Some(close) => format!("unknown value `{text}`; did you mean `{close}`?"),
+            None => format!("unknown value `{text}`; expected {}", kind.expected()),
+        }),
+    })
 }
 
-/// A layer's signature for messages: `dense(units, activation, use_bias = true)`.
-pub fn signature(layer: &str, params: &[Param]) -> String {
-    let params: Vec<String> = params
+/// A layer's signature for messages: `dense(units, activation = linear, use_bias = true)`.
+pub fn signature(spec: &LayerSpec) -> String {
+    let params: Vec<String> = spec
+        .args
         .iter()
-        .map(|p| match p.default {
-            Some(d) => format!("{} = {d}", p.name),
-            None => p.name.to_string(),
+        .map(|a| match a.default {
+            Default::Required => a.name.to_string(),
+            ref d => format!("{} = {d}", a.name),
         })
         .collect();
-    format!("{layer}({})", params.join(", "))
+    format!("{}({})", spec.name, params.join(", "))
 }
 
 /// Reads one call's arguments against a layer's parameters, in order.
 pub struct Args<'a> {
-    layer: &'static str,
-    params: &'static [Param],
+    spec: &'static LayerSpec,
     call: &'a LayerCall,
     positional: Vec<&'a Arg>,
     keywords: Vec<&'a Arg>,
     /// Whether a positional argument came after keywords (and was rejected).
     misplaced: bool,
-    next: usize,
     errors: &'a mut Vec<Error>,
 }
 
 impl<'a> Args<'a> {
     /// Sorts the arguments, reporting positional arguments after keywords, too many
     /// positional arguments, and unknown or repeated keywords.
-    pub fn new(
-        layer: &'static str,
-        params: &'static [Param],
-        call: &'a LayerCall,
-        errors: &'a mut Vec<Error>,
-    ) -> Self {
+    pub fn new(spec: &'static LayerSpec, call: &'a LayerCall, errors: &'a mut Vec<Error>) -> Self {
         let mut args = Args {
-            layer,
-            params,
+            spec,
             call,
             positional: Vec::new(),
             keywords: Vec::new(),
             misplaced: false,
-            next: 0,
             errors,
         };
         for arg in &call.args {
@@ -198,11 +170,11 @@ impl<'a> Args<'a> {
                     &arg.tokens,
                     "positional arguments must come before keyword arguments",
                 );
-            } else if self.positional.len() == self.params.len() {
+            } else if self.positional.len() == self.spec.args.len() {
                 let message = format!(
                     "too many arguments: `{}` takes at most {}{}",
-                    self.layer,
-                    self.params.len(),
+                    self.spec.name,
+                    self.spec.args.len(),
                     self.usage()
                 );
                 self.error(&arg.tokens, message);
@@ -212,17 +184,17 @@ impl<'a> Args<'a> {
             return;
         };
         let name = key.to_string();
-        let known = name == NAME || self.params.iter().any(|p| p.name == name);
+        let known = name == NAME || self.spec.args.iter().any(|p| p.name == name);
         if !known {
-            let names = self.params.iter().map(|p| p.name).chain([NAME]);
+            let names = self.spec.args.iter().map(|p| p.name).chain([NAME]);
             let message = match closest(&name, names) {
                 Some(close) => format!(
                     "`{}` has no argument `{name}`; did you mean `{close}`?",
-                    self.layer
+                    self.spec.name
                 ),
                 None => format!(
                     "`{}` has no argument `{name}`{} (and every layer takes `name = \"…\"`)",
-                    self.layer,
+                    self.spec.name,
                     self.usage()
                 ),
             };
@@ -236,7 +208,7 @@ impl<'a> Args<'a> {
 
     /// A second line of a message: how the layer is called.
     fn usage(&self) -> String {
-        format!("\n  usage: {}", signature(self.layer, self.params))
+        format!("\n  usage: {}", signature(self.spec))
     }
 
     fn error(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
@@ -250,50 +222,72 @@ impl<'a> Args<'a> {
             .find(|k| k.key.as_ref().is_some_and(|key| key == name))
     }
 
-    /// The next parameter's value: given by position or keyword, else `default`; `None`
-    /// (reported) if it is missing, given twice or mistyped.
-    pub fn take<K: Kind>(&mut self, default: Option<K::Value>) -> Option<K::Value> {
-        let index = self.next;
-        self.next += 1;
-        let param = self.params.get(index)?;
-        let given = match (
-            self.positional.get(index).copied(),
-            self.keyword(param.name),
-        ) {
+    /// The given arguments' values by name; `None` if one is missing, given twice or
+    /// mistyped (each reported).
+    pub fn values(&mut self) -> Option<Vec<(&'static str, ArgValue)>> {
+        let (mut values, mut complete) = (Vec::new(), true);
+        for (index, arg) in self.spec.args.iter().enumerate() {
+            match self.value(index, arg) {
+                Some(Some(v)) => values.push((arg.name, v)),
+                Some(None) => {}
+                None => complete = false,
+            }
+        }
+        complete.then_some(values)
+    }
+
+    /// The value of the argument `arg` (at position `index`): `Some(None)` if not given and
+    /// it has a default, `None` if it is missing, given twice or mistyped (reported).
+    fn value(&mut self, index: usize, arg: &ArgSpec) -> Option<Option<ArgValue>> {
+        let given = match (self.positional.get(index).copied(), self.keyword(arg.name)) {
             (Some(_), Some(twice)) => {
                 let message = format!(
                     "the argument `{}` is given twice, by position and by name",
-                    param.name
+                    arg.name
                 );
                 self.error(&twice.tokens, message);
                 return None;
             }
-            (Some(arg), None) | (None, Some(arg)) => arg,
+            (Some(given), None) | (None, Some(given)) => given,
+            (None, None) if !matches!(arg.default, Default::Required) => return Some(None),
             (None, None) => {
                 // A misplaced positional argument may have been meant for this parameter.
-                if default.is_none() && !self.misplaced {
+                if !self.misplaced {
                     let message = format!(
                         "`{}` is missing its argument `{}`: expected {}{}",
-                        self.layer,
-                        param.name,
-                        (param.expected)(),
+                        self.spec.name,
+                        arg.name,
+                        arg.kind.expected(),
                         self.usage()
                     );
                     self.error(&self.call.tokens, message);
                 }
-                return default;
+                return None;
             }
         };
-        K::parse(&given.value)
-            .map_err(|message| {
+        let parsed = match arg.kind {
+            ArgKind::Layer => return self.layer(given).map(Some),
+            kind => parse(kind, &given.value),
+        };
+        match parsed {
+            Ok(value) => Some(Some(value)),
+            Err(message) => {
                 let spanned: &TokenStream = match given.value.is_empty() {
                     true => &given.tokens,
                     false => &given.value,
                 };
-                let message = format!("`{}` argument `{}`: {message}", self.layer, param.name);
+                let message = format!("`{}` argument `{}`: {message}", self.spec.name, arg.name);
                 self.error(spanned, message);
-            })
-            .ok()
+                None
+            }
+        }
+    }
+
+    /// A nested layer (`bidirectional(lstm(64))`), resolved like any layer call.
+    fn layer(&mut self, given: &Arg) -> Option<ArgValue> {
+        let call = syntax::layer_call(given.value.clone(), self.errors)?;
+        let built = layers::resolve(&call, self.errors)?;
+        Some(ArgValue::Layer(Box::new(built.layer)))
     }
 
     /// The user's name for the layer (`name = "encoder"`), if given and a string.
@@ -304,7 +298,7 @@ impl<'a> Args<'a> {
             Err(_) => {
                 let message = format!(
                     "`{}` argument `name`: expected a string such as \"encoder\", found {}",
-                    self.layer,
+                    self.spec.name,
                     found(&arg.value)
                 );
                 self.error(&arg.tokens, message);

@@ -1,18 +1,17 @@
-//! The one table of layers `model!` knows. A row gives the layer's name, its parameters (each
-//! with a kind and maybe a default), and the compiler's `Layer` they make; the same row yields
-//! both the `Layer` that is checked at compile time and the code that builds it at run time.
-//! Adding a layer (conv, pooling, recurrent, attention, …) is adding one row here (and a line
-//! to the table of layers in the crate docs).
+//! The layers `model!` knows are the compiler's declarations (`kiln_compiler::nn::layers`):
+//! a call is read generically against its layer's argument schema, and the same `Layer` is
+//! checked at compile time and rebuilt by the generated code. No layer has code here.
 
-use crate::args::{ActivationName, Args, Flag, Kind, Param, Positive, Real};
+use crate::args::Args;
 use crate::suggest::closest;
 use crate::syntax::LayerCall;
+use kiln_compiler::nn::layers::{self, ArgValue};
 use kiln_compiler::nn::Layer;
-use proc_macro2::TokenStream;
-use quote::quote;
-use syn::Error;
+use proc_macro2::{Literal, TokenStream};
+use quote::{quote, ToTokens};
+use syn::{Error, Ident};
 
-/// A layer call resolved against the table.
+/// A layer call resolved against the declarations.
 pub struct Built {
     /// The layer, for the compile-time check.
     pub layer: Layer,
@@ -22,83 +21,16 @@ pub struct Built {
     pub name: Option<String>,
 }
 
-/// A row of the table.
-struct Spec {
-    name: &'static str,
-    params: &'static [Param],
-    build: fn(&mut Args) -> Option<Built>,
-}
-
-macro_rules! default_value {
-    () => {
-        None
-    };
-    ($default:expr) => {
-        Some($default)
-    };
-}
-
-macro_rules! default_text {
-    () => {
-        None
-    };
-    ($default:expr) => {
-        Some(stringify!($default))
-    };
-}
-
-/// Expands rows `name(param: Kind = default, …) => [Variant { param, … }];` into `LAYERS`.
-macro_rules! layers {
-    ($(
-        $name:ident ( $( $param:ident : $kind:ty $(= $default:expr)? ),* ) => [ $($variant:tt)* ];
-    )*) => {
-        /// Every layer, in the order the docs list them.
-        const LAYERS: &[Spec] = &[$(
-            Spec {
-                name: stringify!($name),
-                params: &[$(
-                    Param {
-                        name: stringify!($param),
-                        expected: <$kind as Kind>::expected,
-                        default: default_text!($($default)?),
-                    }
-                ),*],
-                build: |args| {
-                    let name = args.user_name();
-                    $( let $param = args.take::<$kind>(default_value!($($default)?)); )*
-                    $( let $param = $param?; )*
-                    let tokens = {
-                        $( let $param = <$kind as Kind>::tokens($param); )*
-                        quote!({ $( let $param = #$param; )* ::kiln::compiler::nn::Layer::$($variant)* })
-                    };
-                    Some(Built { layer: Layer::$($variant)*, tokens, name })
-                },
-            }
-        ),*];
-    };
-}
-
-layers! {
-    dense(units: Positive, activation: ActivationName, use_bias: Flag = true)
-        => [Dense { units, activation, use_bias }];
-    flatten() => [Flatten];
-    dropout(rate: Real) => [Dropout { rate }];
-    activation(activation: ActivationName) => [Activation(activation)];
-    add() => [Add];
-    multiply() => [Multiply];
-    dot(axes: Positive) => [Dot { axes }];
-}
-
-/// Whether `name` is a layer of the table.
+/// Whether `name` is a layer.
 pub fn is_layer(name: &str) -> bool {
-    LAYERS.iter().any(|spec| spec.name == name)
+    layers::spec(name).is_some()
 }
 
 /// The layer a call makes, or `None` after reporting every mistake in the call.
 pub fn resolve(call: &LayerCall, errors: &mut Vec<Error>) -> Option<Built> {
     let name = call.name.to_string();
-    let Some(spec) = LAYERS.iter().find(|spec| spec.name == name) else {
-        let names = LAYERS.iter().map(|spec| spec.name);
+    let Some(spec) = layers::spec(&name) else {
+        let names = layers::specs().map(|spec| spec.name);
         let message = match closest(&name, names.clone()) {
             Some(close) => format!("unknown layer `{name}`; did you mean `{close}`?"),
             None => {
@@ -110,32 +42,121 @@ pub fn resolve(call: &LayerCall, errors: &mut Vec<Error>) -> Option<Built> {
         return None;
     };
     let errors_before = errors.len();
-    let built = (spec.build)(&mut Args::new(spec.name, spec.params, call, errors));
-    built.filter(|_| errors.len() == errors_before)
+    let mut args = Args::new(spec, call, errors);
+    let user_name = args.user_name();
+    let values = args.values();
+    let layer = match Layer::of(spec, values?) {
+        Ok(layer) => layer,
+        Err(e) => {
+            errors.push(Error::new_spanned(&call.tokens, e));
+            return None;
+        }
+    };
+    (errors.len() == errors_before).then(|| Built {
+        tokens: tokens(&layer),
+        layer,
+        name: user_name,
+    })
+}
+
+/// An expression building `layer`: `Layer::new("dense", vec![("units", …), …])?`.
+pub fn tokens(layer: &Layer) -> TokenStream {
+    let kind = layer.kind();
+    let args = layer.args().map(|(name, value)| {
+        let value = value_tokens(value);
+        quote!((#name, #value))
+    });
+    quote!(::kiln::compiler::nn::Layer::new(#kind, ::std::vec![#(#args),*])?)
+}
+
+fn value_tokens(value: &ArgValue) -> TokenStream {
+    let path = quote!(::kiln::compiler::nn::layers::ArgValue);
+    match value {
+        ArgValue::Int(n) => {
+            let n = Literal::usize_suffixed(*n);
+            quote!(#path::Int(#n))
+        }
+        ArgValue::Real(x) => {
+            let x = Literal::f32_suffixed(*x);
+            quote!(#path::Real(#x))
+        }
+        ArgValue::Flag(b) => quote!(#path::Flag(#b)),
+        ArgValue::Activation(a) => {
+            // The variant's name, as `Debug` prints a field-less variant.
+            match syn::parse_str::<Ident>(&format!("{a:?}")) {
+                Ok(variant) => {
+                    quote!(#path::Activation(::kiln::compiler::nn::Activation::#variant))
+                }
+                Err(e) => e.to_compile_error(),
+            }
+        }
+        ArgValue::Ints(v) => {
+            let v = v.iter().map(|&n| Literal::usize_suffixed(n));
+            quote!(#path::Ints(::std::vec![#(#v),*].into()))
+        }
+        ArgValue::Choice(w) => quote!(#path::Choice(#w)),
+        ArgValue::Layer(l) => {
+            let l = tokens(l);
+            quote!(#path::Layer(::std::boxed::Box::new(#l)))
+        }
+    }
+    .into_token_stream()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::signature;
+    use crate::args::{parse, signature};
+    use kiln_compiler::nn::layers::ArgKind;
+    use kiln_compiler::nn::Activation;
 
     #[test]
-    fn the_table_lists_every_layer_with_its_signature() {
-        let all: Vec<String> = LAYERS
-            .iter()
-            .map(|spec| signature(spec.name, spec.params))
-            .collect();
+    fn layers_are_read_from_the_compiler_with_their_signatures() {
+        assert!(layers::specs().all(|spec| is_layer(spec.name)));
+        let signature_of = |name| layers::spec(name).map(signature);
         assert_eq!(
-            all,
-            [
-                "dense(units, activation, use_bias = true)",
-                "flatten()",
-                "dropout(rate)",
-                "activation(activation)",
-                "add()",
-                "multiply()",
-                "dot(axes)",
-            ]
+            signature_of("dense").as_deref(),
+            Some("dense(units, activation = linear, use_bias = true)")
+        );
+        assert_eq!(signature_of("flatten").as_deref(), Some("flatten()"));
+        assert_eq!(signature_of("dropout").as_deref(), Some("dropout(rate)"));
+    }
+
+    fn parsed(kind: ArgKind, source: &str) -> Result<ArgValue, String> {
+        parse(kind, &source.parse().expect("lexes"))
+    }
+
+    #[test]
+    fn tuple_or_int_word_and_list_arguments() {
+        let ints = |v: &[usize]| Ok(ArgValue::Ints(v.to_vec().into()));
+        assert_eq!(parsed(ArgKind::Ints(2), "3"), ints(&[3, 3]));
+        assert_eq!(parsed(ArgKind::Ints(2), "(3, 2)"), ints(&[3, 2]));
+        assert_eq!(parsed(ArgKind::IntList, "(1, 2)"), ints(&[1, 2]));
+        assert_eq!(parsed(ArgKind::IntList, "()"), ints(&[]));
+        assert_eq!(parsed(ArgKind::IntList, "(2,)"), ints(&[2]));
+        let e = parsed(ArgKind::Ints(2), "(3, 3, 3)").unwrap_err();
+        assert_eq!(
+            e,
+            "expected a positive integer or a tuple of 2 of them, found `(3 , 3 , 3)`"
+        );
+        assert!(parsed(ArgKind::Ints(2), "(0, 1)").is_err());
+        let padding = ArgKind::Choice(&["valid", "same"]);
+        assert_eq!(parsed(padding, "same"), Ok(ArgValue::Choice("same")));
+        assert_eq!(parsed(padding, "\"valid\""), Ok(ArgValue::Choice("valid")));
+        let e = parsed(padding, "smae").unwrap_err();
+        assert_eq!(e, "unknown value `smae`; did you mean `same`?");
+        assert_eq!(
+            parsed(ArgKind::Activation, "relu"),
+            Ok(ArgValue::Activation(Activation::Relu))
+        );
+    }
+
+    #[test]
+    fn layers_become_code_that_rebuilds_them() {
+        let code = tokens(&Layer::linear(10)).to_string();
+        assert_eq!(
+            code,
+            ":: kiln :: compiler :: nn :: Layer :: new (\"dense\" , :: std :: vec ! [(\"units\" , :: kiln :: compiler :: nn :: layers :: ArgValue :: Int (10usize)) , (\"activation\" , :: kiln :: compiler :: nn :: layers :: ArgValue :: Activation (:: kiln :: compiler :: nn :: Activation :: Linear)) , (\"use_bias\" , :: kiln :: compiler :: nn :: layers :: ArgValue :: Flag (true))]) ?"
         );
     }
 }

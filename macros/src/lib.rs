@@ -57,16 +57,7 @@
 //!
 //! Every input and every `let` value must flow into the output.
 //!
-//! # Layers
-//!
-//! | layer | arguments | inputs |
-//! |---|---|---|
-//! | `dense` | `units` (positive integer), `activation`, `use_bias = true` | 1 |
-//! | `flatten` | | 1 |
-//! | `dropout` | `rate` (in `[0, 1)`) | 1 |
-//! | `activation` | `activation` | 1 |
-//! | `add`, `multiply` | | 2 or more, of equal shapes (or of size 1 where they differ) |
-//! | `dot` | `axes` (only `1` for now) | 2, of shape `[n]` |
+#![doc = include_str!("../doc/layers.md")]
 //!
 //! Activations: `linear`, `relu`, `sigmoid`, `tanh`, `softmax`, `gelu`. Layers are named as
 //! Keras names them (`dense`, `dense_1`, …) unless given a `name`.

@@ -367,6 +367,22 @@ fn layer(
     Ok(Some(LayerCall { name, args, tokens }))
 }
 
+/// A layer call on its own, as a layer's argument (`bidirectional(lstm(64))`); `None` if it
+/// is malformed (reported).
+pub fn layer_call(tokens: TokenStream, errors: &mut Vec<Error>) -> Option<LayerCall> {
+    let mut inner = Vec::new();
+    let parser = |input: ParseStream| -> syn::Result<Option<LayerCall>> {
+        let call = layer(input, &mut inner, Span::call_site())?;
+        match input.is_empty() {
+            true => Ok(call),
+            false => Err(input.error("expected one layer, such as `dense(8)`")),
+        }
+    };
+    let call = parser.parse2(tokens).map_err(|e| errors.push(e)).ok();
+    errors.append(&mut inner);
+    call.flatten()
+}
+
 /// `key = value` or `value`.
 fn argument(tokens: TokenStream) -> Arg {
     let trees: Vec<TokenTree> = tokens.clone().into_iter().collect();

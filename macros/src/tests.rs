@@ -44,8 +44,8 @@ fn the_seed_mlp_expands_to_a_model_and_its_architecture() {
         "pub struct MlpArchitecture",
         "impl :: kiln :: compiler :: nn :: Architecture for MlpArchitecture",
         "builder . input (\"x\" , & [784usize]",
-        ":: kiln :: compiler :: nn :: Layer :: Dense { units , activation , use_bias }",
-        "let activation = :: kiln :: compiler :: nn :: Activation :: Softmax",
+        ":: kiln :: compiler :: nn :: Layer :: new (\"dense\"",
+        "ArgValue :: Activation (:: kiln :: compiler :: nn :: Activation :: Softmax)",
         "pub fn new (seed : u64) -> Self",
     ] {
         assert!(out.contains(expected), "missing `{expected}` in {out}");
@@ -81,6 +81,14 @@ fn every_error_of_a_model_is_reported() {
             "{expected}: {found:#?}"
         );
     }
+}
+
+#[test]
+fn a_name_unlike_any_layer_gets_the_list_of_layers() {
+    let found = errors("M(x: [4]) -> conv9(3)");
+    let names: Vec<&str> = kiln_compiler::nn::layers::specs().map(|s| s.name).collect();
+    let expected = format!("unknown layer `conv9`; the layers are {}", names.join(", "));
+    assert!(found.iter().any(|m| m.contains(&expected)), "{found:#?}");
 }
 
 /// Sizes whose product overflows are the compiler's shape error, under the layer.

@@ -1,6 +1,7 @@
 //! Building a model's graph: the layers declare their parameters (with initialisers) and
 //! random keys through a [`ModelBuilder`], which also gives layers Keras-style unique names.
 
+use super::layers::{Masking, Weight};
 use super::Activation;
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, NodeId, Shape};
@@ -23,7 +24,25 @@ pub enum Init {
     },
 }
 
-/// A trainable parameter a layer declared.
+impl Init {
+    /// `n` initial values; `uniform(lo, hi)` draws one number in `[lo, hi)` (called in order,
+    /// so a seeded generator gives the same values everywhere).
+    pub fn values(&self, n: usize, uniform: &mut dyn FnMut(f32, f32) -> f32) -> Vec<f32> {
+        let (lo, hi) = match *self {
+            Init::Zeros => return vec![0.0; n],
+            Init::Ones => return vec![1.0; n],
+            Init::GlorotUniform { fan_in, fan_out } => {
+                let limit = (6.0 / (fan_in + fan_out).max(1) as f32).sqrt();
+                (-limit, limit)
+            }
+            Init::Uniform { lo, hi } => (lo, hi),
+        };
+        (0..n).map(|_| uniform(lo, hi)).collect()
+    }
+}
+
+/// A parameter a layer declared: a trainable weight, or state the optimizer leaves alone
+/// (batch-norm moving statistics), which is saved, loaded and initialised all the same.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamSpec {
     /// `layer/weight`, e.g. `dense_1/kernel`.
@@ -31,6 +50,8 @@ pub struct ParamSpec {
     pub node: NodeId,
     pub shape: Vec<usize>,
     pub init: Init,
+    /// Whether the optimizer updates it.
+    pub trainable: bool,
 }
 
 /// One layer as built: for summaries.
@@ -61,6 +82,8 @@ pub struct ModelBuilder<'g> {
     /// The pre-activation input of each softmax or sigmoid output, for losses computed from
     /// logits as Keras does.
     logits: HashMap<NodeId, (Activation, NodeId)>,
+    /// The Keras mask (1 = valid) of each value that has one.
+    masks: HashMap<NodeId, NodeId>,
     name_counts: HashMap<String, usize>,
     used_names: HashSet<String>,
 }
@@ -75,6 +98,7 @@ impl<'g> ModelBuilder<'g> {
             layers: Vec::new(),
             inputs: Vec::new(),
             logits: HashMap::new(),
+            masks: HashMap::new(),
             name_counts: HashMap::new(),
             used_names: HashSet::new(),
         }
@@ -111,23 +135,63 @@ impl<'g> ModelBuilder<'g> {
         }
     }
 
-    /// Declares a trainable parameter `layer/weight`.
-    pub fn parameter(
-        &mut self,
-        layer: &str,
-        weight: &str,
-        shape: &[usize],
-        init: Init,
-    ) -> Result<NodeId> {
-        let name = format!("{layer}/{weight}");
+    /// Declares the weight `w` of `layer` with `shape`: a parameter `layer/NAME`, trainable
+    /// or state as `w` says.
+    pub fn weight(&mut self, layer: &str, w: &Weight, shape: &[usize]) -> Result<NodeId> {
+        let name = format!("{layer}/{}", w.name);
+        if shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .is_none()
+        {
+            return Err(Error::shape(
+                format!("layer `{layer}`"),
+                format!("the weight {name} {shape:?} has more elements than fit in memory"),
+            ));
+        }
+        let init = w.init.init(shape);
+        let trainable = w.trainable;
         let node = self.graph.parameter(&name, Shape::fixed(shape))?;
         self.params.push(ParamSpec {
             name,
             node,
             shape: shape.to_vec(),
             init,
+            trainable,
         });
         Ok(node)
+    }
+
+    /// The Keras mask of `x` (1 where valid), if it has one.
+    pub fn mask(&self, x: NodeId) -> Option<NodeId> {
+        self.masks.get(&x).copied()
+    }
+
+    /// Gives `x` a mask (e.g. an embedding with `mask_zero`).
+    pub fn set_mask(&mut self, x: NodeId, mask: NodeId) {
+        self.masks.insert(x, mask);
+    }
+
+    /// Gives the outputs of a layer the mask `masking` derives from its inputs' masks,
+    /// unless the layer set one itself.
+    pub fn flow_masks(
+        &mut self,
+        masking: Masking,
+        inputs: &[NodeId],
+        outputs: &[NodeId],
+    ) -> Result<()> {
+        let masks: Vec<NodeId> = inputs.iter().filter_map(|&x| self.mask(x)).collect();
+        let mask = match (masking, masks.as_slice()) {
+            (Masking::Drop, _) | (_, []) => return Ok(()),
+            (Masking::Propagate, [first, ..]) => *first,
+            (Masking::Combine, [first, rest @ ..]) => rest
+                .iter()
+                .try_fold(*first, |acc, &m| self.graph.mul(acc, m))?,
+        };
+        for &y in outputs {
+            self.masks.entry(y).or_insert(mask);
+        }
+        Ok(())
     }
 
     /// A fresh i32 scalar input that the runtime feeds with a new random key at every step.

@@ -3,7 +3,7 @@
 
 mod activation;
 mod builder;
-mod layer;
+pub mod layers;
 mod loss;
 mod optimizer;
 mod sequential;
@@ -11,7 +11,7 @@ mod training;
 
 pub use activation::{log_softmax, softmax, Activation};
 pub use builder::{Architecture, Init, LayerInfo, ModelBuilder, ParamSpec};
-pub use layer::Layer;
+pub use layers::Layer;
 pub use loss::Loss;
 pub use optimizer::{Adam, AdamW, Optimizer, RmsProp, Sgd, ITERATIONS};
 pub use sequential::Sequential;

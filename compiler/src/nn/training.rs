@@ -145,7 +145,12 @@ pub fn loss_graph(
         .collect::<Result<Vec<_>>>()?;
     let updates = match optimizer {
         Some(opt) => {
-            let params: Vec<NodeId> = forward.params.iter().map(|p| p.node).collect();
+            let params: Vec<NodeId> = forward
+                .params
+                .iter()
+                .filter(|p| p.trainable)
+                .map(|p| p.node)
+                .collect();
             let grads = autodiff::grad(g, loss_node, &params)?;
             opt.build(g, &params, &grads)?
         }

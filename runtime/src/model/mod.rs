@@ -90,7 +90,7 @@ impl Model {
             .collect();
         Ok(Model {
             arch: Box::new(arch),
-            trainable: forward.params.iter().map(|_| true).collect(),
+            trainable: forward.params.iter().map(|p| p.trainable).collect(),
             params,
             description: describe_architecture(&forward),
             layers: forward.layers,

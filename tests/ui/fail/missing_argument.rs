@@ -1,4 +1,4 @@
-// Required arguments left out.
+// Required arguments left out (`dense(64)` is complete: its activation defaults to `linear`).
 use kiln::prelude::*;
 
 model! {

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Writes Keras 3 reference cases for kiln's layers into tests/data/reference/.
+
+Not run by CI. Each case is one safetensors file in the schema of
+tests/data/reference/README.md: `spec` is the layer's full Keras `get_config()` plus `class`;
+inputs, weights and the cotangent are random normal float32 values; the forward and backward
+passes are computed in float64 from those float32 values (a float64 copy of the layer) and
+rounded to float32.
+
+    python3 -m venv /work/venv-keras
+    /work/venv-keras/bin/pip install tensorflow-cpu keras
+    /work/venv-keras/bin/python tools/reference/generate.py            # every case
+    /work/venv-keras/bin/python tools/reference/generate.py prelu      # cases by name
+
+A new layer adds its cases to CASES below.
+"""
+
+import json
+import os
+import struct
+import sys
+import zlib
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "data", "reference")
+
+# The tolerances of the other cases in the folder (float32 against float64 references).
+RTOL, ATOL = 1e-4, 1e-5
+
+# name -> (layer factory, input shapes including the batch)
+CASES = {
+    "dense_relu_full_config": (lambda: keras.layers.Dense(5, activation="relu"), [(4, 7)]),
+    "prelu": (lambda: keras.layers.PReLU(), [(4, 3, 5)]),
+    "prelu_shared_axes": (lambda: keras.layers.PReLU(shared_axes=[1]), [(4, 3, 5)]),
+}
+
+
+def write_safetensors(path, tensors, metadata):
+    """The safetensors format: a little-endian u64 header size, the JSON header, the data."""
+    header, blobs, offset = {"__metadata__": metadata}, [], 0
+    for name, array in tensors.items():
+        dtype = {np.dtype("float32"): "F32", np.dtype("int32"): "I32"}[array.dtype]
+        data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(array.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def layer_case(name, make, shapes):
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    layer = make()
+    inputs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    layer(*inputs)  # builds the weights
+    weights = [(w.name, (0.5 * rng.standard_normal(w.shape)).astype(np.float32))
+               for w in layer.weights]
+    config = layer.get_config()
+    spec = {"class": type(layer).__name__, **config}
+
+    # The same layer in float64, fed the float32 values.
+    layer64 = type(layer).from_config({**config, "dtype": "float64"})
+    x64 = [tf.constant(x, dtype=tf.float64) for x in inputs]
+    layer64(*x64)
+    layer64.set_weights([w.astype(np.float64) for _, w in weights])
+    with tf.GradientTape() as tape:
+        tape.watch(x64)
+        y = layer64(*x64)
+        r = rng.standard_normal(y.shape).astype(np.float32)
+        loss = tf.reduce_sum(y * tf.constant(r, dtype=tf.float64))
+    grads = tape.gradient(loss, x64 + list(layer64.trainable_weights))
+
+    tensors = {f"input.{i}": x for i, x in enumerate(inputs)}
+    tensors.update({f"param.{n}": w for n, w in weights})
+    tensors["output"] = y.numpy().astype(np.float32)
+    tensors["grad_output"] = r
+    for i, g in enumerate(grads[: len(inputs)]):
+        tensors[f"grad_input.{i}"] = g.numpy().astype(np.float32)
+    trainable = [w.name for w in layer64.trainable_weights]
+    for n, g in zip(trainable, grads[len(inputs):]):
+        tensors[f"grad_param.{n}"] = g.numpy().astype(np.float32)
+    metadata = {"kind": "layer", "spec": json.dumps(spec, sort_keys=True),
+                "rtol": str(RTOL), "atol": str(ATOL)}
+    path = os.path.join(OUT, f"{name}.safetensors")
+    write_safetensors(path, tensors, metadata)
+    print(f"wrote {os.path.normpath(path)}: {', '.join(tensors)}")
+
+
+def main(names):
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        sys.exit(f"unknown case(s) {unknown}; the cases are {sorted(CASES)}")
+    for name in names or CASES:
+        layer_case(name, *CASES[name])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
