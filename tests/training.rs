@@ -242,7 +242,7 @@ fn predictions_follow_every_change_of_the_parameters() {
     for name in ["dense_2/kernel", "dense_2/bias"] {
         let shape = model.parameter(name).unwrap().shape().to_vec();
         model
-            .set_parameter(name, Tensor::zeros(&shape, DType::F32))
+            .set_parameter(name, Tensor::zeros(&shape, DType::F32).unwrap())
             .unwrap();
     }
     let uniform = model.predict(x, 64).unwrap();

@@ -30,7 +30,7 @@ impl Model {
     /// kernels, zero biases) from `seed`.
     pub fn new(arch: impl Architecture + 'static, seed: u64) -> Result<Self> {
         let forward = forward_graph(&arch)?;
-        let values = initialise(&forward.params, seed);
+        let values = initialise(&forward.params, seed)?;
         let params = forward
             .params
             .iter()

@@ -64,6 +64,7 @@ impl Program {
         if let Some(bad) = all.clone().find(|n| n.index() >= graph.len()) {
             return Err(Error::Graph(format!("node {} does not exist", bad.index())));
         }
+        kiln_compiler::limits::check_graph(graph, 1)?;
         let layout = StateLayout::of(graph);
         let dump = DumpConfig::from_env();
         let mut options = options;
@@ -73,7 +74,7 @@ impl Program {
         Ok(Program {
             name: "program".into(),
             dump,
-            state: Arena::new(layout.bytes),
+            state: Arena::new(layout.bytes, || "the state arena (parameters)".into())?,
             layout,
             graph: graph.clone(),
             outputs: outputs.to_vec(),
@@ -105,6 +106,7 @@ impl Program {
     /// Compiles (once) the specialisation for `batch` and returns it.
     pub fn specialise(&mut self, batch: usize) -> Result<&Executable> {
         if !self.specialisations.contains_key(&batch) {
+            kiln_compiler::limits::check_graph(&self.graph, batch)?;
             let exe = get_or_compile(
                 &self.graph,
                 &self.outputs,
@@ -112,7 +114,9 @@ impl Program {
                 batch,
                 &self.options,
             )?;
-            let mut work = Arena::new(exe.work_bytes);
+            let mut work = Arena::new(exe.work_bytes, || {
+                format!("the work arena of `{}` at batch size {batch}", self.name)
+            })?;
             for (offset, words) in &exe.constants {
                 work.write_words(*offset, words);
             }
