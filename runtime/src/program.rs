@@ -37,6 +37,8 @@ pub struct Program {
     layout: StateLayout,
     state: Arena,
     specialisations: HashMap<usize, Specialisation>,
+    /// f32 inputs cast to indices, checked by `run` (see [`crate::guard`]).
+    cast_indices: Vec<crate::guard::IndexUse>,
 }
 
 fn describe(dims: &[usize], dtype: impl std::fmt::Display) -> String {
@@ -81,6 +83,7 @@ impl Program {
             updates: updates.to_vec(),
             options,
             specialisations: HashMap::new(),
+            cast_indices: crate::guard::cast_index_uses(graph, &all.copied().collect::<Vec<_>>()),
         })
     }
 
@@ -276,6 +279,7 @@ impl Program {
                 });
             }
         }
+        crate::guard::check_cast_indices(&self.cast_indices, batch, feeds)?;
         for slot in &exe.inputs {
             spec.work.write_words(slot.offset, feed(slot)?.as_bits());
         }

@@ -32,7 +32,8 @@ pub struct Fit<'a> {
     /// The number of the last epoch to train (with `initial_epoch`, as in Keras).
     pub epochs: usize,
     /// Epochs already trained: `fit` trains epochs `initial_epoch + 1 ..= epochs`, shuffling
-    /// and numbering them as an uninterrupted run would (to resume from a checkpoint).
+    /// and numbering them as an uninterrupted run would (to resume from a checkpoint). Equal to
+    /// `epochs`, nothing is trained; beyond it, `fit` is an [`Error::InvalidArgument`].
     pub initial_epoch: usize,
     pub batch_size: usize,
     /// Shuffle the training data at every epoch (seeded by `seed` and the epoch).
@@ -361,6 +362,7 @@ impl<'m> Trainer<'m> {
 
     fn check_data(&self, data: &Dataset) -> Result<()> {
         check_input_count(&self.train.inputs, data.inputs().len())?;
+        crate::guard::check_labels(self.train.program.graph(), TARGET, data.labels())?;
         if data.labels().dtype() != self.train.target_dtype {
             return Err(Error::Data(format!(
                 "the loss needs {} targets, the dataset has {} labels",
@@ -379,6 +381,7 @@ impl<'m> Trainer<'m> {
 
     /// One training step on a batch given as one tensor per input of the model.
     pub fn train_step_inputs(&mut self, xs: &[Tensor], y: &Tensor) -> Result<Logs> {
+        crate::guard::check_finite_batch(&self.train.inputs, xs, y)?;
         let values = self.step(xs, y)?;
         Ok(Logs(
             self.train.outputs.iter().cloned().zip(values).collect(),
@@ -431,6 +434,7 @@ impl<'m> Trainer<'m> {
                 "batch_size must be at least 1".into(),
             ));
         }
+        crate::guard::check_fit(fit)?;
         let split;
         let (train, validation) = match fit.validation {
             Validation::None => (data, None),
@@ -445,7 +449,7 @@ impl<'m> Trainer<'m> {
             self.check_data(v)?;
         }
         let mut stop = dispatch(self, callbacks, |c, ctl| c.on_train_begin(ctl))?;
-        for epoch in fit.initial_epoch + 1..=fit.epochs {
+        for epoch in (fit.initial_epoch..fit.epochs).map(|e| e + 1) {
             stop = self.fit_epoch(train, validation, fit, epoch, stop, callbacks)?;
             if stop {
                 break;
