@@ -213,9 +213,6 @@ fn parse_stream(
                 "dimensions {dims:?} of {elem_size}-byte elements overflow the address space"
             ))
         })?;
-    if expected > limit {
-        return Err(Malformed::TooLarge(dims, expected));
-    }
     let too_short = |found: usize| {
         Malformed::Format(format!(
             "dimensions {dims:?} of {elem_size}-byte elements need {expected} data bytes, found \
@@ -229,6 +226,13 @@ fn parse_stream(
         if found < expected {
             return Err(too_short(found));
         }
+    }
+    // A raw input that really holds its claim, or a compressed one claiming more: refused before
+    // anything sized by the header is allocated or decompressed.
+    if expected > limit {
+        return Err(Malformed::TooLarge(dims, expected));
+    }
+    if raw_len.is_some() {
         payload.reserve_exact(expected);
     }
     (&mut reader)
