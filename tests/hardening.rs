@@ -350,3 +350,30 @@ fn models_and_programs_are_send() {
         .unwrap();
     assert_eq!(here.to_bits(), there.to_bits());
 }
+
+/// Found by `tests/fuzz_api.rs`: a 2^40 × 2^40 kernel's element count overflowed while the layer
+/// was recorded (a panic in `Model::new`).
+#[test]
+fn a_kernel_whose_size_overflows_usize_is_a_shape_error() {
+    let arch = Sequential::new(&[1 << 40]).add(Layer::dense(1 << 40, Activation::Linear));
+    let e = Model::new(arch, 0).err().unwrap();
+    assert!(matches!(e, Error::Shape { .. }), "{e}");
+    assert!(
+        e.to_string().contains("more elements than fit in memory"),
+        "{e}"
+    );
+}
+
+/// A checkpoint file larger than the allocation limit is refused before it is read (it used to
+/// be read whole, which aborts when the file exceeds memory). The file is sparse: no disk used.
+#[test]
+fn a_checkpoint_file_beyond_the_allocation_limit_is_not_read() {
+    let path = scratch_dir("huge-checkpoint").join("huge.safetensors");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(128 << 30).unwrap();
+    drop(file);
+    let mut model = Model::new(tiny(), 0).unwrap();
+    let e = model.load(&path).unwrap_err();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    std::fs::remove_file(&path).unwrap();
+}
