@@ -9,7 +9,7 @@
 use kiln::prelude::*;
 
 fn main() -> kiln::Result<()> {
-    let n = 48;
+    let n: usize = 48;
     let x: Vec<f32> = (0..n * 8)
         .map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0)
         .collect();
