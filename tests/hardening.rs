@@ -377,3 +377,25 @@ fn a_checkpoint_file_beyond_the_allocation_limit_is_not_read() {
     assert!(matches!(e, Error::TooLarge { .. }), "{e}");
     std::fs::remove_file(&path).unwrap();
 }
+
+/// A graph whose values fit in a `usize` but not in memory: the interpreter and the compiler
+/// (called directly, not through `Program`) refuse it before allocating.
+#[test]
+fn the_interpreter_and_the_compiler_check_value_sizes() {
+    use kiln::compiler::codegen::{compile, CompileOptions};
+    use kiln::compiler::interp::{evaluate, Array, Precision};
+    let mut g = Graph::new();
+    let x = g.input("x", Shape::fixed(&[1]), DType::F32).unwrap();
+    let big = g
+        .broadcast_to(x, &Shape::fixed(&[1 << 30, 1 << 20]))
+        .unwrap();
+    let one = Array::from_tensor(&Tensor::from_f32(&[1], vec![1.0]).unwrap());
+    let e = evaluate(&g, &[("x", &one)], &[big], Precision::F32)
+        .err()
+        .unwrap();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    let e = compile(&g, &[big], &[], 1, &CompileOptions::default())
+        .err()
+        .unwrap();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+}

@@ -358,6 +358,8 @@ pub fn compile(
             "a program needs a batch size of at least 1".into(),
         ));
     }
+    // No buffer beyond the allocation limit, and no size arithmetic below can overflow.
+    crate::limits::check_graph(graph, batch)?;
     let isa = Isa::resolve(options.isa)?;
     let all: Vec<NodeId> = outputs
         .iter()
