@@ -253,7 +253,7 @@ fn predictions_follow_every_change_of_the_parameters() {
     // Zero output weights and biases: every class gets probability 1/10.
     for name in ["dense_2/kernel", "dense_2/bias"] {
         let shape = model.parameter(name).unwrap().shape().to_vec();
-        let zeros = Tensor::zeros(&shape, DType::F32);
+        let zeros = Tensor::zeros(&shape, DType::F32).unwrap();
         model.set_weights(&[(name.to_string(), zeros)]).unwrap();
     }
     let uniform = model.predict_with(x, &Predict { batch_size: 64 }).unwrap();

@@ -70,6 +70,14 @@ pub enum Error {
     /// An argument is outside its valid range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A buffer would exceed kiln's allocation limit ([`crate::limits`]), or its size does not
+    /// even fit in a `usize`; nothing was allocated.
+    #[error("{what} needs {size}, more than the allocation limit of {limit} bytes (kiln_compiler::limits)")]
+    TooLarge {
+        what: String,
+        size: String,
+        limit: usize,
+    },
     /// An I/O error, with the path involved.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -110,6 +110,9 @@ pub fn evaluate(
     }
     let shapes: Vec<(&str, &[usize])> = feeds.iter().map(|(n, a)| (*n, &a.shape[..])).collect();
     let batch = infer_batch(graph, &shapes)?;
+    // No value beyond the allocation limit (counted in 4-byte elements; the interpreter holds
+    // f64, so its own buffers are up to twice that).
+    crate::limits::check_graph(graph, batch)?;
     for (name, array) in feeds {
         let id = graph.find(name).expect("infer_batch checked the name");
         check_feed(graph.node(id), name, array, batch)?;

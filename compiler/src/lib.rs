@@ -8,6 +8,7 @@ pub mod autodiff;
 pub mod error;
 pub mod interp;
 pub mod ir;
+pub mod limits;
 pub mod nn;
 pub mod passes;
 pub mod tensor;

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::ir::DType;
+use crate::limits;
 use std::fmt;
 
 /// The elements of a tensor.
@@ -29,12 +30,17 @@ impl Tensor {
         Self::new(shape, TensorData::I32(data))
     }
 
-    /// A tensor from shape and data; errors if the lengths disagree.
+    /// A tensor from shape and data; errors if the lengths disagree (an element count that
+    /// overflows `usize` never agrees).
     pub fn new(shape: &[usize], data: TensorData) -> Result<Self> {
-        let n: usize = shape.iter().product();
         let len = match &data {
             TensorData::F32(v) => v.len(),
             TensorData::I32(v) => v.len(),
+        };
+        let Some(n) = limits::elements(shape) else {
+            return Err(Error::InvalidArgument(format!(
+                "tensor of shape {shape:?}: its element count overflows usize (got {len} elements)"
+            )));
         };
         if n != len {
             return Err(Error::InvalidArgument(format!(
@@ -55,17 +61,22 @@ impl Tensor {
         }
     }
 
-    /// All zeros.
-    pub fn zeros(shape: &[usize], dtype: DType) -> Self {
-        let n = shape.iter().product();
+    /// All zeros; errors ([`Error::TooLarge`]) if the tensor exceeds the allocation limit
+    /// ([`crate::limits`]).
+    pub fn zeros(shape: &[usize], dtype: DType) -> Result<Self> {
+        let bytes = limits::check_bytes(
+            || format!("{dtype} tensor of shape {shape:?}"),
+            limits::bytes_of(shape, dtype.size()),
+        )?;
+        let n = bytes / dtype.size();
         let data = match dtype {
             DType::F32 => TensorData::F32(vec![0.0; n]),
             DType::I32 => TensorData::I32(vec![0; n]),
         };
-        Tensor {
+        Ok(Tensor {
             shape: shape.to_vec(),
             data,
-        }
+        })
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -79,8 +90,12 @@ impl Tensor {
         }
     }
 
+    /// The element count (the length of the data: the shape's product, checked when built).
     pub fn len(&self) -> usize {
-        self.shape.iter().product()
+        match &self.data {
+            TensorData::F32(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -157,8 +172,7 @@ impl Tensor {
 
     /// The same data under another shape with the same element count.
     pub fn reshape(mut self, shape: &[usize]) -> Result<Self> {
-        let n: usize = shape.iter().product();
-        if n != self.len() {
+        if limits::elements(shape) != Some(self.len()) {
             return Err(Error::InvalidArgument(format!(
                 "cannot reshape {:?} ({} elements) to {shape:?}",
                 self.shape,

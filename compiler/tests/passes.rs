@@ -535,7 +535,9 @@ fn constant_folding_keeps_broadcasts_and_what_must_not_fold() {
     let mut roots: Vec<NodeId> = sizes
         .iter()
         .map(|&n| {
-            let t = g.constant(Tensor::zeros(&[n], DType::F32)).unwrap();
+            let t = g
+                .constant(Tensor::zeros(&[n], DType::F32).unwrap())
+                .unwrap();
             g.unary(UnaryOp::Cos, t).unwrap()
         })
         .collect();
@@ -551,7 +553,9 @@ fn constant_folding_keeps_broadcasts_and_what_must_not_fold() {
     let noise = g.random_uniform(key, Shape::fixed(&[4])).unwrap();
     let iota = g.iota(Shape::fixed(&[4]), 0, DType::F32).unwrap();
     // The interpreter rejects this gather: it stays, to fail when run.
-    let table = g.constant(Tensor::zeros(&[2, 4], DType::F32)).unwrap();
+    let table = g
+        .constant(Tensor::zeros(&[2, 4], DType::F32).unwrap())
+        .unwrap();
     let bad_index = g
         .constant(Tensor::from_i32(&[1], vec![5]).unwrap())
         .unwrap();

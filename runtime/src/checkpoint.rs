@@ -238,10 +238,17 @@ pub(crate) fn load(
     wanted: &[Wanted<'_>],
 ) -> Result<Loaded> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let io_error = |source| Error::Io {
         path: shown.clone(),
         source,
-    })?;
+    };
+    // The file is read whole: its size is checked against the allocation limit first.
+    let len = std::fs::metadata(path).map_err(io_error)?.len();
+    kiln_compiler::limits::check_bytes(
+        || format!("checkpoint {shown}"),
+        usize::try_from(len).ok(),
+    )?;
+    let bytes = std::fs::read(path).map_err(io_error)?;
     let corrupt = |message: String| Error::Format {
         what: format!("checkpoint {shown}"),
         message,

@@ -8,6 +8,7 @@ mod checkpoint;
 pub mod data;
 mod dump;
 mod float_mode;
+mod guard;
 mod init;
 mod logs;
 mod model;

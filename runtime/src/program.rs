@@ -37,6 +37,8 @@ pub struct Program {
     layout: StateLayout,
     state: Arena,
     specialisations: HashMap<usize, Specialisation>,
+    /// f32 inputs cast to indices, checked by `run` (see [`crate::guard`]).
+    cast_indices: Vec<crate::guard::IndexUse>,
 }
 
 fn describe(dims: &[usize], dtype: impl std::fmt::Display) -> String {
@@ -64,6 +66,7 @@ impl Program {
         if let Some(bad) = all.clone().find(|n| n.index() >= graph.len()) {
             return Err(Error::Graph(format!("node {} does not exist", bad.index())));
         }
+        kiln_compiler::limits::check_graph(graph, 1)?;
         let layout = StateLayout::of(graph);
         let dump = DumpConfig::from_env()?;
         let mut options = options;
@@ -74,13 +77,14 @@ impl Program {
         Ok(Program {
             name: "program".into(),
             dump,
-            state: Arena::new(layout.bytes),
+            state: Arena::new(layout.bytes, || "the state arena (parameters)".into())?,
             layout,
             graph: graph.clone(),
             outputs: outputs.to_vec(),
             updates: updates.to_vec(),
             options,
             specialisations: HashMap::new(),
+            cast_indices: crate::guard::cast_index_uses(graph, &all.copied().collect::<Vec<_>>()),
         })
     }
 
@@ -106,6 +110,7 @@ impl Program {
     /// Compiles (once) the specialisation for `batch` and returns it.
     pub fn specialise(&mut self, batch: usize) -> Result<&Executable> {
         if !self.specialisations.contains_key(&batch) {
+            kiln_compiler::limits::check_graph(&self.graph, batch)?;
             let exe = get_or_compile(
                 &self.graph,
                 &self.outputs,
@@ -113,7 +118,9 @@ impl Program {
                 batch,
                 &self.options,
             )?;
-            let mut work = Arena::new(exe.work_bytes);
+            let mut work = Arena::new(exe.work_bytes, || {
+                format!("the work arena of `{}` at batch size {batch}", self.name)
+            })?;
             for (offset, words) in &exe.constants {
                 work.write_words(*offset, words);
             }
@@ -273,6 +280,7 @@ impl Program {
                 });
             }
         }
+        crate::guard::check_cast_indices(&self.cast_indices, batch, feeds)?;
         for slot in &exe.inputs {
             spec.work.write_words(slot.offset, feed(slot)?.as_bits());
         }

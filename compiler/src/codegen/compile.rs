@@ -279,6 +279,8 @@ fn validate(
             "a program needs a batch size of at least 1".into(),
         ));
     }
+    // No buffer beyond the allocation limit, and no size arithmetic below can overflow.
+    crate::limits::check_graph(graph, batch)?;
     let target = Target::host().with_isa(options.isa)?;
     let all = outputs
         .iter()

@@ -135,6 +135,19 @@ impl Graph {
             .map(|&o| (&self.g[o].shape, self.g[o].dtype))
             .collect();
         let (shape, dtype) = op.infer(&shapes).map_err(|e| self.in_scope(e))?;
+        // Every size computed from a node's shape (per batch item) must fit in a `usize`.
+        let item_bytes = shape
+            .dims()
+            .iter()
+            .try_fold(dtype.size(), |acc, d| match *d {
+                Dim::Fixed(n) | Dim::Batch(n) => acc.checked_mul(n),
+            });
+        if item_bytes.is_none() {
+            return Err(self.in_scope(Error::shape(
+                op.name(),
+                format!("{shape} has more elements than fit in memory"),
+            )));
+        }
         if let Op::Input { name, .. } | Op::Parameter { name, .. } = &op {
             if self.find(name).is_some() {
                 return Err(Error::Graph(format!("the name `{name}` is used twice")));

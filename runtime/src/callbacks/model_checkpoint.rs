@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 ///
 /// The path may hold placeholders, as Keras's: `{epoch}` (counted from 1; `{epoch:03d}` pads it
 /// with zeros to 3 digits) and any logged value (`{val_loss}`, `{accuracy:.4f}` with 4
-/// decimals); `{{` and `}}` stand for braces. Missing directories are created. With
+/// decimals; widths and precisions up to 64); `{{` and `}}` stand for braces. The template
+/// is checked when `fit` begins, before any training. Missing directories are created. With
 /// `save_best_only`, only epochs whose monitored value beats the best so far are saved (with
 /// a fixed path, the file then always holds the best epoch).
 ///
@@ -197,6 +198,11 @@ fn parse_template(template: &str) -> Result<Vec<Piece>> {
     Ok(pieces)
 }
 
+/// The largest width (`{epoch:0Nd}`) or precision (`{loss:.Nf}`) a placeholder may ask for:
+/// more would only make file names too long (and Rust's formatter rejects widths beyond 65535
+/// with a panic, which this check keeps out of `fit`).
+const MAX_FORMAT_DIGITS: usize = 64;
+
 /// A placeholder from its text between braces: `name` or `name:spec`.
 fn placeholder(template: &str, field: &str) -> Result<Piece> {
     let (name, spec) = field.split_once(':').unwrap_or((field, ""));
@@ -216,7 +222,17 @@ fn placeholder(template: &str, field: &str) -> Result<Piece> {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(unsupported());
         }
-        s.parse().map_err(|_| unsupported())
+        let n: usize = s.parse().map_err(|_| unsupported())?;
+        if n > MAX_FORMAT_DIGITS {
+            return Err(template_error(
+                template,
+                &format!(
+                    "`{spec}` for `{name}` asks for {n} digits; at most {MAX_FORMAT_DIGITS} are \
+                     supported"
+                ),
+            ));
+        }
+        Ok(n)
     };
     if name == "epoch" {
         let width = match spec.strip_suffix('d').unwrap_or(spec) {

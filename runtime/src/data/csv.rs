@@ -76,10 +76,17 @@ impl Default for CsvOptions {
 /// Reads the CSV file at `path` as a dataset (see [`parse_csv`]); errors name the file.
 pub fn read_csv(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Dataset> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let io_error = |source| Error::Io {
         path: path.display().to_string(),
         source,
-    })?;
+    };
+    let len = std::fs::metadata(path).map_err(io_error)?.len();
+    super::check_decoded(
+        &format!("CSV file {}", path.display()),
+        usize::try_from(len).unwrap_or(usize::MAX),
+        super::decoded_limit(super::max_decoded_bytes()),
+    )?;
+    let bytes = std::fs::read(path).map_err(io_error)?;
     let in_file = |message: String| Error::Data(format!("{}: {message}", path.display()));
     let text = String::from_utf8(bytes).map_err(|e| {
         in_file(format!(
@@ -97,8 +104,14 @@ pub fn read_csv(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Dataset>
 /// says. Errors on a bad delimiter, an unterminated or misplaced quote, no data rows, rows of
 /// different lengths, a label column that does not exist, no feature column, a field that is
 /// not a number, a NaN or infinite value, or a class label that is not a non-negative
-/// integer.
+/// integer; text longer than [`max_decoded_bytes`](super::max_decoded_bytes) is an
+/// [`Error::TooLarge`].
 pub fn parse_csv(text: &str, options: &CsvOptions) -> Result<Dataset> {
+    super::check_decoded(
+        "CSV text",
+        text.len(),
+        super::decoded_limit(super::max_decoded_bytes()),
+    )?;
     if matches!(options.delimiter, '"' | '\n' | '\r') {
         return Err(Error::InvalidArgument(format!(
             "{:?} cannot be a CSV delimiter",

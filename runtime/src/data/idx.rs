@@ -94,37 +94,64 @@ impl IdxArray {
 }
 
 /// Reads an IDX file, gzip-compressed or raw (recognised by the gzip magic bytes, not the name).
+/// A file, or a header's claimed data, larger than [`max_decoded_bytes`](super::max_decoded_bytes)
+/// is an [`Error::TooLarge`] before it is read or decoded.
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let what = format!("IDX file {}", path.display());
+    let io_error = |source| Error::Io {
         path: path.display().to_string(),
         source,
-    })?;
-    parse_idx(&bytes, &format!("IDX file {}", path.display()))
+    };
+    let limit = super::decoded_limit(super::max_decoded_bytes());
+    let len = std::fs::metadata(path).map_err(io_error)?.len();
+    // The largest raw file: the data, the magic number and 255 dimensions.
+    let header_max = 4 + 4 * 255;
+    super::check_decoded(
+        &what,
+        usize::try_from(len).unwrap_or(usize::MAX),
+        limit.saturating_add(header_max),
+    )?;
+    let bytes = std::fs::read(path).map_err(io_error)?;
+    parse_idx_limited(&bytes, &what, limit)
 }
 
 /// Parses the bytes of an IDX file, gzip-compressed or raw; `what` names the source in errors.
+/// Data beyond [`max_decoded_bytes`](super::max_decoded_bytes) is an [`Error::TooLarge`].
 pub fn parse_idx(bytes: &[u8], what: &str) -> Result<IdxArray> {
+    parse_idx_limited(bytes, what, super::max_decoded_bytes())
+}
+
+/// [`parse_idx`] with an explicit limit on the decoded data, in bytes: a header that claims
+/// more is an [`Error::TooLarge`] before anything sized by it is allocated or decompressed.
+pub fn parse_idx_limited(bytes: &[u8], what: &str, max_decoded_bytes: usize) -> Result<IdxArray> {
+    let limit = super::decoded_limit(max_decoded_bytes);
     let fail = |message: String| Error::Format {
         what: what.into(),
         message,
     };
     if bytes.starts_with(&[0x1f, 0x8b]) {
         // The decompressed size is unknown in advance: the payload buffer grows only as bytes
-        // actually arrive, so a header claiming huge dimensions costs nothing.
-        parse_stream(MultiGzDecoder::new(bytes), None)
+        // actually arrive, up to the size the header claims, which the limit bounds.
+        parse_stream(MultiGzDecoder::new(bytes), None, limit)
     } else {
-        parse_stream(bytes, Some(bytes.len()))
+        parse_stream(bytes, Some(bytes.len()), limit)
     }
     .map_err(|e| match e {
         Malformed::Format(message) => fail(message),
         Malformed::Gzip(err) => fail(format!("corrupt gzip stream: {err}")),
+        Malformed::TooLarge(dims, bytes) => Error::TooLarge {
+            what: format!("{what}: the data of dimensions {dims:?}"),
+            size: format!("{bytes} decoded bytes"),
+            limit,
+        },
     })
 }
 
 enum Malformed {
     Format(String),
     Gzip(io::Error),
+    TooLarge(Vec<usize>, usize),
 }
 
 impl From<io::Error> for Malformed {
@@ -134,7 +161,11 @@ impl From<io::Error> for Malformed {
 }
 
 /// Parses IDX from `reader`; `raw_len` is the total input length when known (raw input).
-fn parse_stream(mut reader: impl Read, raw_len: Option<usize>) -> Result<IdxArray, Malformed> {
+fn parse_stream(
+    mut reader: impl Read,
+    raw_len: Option<usize>,
+    limit: usize,
+) -> Result<IdxArray, Malformed> {
     let magic = read_up_to(&mut reader, 4)?;
     if magic.len() < 4 {
         return Err(Malformed::Format(format!(
@@ -195,6 +226,13 @@ fn parse_stream(mut reader: impl Read, raw_len: Option<usize>) -> Result<IdxArra
         if found < expected {
             return Err(too_short(found));
         }
+    }
+    // A raw input that really holds its claim, or a compressed one claiming more: refused before
+    // anything sized by the header is allocated or decompressed.
+    if expected > limit {
+        return Err(Malformed::TooLarge(dims, expected));
+    }
+    if raw_len.is_some() {
         payload.reserve_exact(expected);
     }
     (&mut reader)
@@ -203,7 +241,8 @@ fn parse_stream(mut reader: impl Read, raw_len: Option<usize>) -> Result<IdxArra
     if payload.len() < expected {
         return Err(too_short(payload.len()));
     }
-    let trailing = io::copy(&mut reader, &mut io::sink())?;
+    // Counted up to the limit only: a compressed stream could expand without end.
+    let trailing = io::copy(&mut reader.take(limit as u64 + 1), &mut io::sink())?;
     if trailing > 0 {
         return Err(Malformed::Format(format!(
             "{trailing} trailing bytes after the {expected} data bytes of dimensions {dims:?}"

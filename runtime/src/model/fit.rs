@@ -45,7 +45,8 @@ pub struct Fit<'a> {
     /// The number of the last epoch to train (with `initial_epoch`, as in Keras).
     pub epochs: usize,
     /// Epochs already trained: `fit` trains epochs `initial_epoch + 1 ..= epochs`, shuffling
-    /// and numbering them as an uninterrupted run would (to resume from a checkpoint).
+    /// and numbering them as an uninterrupted run would (to resume from a checkpoint). Equal to
+    /// `epochs`, nothing is trained; beyond it, `fit` is an [`Error::InvalidArgument`].
     pub initial_epoch: usize,
     /// Items per training step (the last batch of an epoch may be smaller).
     pub batch_size: usize,
@@ -114,6 +115,7 @@ impl Model {
                 "batch_size must be at least 1".into(),
             ));
         }
+        crate::guard::check_fit(fit)?;
         let split;
         let (train, validation) = match fit.validation {
             Validation::None => (data, None),
@@ -129,7 +131,7 @@ impl Model {
             training.check_data(v)?;
         }
         let mut stop = dispatch(self, callbacks, |c, ctl| c.on_train_begin(ctl))?;
-        for epoch in fit.initial_epoch + 1..=fit.epochs {
+        for epoch in (fit.initial_epoch..fit.epochs).map(|e| e + 1) {
             stop = self.fit_epoch(train, validation, fit, epoch, stop, callbacks)?;
             if stop {
                 break;

@@ -55,8 +55,17 @@ pub struct ParameterCounts {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Threads
+///
+/// A `Model` is [`Send`]: it can be built on one thread and moved to a worker thread (with its
+/// compiled programs). It is not shared between threads for inference: prediction takes
+/// `&mut self` (it reuses the program's work memory), so running inference from several
+/// threads on one set of weights at once is rejected by the type system. To predict in
+/// parallel, give each thread its own `Model` (e.g. built with the same seed, or loaded from
+/// one checkpoint with [`Model::load`]); their kernels run on the process's one worker pool.
 pub struct Model {
-    arch: Box<dyn Architecture>,
+    arch: Box<dyn Architecture + Send>,
     /// `(name, value)` of every parameter, in declaration order (see the module docs for when
     /// the training program holds newer values).
     params: Vec<(String, Tensor)>,
@@ -74,9 +83,9 @@ pub struct Model {
 impl Model {
     /// Builds the architecture and initialises its parameters (Keras defaults: Glorot-uniform
     /// kernels, zero biases) from `seed`.
-    pub fn new(arch: impl Architecture + 'static, seed: u64) -> Result<Self> {
+    pub fn new(arch: impl Architecture + Send + 'static, seed: u64) -> Result<Self> {
         let forward = forward_graph(&arch)?;
-        let values = initialise(&forward.params, seed);
+        let values = initialise(&forward.params, seed)?;
         let params = forward
             .params
             .iter()

@@ -38,7 +38,7 @@ impl Default for Evaluate {
 pub(super) struct Compiled {
     pub(super) program: Program,
     /// The model's inputs, in order.
-    inputs: Vec<String>,
+    pub(super) inputs: Vec<String>,
     /// Names of the program's outputs: `loss`, then the metrics.
     pub(super) outputs: Vec<String>,
     random_keys: Vec<String>,
@@ -82,6 +82,7 @@ impl Compiled {
     /// Errors unless `data` has one feature tensor per input and labels the loss takes.
     fn check_data(&self, data: &Dataset) -> Result<()> {
         check_input_count(&self.inputs, data.inputs().len())?;
+        crate::guard::check_labels(self.program.graph(), TARGET, data.labels())?;
         if data.labels().dtype() != self.target_dtype {
             return Err(Error::Data(format!(
                 "the loss needs {} targets, the dataset has {} labels",
@@ -220,6 +221,7 @@ impl Model {
     /// [`Inputs`](super::Inputs)); returns the batch's loss and metrics.
     pub fn train_step(&mut self, x: &(impl super::Inputs + ?Sized), y: &Tensor) -> Result<Logs> {
         let training = self.training("train_step")?;
+        crate::guard::check_finite_batch(&training.train.inputs, x.tensors(), y)?;
         let values = training.step(x.tensors(), y)?;
         Ok(Logs(
             training.train.outputs.iter().cloned().zip(values).collect(),

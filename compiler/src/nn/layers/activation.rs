@@ -28,7 +28,7 @@ impl Layer {
     /// `Activation(activation)`.
     pub fn activation(activation: Activation) -> Self {
         let args = vec![("activation", ArgValue::Activation(activation))];
-        Layer::of(&SPECS[0], args).expect("an activation of its declared kind")
+        Layer::typed(&SPECS[0], args)
     }
 }
 

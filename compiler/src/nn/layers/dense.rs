@@ -67,7 +67,7 @@ impl Layer {
             ("activation", ArgValue::Activation(activation)),
             ("use_bias", ArgValue::Flag(use_bias)),
         ];
-        Layer::of(&SPECS[0], args).expect("dense arguments of their declared kinds")
+        Layer::typed(&SPECS[0], args)
     }
 }
 

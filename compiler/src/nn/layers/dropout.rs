@@ -27,8 +27,7 @@ pub(super) const SPECS: &[LayerSpec] = &[LayerSpec {
 impl Layer {
     /// `Dropout(rate)`.
     pub fn dropout(rate: f32) -> Self {
-        Layer::of(&SPECS[0], vec![("rate", ArgValue::Real(rate))])
-            .expect("a dropout rate of its declared kind")
+        Layer::typed(&SPECS[0], vec![("rate", ArgValue::Real(rate))])
     }
 }
 

@@ -21,7 +21,7 @@ pub(super) const SPECS: &[LayerSpec] = &[LayerSpec {
 impl Layer {
     /// `Flatten`.
     pub fn flatten() -> Self {
-        Layer::of(&SPECS[0], Vec::new()).expect("flatten has no arguments")
+        Layer::typed(&SPECS[0], Vec::new())
     }
 }
 

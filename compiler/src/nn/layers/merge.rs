@@ -46,18 +46,17 @@ pub(super) const SPECS: &[LayerSpec] = &[
 impl Layer {
     /// `Add`.
     pub fn add() -> Self {
-        Layer::of(&SPECS[0], Vec::new()).expect("add has no arguments")
+        Layer::typed(&SPECS[0], Vec::new())
     }
 
     /// `Multiply`.
     pub fn multiply() -> Self {
-        Layer::of(&SPECS[1], Vec::new()).expect("multiply has no arguments")
+        Layer::typed(&SPECS[1], Vec::new())
     }
 
     /// `Dot(axes)`.
     pub fn dot(axes: usize) -> Self {
-        Layer::of(&SPECS[2], vec![("axes", ArgValue::Int(axes))])
-            .expect("dot axes of their declared kind")
+        Layer::typed(&SPECS[2], vec![("axes", ArgValue::Int(axes))])
     }
 }
 

@@ -51,6 +51,9 @@ pub fn keras_spec(class: &str) -> Option<&'static LayerSpec> {
 pub struct Layer {
     spec: &'static LayerSpec,
     args: Vec<ArgValue>,
+    /// Why the arguments given to a typed constructor (`Layer::dense(0, …)`) are invalid:
+    /// constructors cannot fail, so building the layer reports it.
+    invalid: Option<String>,
 }
 
 impl PartialEq for LayerSpec {
@@ -116,7 +119,21 @@ impl Layer {
                 (None, _) => unreachable!("only `SameAs` defaults are filled in afterwards"),
             })
             .collect::<Result<_>>()?;
-        Ok(Layer { spec, args })
+        Ok(Layer {
+            spec,
+            args,
+            invalid: None,
+        })
+    }
+
+    /// The layer `spec` with arguments from a typed constructor: an invalid value (zero
+    /// units, a NaN rate) is an error when the layer is built, not a panic here.
+    fn typed(spec: &'static LayerSpec, args: Vec<(&str, ArgValue)>) -> Layer {
+        Layer::of(spec, args.clone()).unwrap_or_else(|e| Layer {
+            spec,
+            args: args.into_iter().map(|(_, v)| v).collect(),
+            invalid: Some(e.to_string()),
+        })
     }
 
     /// The layer's declaration.
@@ -150,6 +167,9 @@ impl Layer {
         user_name: Option<&str>,
         inputs: &[NodeId],
     ) -> Result<Vec<NodeId>> {
+        if let Some(message) = &self.invalid {
+            return Err(Error::InvalidArgument(message.clone()));
+        }
         let spec = self.spec;
         let name = b.layer_name(spec.name, user_name)?;
         if !spec.inputs.accepts(inputs.len()) {

@@ -36,7 +36,7 @@ impl Layer {
     /// `PReLU(shared_axes)`; `&[]` learns one `alpha` per element.
     pub fn prelu(shared_axes: &[usize]) -> Self {
         let args = vec![("shared_axes", ArgValue::Ints(shared_axes.to_vec().into()))];
-        Layer::of(&SPECS[0], args).expect("prelu axes of their declared kind")
+        Layer::typed(&SPECS[0], args)
     }
 }
 
