@@ -40,6 +40,7 @@ pub use kiln_runtime::{
     Logs, Mode, Model, ModelCheckpoint, ParameterCounts, Predict, Program, TerminateOnNaN,
     Validation, Verbosity,
 };
+pub use kiln_runtime::CSVLogger;
 
 /// The names most programs need.
 pub mod prelude {
@@ -55,6 +56,7 @@ pub mod prelude {
         Logs, Mode, Model, ModelCheckpoint, Predict, Program, TerminateOnNaN, Validation,
         Verbosity,
     };
+    pub use kiln_runtime::CSVLogger;
 }
 
 /// The README's Rust snippets, compiled (and run where they do not touch files) as doc tests.

@@ -20,6 +20,7 @@ pub use cache::{cache_stats, CacheStats};
 pub use callbacks::{
     Callback, Control, EarlyStopping, LambdaCallback, Mode, ModelCheckpoint, TerminateOnNaN,
 };
+pub use callbacks::CSVLogger;
 pub use data::Dataset;
 pub use kiln_compiler::{Error, Result, Tensor};
 pub use logs::{History, Logs};
