@@ -40,7 +40,7 @@ pub use kiln_runtime::{
     Logs, Mode, Model, ModelCheckpoint, ParameterCounts, Predict, Program, TerminateOnNaN,
     Validation, Verbosity,
 };
-pub use kiln_runtime::CSVLogger;
+pub use kiln_runtime::{CSVLogger, Target};
 
 /// The names most programs need.
 pub mod prelude {
@@ -56,7 +56,7 @@ pub mod prelude {
         Logs, Mode, Model, ModelCheckpoint, Predict, Program, TerminateOnNaN, Validation,
         Verbosity,
     };
-    pub use kiln_runtime::CSVLogger;
+    pub use kiln_runtime::{CSVLogger, Target};
 }
 
 /// The README's Rust snippets, compiled (and run where they do not touch files) as doc tests.
