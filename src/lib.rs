@@ -35,12 +35,14 @@ pub use kiln_compiler::{Error, Result, Tensor};
 pub use kiln_macros::model;
 pub use kiln_runtime as runtime;
 pub use kiln_runtime::data;
+pub use kiln_runtime::{CSVLogger, Target};
 pub use kiln_runtime::{
     Callback, Control, Dataset, EarlyStopping, Evaluate, Fit, History, Inputs, LambdaCallback,
     Logs, Mode, Model, ModelCheckpoint, ParameterCounts, Predict, Program, TerminateOnNaN,
     Validation, Verbosity,
 };
-pub use kiln_runtime::{CSVLogger, Target};
+
+pub mod plot;
 
 /// The names most programs need.
 pub mod prelude {
@@ -51,12 +53,12 @@ pub mod prelude {
     };
     pub use kiln_compiler::{Error, Result, Tensor};
     pub use kiln_macros::model;
+    pub use kiln_runtime::{CSVLogger, Target};
     pub use kiln_runtime::{
         Callback, Control, Dataset, EarlyStopping, Evaluate, Fit, History, Inputs, LambdaCallback,
         Logs, Mode, Model, ModelCheckpoint, Predict, Program, TerminateOnNaN, Validation,
         Verbosity,
     };
-    pub use kiln_runtime::{CSVLogger, Target};
 }
 
 /// The README's Rust snippets, compiled (and run where they do not touch files) as doc tests.
