@@ -138,13 +138,16 @@ fn saliency_grid_has_its_size_and_colours() {
     let path = out("saliency.png");
     kiln::plot::saliency(&images, &maps, &path).unwrap();
     let image = image::open(&path).unwrap().to_rgb8();
-    // Cells of 2 × 2 pixels, 8 screen pixels each, 4 pixels apart.
-    assert_eq!(image.dimensions(), (2 * 16 + 12, 2 * (16 + 4) + 4));
+    // Two (image, map) pairs in a row; cells of 2 × 2 pixels, 8 screen pixels each, 4 apart,
+    // pairs 12 apart.
+    assert_eq!(image.dimensions(), (2 * (2 * 16 + 16) - 4, 16 + 2 * 4));
     let at = |x, y| image.get_pixel(x, y).0;
     assert_eq!(at(4, 4), [0, 0, 0], "image 0 pixel 0 is black");
     assert_eq!(at(12, 4), [255, 255, 255], "image 0 pixel 1 is white");
     assert_eq!(at(24, 4), [255, 0, 0], "positive attribution is red");
     assert_eq!(at(32, 4), [0, 0, 255], "negative attribution is blue");
+    assert_eq!(at(52, 4), [255, 255, 255], "image 1 pixel 0 is white");
+    assert_eq!(at(72, 4), [255, 255, 255], "a zero map is white");
 }
 
 #[test]

@@ -4,13 +4,14 @@ use super::{format_of, write_png, Format};
 use kiln_compiler::{Error, Result, Tensor};
 use std::path::Path;
 
-/// Screen pixels per image pixel, and pixels between cells.
+/// Screen pixels per image pixel, pixels between cells, and (image, map) pairs per row.
 const SCALE: usize = 8;
 const GAP: usize = 4;
+const PAIRS_PER_ROW: usize = 4;
 
-/// Writes a PNG grid to `path`: row `i` shows image `i` of `images` (grey, black = 0,
-/// white = the image's maximum) beside its attribution map `maps[i]` (blue negative, white
-/// zero, red positive, scaled to the map's largest magnitude). Both are `[N, h, w]`, or
+/// Writes a PNG grid to `path`: image `i` of `images` (grey, black = 0, white = the image's
+/// maximum) beside its attribution map `maps[i]` (blue negative, white zero, red positive,
+/// scaled to the map's largest magnitude), four such pairs per row. Both are `[N, h, w]`, or
 /// `[N, h·w]` with square items. Errors unless both have one shape of that kind, or if the
 /// path does not end in `.png` or cannot be written.
 ///
@@ -32,18 +33,20 @@ pub fn saliency(images: &Tensor, maps: &Tensor, path: impl AsRef<Path>) -> Resul
     }
     let (n, h, w) = grid_shape(images, maps)?;
     let (cell_w, cell_h) = (w * SCALE, h * SCALE);
-    let (width, height) = (2 * cell_w + 3 * GAP, n * (cell_h + GAP) + GAP);
+    let pair_stride = 2 * cell_w + 4 * GAP;
+    let (columns, rows) = (n.min(PAIRS_PER_ROW), n.div_ceil(PAIRS_PER_ROW));
+    let (width, height) = (columns * pair_stride - GAP, rows * (cell_h + GAP) + GAP);
     let mut pixels = vec![255u8; width * height * 3];
     let cells = images
         .as_f32()?
         .chunks(h * w)
         .zip(maps.as_f32()?.chunks(h * w));
     for (i, (image, map)) in cells.enumerate() {
-        let top = GAP + i * (cell_h + GAP);
+        let top = GAP + i / PAIRS_PER_ROW * (cell_h + GAP);
         let grey = scale_to(image, |v| [(v.clamp(0.0, 1.0) * 255.0) as u8; 3]);
         let diverging = scale_to(map, diverging);
         for (column, colours) in [grey, diverging].iter().enumerate() {
-            let left = GAP + column * (cell_w + GAP);
+            let left = GAP + i % PAIRS_PER_ROW * pair_stride + column * (cell_w + GAP);
             paint(&mut pixels, width, (left, top), (w, h), colours);
         }
     }
