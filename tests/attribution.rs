@@ -106,7 +106,7 @@ fn integrated_gradients_are_complete() {
 #[test]
 fn bad_requests_are_errors() {
     let x = inputs();
-    let mut model = smooth(Activation::Softmax);
+    let model = smooth(Activation::Softmax);
     let zeros = Tensor::zeros(x.shape(), DType::F32);
     let invalid = |r: Result<Vec<Tensor>>| matches!(r, Err(Error::InvalidArgument(_)));
     assert!(

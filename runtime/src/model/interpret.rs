@@ -40,7 +40,7 @@ impl Model {
     /// (see [`Inputs`](super::Inputs)); the result has one gradient tensor per input, of the
     /// same shape.
     pub fn saliency(
-        &mut self,
+        &self,
         x: &(impl super::Inputs + ?Sized),
         target: &Target,
     ) -> Result<Vec<Tensor>> {
@@ -58,7 +58,7 @@ impl Model {
     /// shapes of `x` (e.g. zeros). The gradient program runs once per item, at a batch of
     /// `steps` path points.
     pub fn integrated_gradients(
-        &mut self,
+        &self,
         x: &(impl super::Inputs + ?Sized),
         baseline: &(impl super::Inputs + ?Sized),
         steps: usize,
@@ -90,7 +90,7 @@ impl Model {
 
     /// Builds (or takes from the program cache) the gradient program with the current
     /// weights.
-    fn attribution(&mut self) -> Result<Attribution> {
+    fn attribution(&self) -> Result<Attribution> {
         let mut forward = forward_graph(self.architecture())?;
         let g = &mut forward.graph;
         for &input in &forward.inputs {
