@@ -1,7 +1,8 @@
 //! Attributions: saliency equals central finite differences of `predict` (f32, step 1e-2,
 //! tolerance 2e-3 absolute + 1e-2 relative: the O(h²) truncation and f32 rounding of a smooth
 //! model); integrated gradients are complete (each item's attributions sum to
-//! f(x) − f(baseline) within 1e-3 relative at 64 steps on a tanh model); bad requests are errors.
+//! f(x) − f(baseline) within 1e-3 relative at 64 steps on tanh models, one with two inputs);
+//! bad requests are errors.
 
 mod common;
 
@@ -100,6 +101,42 @@ fn integrated_gradients_are_complete() {
                 "item {i}: attributions sum to {total}, f(x) − f(baseline) = {change}"
             );
         }
+    }
+}
+
+model! {
+    /// Two inputs meeting in a product: attributions are taken for both.
+    Pair(a: [4], b: [2]) {
+        let ea = a -> dense(3, tanh);
+        let eb = b -> dense(3, tanh);
+        (ea, eb) -> multiply -> dense(1, linear)
+    }
+}
+
+#[test]
+fn integrated_gradients_of_two_inputs_are_complete() {
+    let model = Pair::new(5);
+    let a = uniform(&mut rng(8), &[2, 4], -1.0, 1.0);
+    let b = uniform(&mut rng(9), &[2, 2], -1.0, 1.0);
+    let zeros = [
+        Tensor::zeros(&[2, 4], DType::F32),
+        Tensor::zeros(&[2, 2], DType::F32),
+    ];
+    let ig = model
+        .integrated_gradients(&[a.clone(), b.clone()], &zeros, 64, &Target::Sum)
+        .unwrap();
+    assert_eq!((ig[0].shape(), ig[1].shape()), (a.shape(), b.shape()));
+    let mut predicting = Pair::new(5);
+    let fx = predicting.predict(&[a, b]).unwrap().to_f64();
+    let fb = predicting.predict(&zeros).unwrap().to_f64();
+    for i in 0..2 {
+        let total: f64 = ig[0].to_f64()[4 * i..4 * i + 4].iter().sum::<f64>()
+            + ig[1].to_f64()[2 * i..2 * i + 2].iter().sum::<f64>();
+        let change = fx[i] - fb[i];
+        assert!(
+            (total - change).abs() <= 1e-3 * change.abs() + 1e-5,
+            "item {i}: attributions sum to {total}, f(x) − f(baseline) = {change}"
+        );
     }
 }
 
