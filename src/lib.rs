@@ -35,11 +35,14 @@ pub use kiln_compiler::{Error, Result, Tensor};
 pub use kiln_macros::model;
 pub use kiln_runtime as runtime;
 pub use kiln_runtime::data;
+pub use kiln_runtime::{CSVLogger, Target};
 pub use kiln_runtime::{
     Callback, Control, Dataset, EarlyStopping, Evaluate, Fit, History, Inputs, LambdaCallback,
     Logs, Mode, Model, ModelCheckpoint, ParameterCounts, Predict, Program, TerminateOnNaN,
     Validation, Verbosity,
 };
+
+pub mod plot;
 
 /// The names most programs need.
 pub mod prelude {
@@ -50,6 +53,7 @@ pub mod prelude {
     };
     pub use kiln_compiler::{Error, Result, Tensor};
     pub use kiln_macros::model;
+    pub use kiln_runtime::{CSVLogger, Target};
     pub use kiln_runtime::{
         Callback, Control, Dataset, EarlyStopping, Evaluate, Fit, History, Inputs, LambdaCallback,
         Logs, Mode, Model, ModelCheckpoint, Predict, Program, TerminateOnNaN, Validation,

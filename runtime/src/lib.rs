@@ -18,12 +18,14 @@ mod progress;
 mod summary;
 
 pub use cache::{cache_stats, CacheStats};
+pub use callbacks::CSVLogger;
 pub use callbacks::{
     Callback, Control, EarlyStopping, LambdaCallback, Mode, ModelCheckpoint, TerminateOnNaN,
 };
 pub use data::Dataset;
 pub use kiln_compiler::{Error, Result, Tensor};
 pub use logs::{History, Logs};
+pub use model::Target;
 pub use model::{Evaluate, Fit, Inputs, Model, ParameterCounts, Predict, Validation};
 pub use program::Program;
 pub use progress::Verbosity;

@@ -11,11 +11,13 @@
 //! `on_epoch_end` run) and training ends after `on_train_end`. An error returned by a callback
 //! aborts `fit` with that error.
 
+mod csv_logger;
 mod early_stopping;
 mod lambda;
 mod model_checkpoint;
 mod terminate_on_nan;
 
+pub use csv_logger::CSVLogger;
 pub use early_stopping::EarlyStopping;
 pub use lambda::LambdaCallback;
 pub use model_checkpoint::ModelCheckpoint;

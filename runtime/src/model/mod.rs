@@ -6,10 +6,12 @@
 //! [`Model::train_step`] — in the training program's state, from which every reader takes them.
 
 mod fit;
+mod interpret;
 mod predict;
 mod training;
 
 pub use fit::{Fit, Validation};
+pub use interpret::Target;
 pub use predict::{Inputs, Predict};
 pub use training::Evaluate;
 

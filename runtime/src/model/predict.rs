@@ -125,7 +125,7 @@ pub(crate) fn check_input_count(inputs: &[String], given: usize) -> Result<()> {
 }
 
 /// The number of items in `xs`, one tensor per input: all must have the same.
-fn item_count(inputs: &[String], xs: &[Tensor]) -> Result<usize> {
+pub(super) fn item_count(inputs: &[String], xs: &[Tensor]) -> Result<usize> {
     let mut n = None;
     for (name, x) in inputs.iter().zip(xs) {
         let rows = *x.shape().first().ok_or_else(|| Error::InputMismatch {
