@@ -30,7 +30,7 @@ for side in old new; do
         cargo test --quiet --no-run --test random_graphs 2>/dev/null)
     for isa in $isas; do
         (cd "$work/$side" &&
-            KILN_ISA=$isa cargo run --quiet --release --example mnist_mlp -- --epochs 3 --exact |
+            KILN_ISA=$isa cargo run --quiet --release --example mnist_mlp -- --epochs 3 --exact 2>/dev/null |
             grep '^exact:' >"$work/$side.mlp.$isa")
         rm -f "$work/$side.graphs.$isa"
         (cd "$work/$side" &&
