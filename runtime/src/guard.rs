@@ -160,6 +160,9 @@ pub(crate) fn check_finite_batch(inputs: &[String], xs: &[Tensor], y: &Tensor) -
         .chain(std::iter::once(("labels", y)));
     for (name, t) in named {
         let Ok(values) = t.as_f32() else { continue };
+        if all_finite(values) {
+            continue;
+        }
         if let Some(flat) = values.iter().position(|x| !x.is_finite()) {
             let row = t
                 .shape()
@@ -174,6 +177,14 @@ pub(crate) fn check_finite_batch(inputs: &[String], xs: &[Tensor], y: &Tensor) -
         }
     }
     Ok(())
+}
+
+/// Whether every value is finite. Branch-free within chunks, so it vectorises: a training
+/// step checks its whole batch (100 K values for the seed MLP) in a few microseconds.
+fn all_finite(values: &[f32]) -> bool {
+    values
+        .chunks(256)
+        .all(|chunk| chunk.iter().fold(true, |ok, x| ok & x.is_finite()))
 }
 
 /// Errors if `fit`'s options cannot describe a run: `initial_epoch` beyond `epochs`.
