@@ -391,6 +391,37 @@ fn eval_node(
                 x(j)[offset(idx, &st[j]) - starts[j] * st[j][*axis]]
             })
         }
+        Op::Window { window, value } => {
+            let (input, r) = (args[0], window.rank());
+            let st = strides(&input.shape);
+            map_indices(shape, |idx| {
+                let mut at = idx[0] * st[0] + idx[2 * r + 1];
+                for a in 0..r {
+                    match window.source(a, idx[1 + a], idx[1 + r + a], input.shape[1 + a]) {
+                        Some(i) => at += i * st[1 + a],
+                        None => return *value as f64,
+                    }
+                }
+                x(0)[at]
+            })
+        }
+        Op::WindowSum { window, .. } => {
+            let (r, st) = (window.rank(), strides(shape));
+            let mut out = vec![0.0; len];
+            let mut p = 0;
+            for_each_index(&args[0].shape, |idx| {
+                let mut at = Some(idx[0] * st[0] + idx[2 * r + 1]);
+                for a in 0..r {
+                    let i = window.source(a, idx[1 + a], idx[1 + r + a], shape[1 + a]);
+                    at = at.zip(i).map(|(at, i)| at + i * st[1 + a]);
+                }
+                if let Some(at) = at {
+                    out[at] += x(0)[p];
+                }
+                p += 1;
+            });
+            out
+        }
         Op::MatMul {
             transpose_a,
             transpose_b,
