@@ -101,14 +101,28 @@ pub(super) const SPECS: &[LayerSpec] = &[
 ];
 
 impl Layer {
+    /// `Conv1D` with stride 1, `valid` padding and a bias.
+    pub fn conv1d(filters: usize, kernel_size: usize, activation: Activation) -> Self {
+        Layer::conv(&SPECS[0], filters, &[kernel_size], activation)
+    }
+
     /// `Conv2D` with stride 1, `valid` padding and a bias.
     pub fn conv2d(filters: usize, kernel_size: [usize; 2], activation: Activation) -> Self {
+        Layer::conv(&SPECS[1], filters, &kernel_size, activation)
+    }
+
+    fn conv(
+        spec: &'static LayerSpec,
+        filters: usize,
+        kernel_size: &[usize],
+        activation: Activation,
+    ) -> Self {
         let args = vec![
             ("filters", ArgValue::Int(filters)),
             ("kernel_size", ArgValue::Ints(kernel_size.to_vec().into())),
             ("activation", ArgValue::Activation(activation)),
         ];
-        Layer::typed(&SPECS[1], args)
+        Layer::typed(spec, args)
     }
 }
 

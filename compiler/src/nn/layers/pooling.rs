@@ -2,7 +2,7 @@
 //! reduction over the window's tap axes), or over all spatial axes (global pooling).
 
 use super::conv::layer_window;
-use super::{ArgKind, ArgSpec, ArgValue, Arity, Call, Default, LayerSpec, Masking};
+use super::{ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Layer, LayerSpec, Masking};
 use crate::error::{Error, Result};
 use crate::ir::{DType, NodeId, ReduceOp, Shape};
 use crate::tensor::Tensor;
@@ -65,6 +65,52 @@ pub(super) const SPECS: &[LayerSpec] = &[
     pooling!("global_max_pool2d", "GlobalMaxPooling2D", "`[B, H, W, C] → [B, C]`: the maximum over the positions", &[], |b, c| global(b, c, ReduceOp::Max)),
     pooling!("global_avg_pool2d", "GlobalAveragePooling2D", "`[B, H, W, C] → [B, C]`: the mean over the positions", &[], |b, c| global(b, c, ReduceOp::Mean)),
 ];
+
+impl Layer {
+    /// `MaxPooling1D` with strides `pool_size` and `valid` padding.
+    pub fn max_pool1d(pool_size: usize) -> Self {
+        Layer::pool(&SPECS[0], &[pool_size])
+    }
+
+    /// `AveragePooling1D` with strides `pool_size` and `valid` padding.
+    pub fn avg_pool1d(pool_size: usize) -> Self {
+        Layer::pool(&SPECS[1], &[pool_size])
+    }
+
+    /// `MaxPooling2D` with strides `pool_size` and `valid` padding.
+    pub fn max_pool2d(pool_size: [usize; 2]) -> Self {
+        Layer::pool(&SPECS[2], &pool_size)
+    }
+
+    /// `AveragePooling2D` with strides `pool_size` and `valid` padding.
+    pub fn avg_pool2d(pool_size: [usize; 2]) -> Self {
+        Layer::pool(&SPECS[3], &pool_size)
+    }
+
+    /// `GlobalMaxPooling1D`.
+    pub fn global_max_pool1d() -> Self {
+        Layer::typed(&SPECS[4], Vec::new())
+    }
+
+    /// `GlobalAveragePooling1D`.
+    pub fn global_avg_pool1d() -> Self {
+        Layer::typed(&SPECS[5], Vec::new())
+    }
+
+    /// `GlobalMaxPooling2D`.
+    pub fn global_max_pool2d() -> Self {
+        Layer::typed(&SPECS[6], Vec::new())
+    }
+
+    /// `GlobalAveragePooling2D`.
+    pub fn global_avg_pool2d() -> Self {
+        Layer::typed(&SPECS[7], Vec::new())
+    }
+
+    fn pool(spec: &'static LayerSpec, pool_size: &[usize]) -> Self {
+        Layer::typed(spec, vec![("pool_size", ArgValue::Ints(pool_size.to_vec().into()))])
+    }
+}
 
 /// The spatial rank of a pooling layer, from its name (`…1d`, `…2d`).
 fn rank(call: &Call) -> usize {

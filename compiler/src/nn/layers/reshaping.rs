@@ -1,6 +1,6 @@
 //! Keras `Reshape` and `ZeroPadding2D`: index maps of the non-batch axes.
 
-use super::{ArgKind, ArgSpec, ArgValue, Arity, Call, Default, LayerSpec, Masking};
+use super::{ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Layer, LayerSpec, Masking};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Dim, NodeId, Shape};
 use crate::nn::ModelBuilder;
@@ -42,6 +42,20 @@ pub(super) const SPECS: &[LayerSpec] = &[
         build: zero_padding,
     },
 ];
+
+impl Layer {
+    /// `Reshape` of each item to `target_shape`.
+    pub fn reshape(target_shape: &[usize]) -> Self {
+        let target = ArgValue::Ints(target_shape.to_vec().into());
+        Layer::typed(&SPECS[0], vec![("target_shape", target)])
+    }
+
+    /// `ZeroPadding2D` of `padding` rows and columns on each side.
+    pub fn zero_padding2d(padding: [usize; 2]) -> Self {
+        let padding = ArgValue::Ints(padding.to_vec().into());
+        Layer::typed(&SPECS[1], vec![("padding", padding)])
+    }
+}
 
 /// The error of a layer whose input does not fit it.
 fn shape_error(call: &Call, message: String) -> Error {

@@ -4,6 +4,7 @@
 use super::*;
 use crate::interp::{evaluate, Array, Precision};
 use crate::ir::{DType, Graph};
+use crate::nn::Activation;
 
 /// Builds `layer` on an input `[B, item…]`, then runs it on `x` (of shape `[1, item…]`) with
 /// the layer's weights set to `weights` in declaration order.
@@ -69,31 +70,17 @@ fn causal_conv1d_reads_only_the_past() {
 
 #[test]
 fn global_pooling_reshape_and_zero_padding() {
-    let y = run(
-        &layer("global_avg_pool2d", vec![]),
-        &[2, 2, 2],
-        ramp(8),
-        &[],
-    );
+    let y = run(&Layer::global_avg_pool2d(), &[2, 2, 2], ramp(8), &[]);
     assert_eq!(
         (y.shape.as_slice(), y.data.as_slice()),
         (&[1, 2][..], &[4.0, 5.0][..])
     );
-    let y = run(&layer("global_max_pool1d", vec![]), &[3, 2], ramp(6), &[]);
+    let y = run(&Layer::global_max_pool1d(), &[3, 2], ramp(6), &[]);
     assert_eq!(y.data, [5.0, 6.0]);
-    let target = ArgValue::Ints(vec![2, 3, 1].into());
-    let y = run(
-        &layer("reshape", vec![("target_shape", target)]),
-        &[6],
-        ramp(6),
-        &[],
-    );
+    let y = run(&Layer::reshape(&[2, 3, 1]), &[6], ramp(6), &[]);
     assert_eq!(y.shape, [1, 2, 3, 1]);
     // Ints arguments are positive, so both sides pad (Keras allows zeros).
-    let pad = layer(
-        "zero_padding2d",
-        vec![("padding", ArgValue::Ints(vec![1, 2].into()))],
-    );
+    let pad = Layer::zero_padding2d([1, 2]);
     let y = run(&pad, &[1, 2, 1], ramp(2), &[]);
     assert_eq!(y.shape, [1, 3, 6, 1]);
     let mut expected = vec![0.0; 18];
@@ -127,7 +114,7 @@ fn inputs_that_do_not_fit_are_errors_naming_the_layer() {
         e.contains("conv2d layer `c`") && e.contains("larger than the input of size 2"),
         "{e}"
     );
-    let e = error(&conv(vec![]), &[4]);
+    let e = error(&Layer::conv2d(2, [3, 3], Activation::Relu), &[4]);
     assert!(
         e.contains("conv2d layer `c`") && e.contains("2 spatial axes, found [B, 4]"),
         "{e}"
