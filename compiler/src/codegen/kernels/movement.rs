@@ -1,6 +1,7 @@
-//! Movement kernels. Every movement op is an index map, so all of them lower to one strided
-//! copy (plus a fill for padding): output multi-index `i` reads input element
-//! `offset + Σ i_k · stride_k`.
+//! Movement kernels. Every movement op is an index map, so all of them lower to strided copies
+//! (plus a fill for padding): output multi-index `i` reads input element
+//! `offset + Σ i_k · stride_k`. A window is one such copy per kernel tap; its adjoint adds the
+//! same boxes back.
 #![deny(clippy::wildcard_enum_match_arm)]
 
 use super::elementwise::{elem_addr, for_elements, lane_type};
