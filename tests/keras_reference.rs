@@ -915,15 +915,6 @@ fn outcome(path: &Path) -> Outcome {
 /// The cases skipped today, each for a Keras class kiln lacks: a family's issue removes its
 /// names when it lands, and a case that starts or stops running unexpectedly fails the test.
 const SKIPPED: &[&str] = &[
-    // Conv2D and pooling.
-    "averagepooling2d_p2_s2_valid",
-    "conv2d_same_s1",
-    "conv2d_same_s2",
-    "conv2d_valid_s1",
-    "conv2d_valid_s2",
-    "maxpooling2d_p2_s2_valid",
-    "maxpooling2d_p3_s2_same",
-    "seed_cnn",
     // Normalisation.
     "batch_norm_inference",
     "batch_norm_training",

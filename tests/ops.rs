@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kiln::compiler::ir::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
+use kiln::compiler::ir::{BinaryOp, CompareOp, ReduceOp, UnaryOp, Window};
 use kiln::prelude::*;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -522,5 +522,84 @@ fn an_unknown_or_unsupported_microkernel_path_is_an_error() {
     assert_eq!(Isa::parse("avx2").unwrap(), Isa::Avx2);
     for isa in Isa::ALL {
         assert_eq!(Isa::resolve(Some(isa)).is_ok(), isa.supported(), "{isa}");
+    }
+}
+
+/// A random window over `spatial` (valid or Keras `same` padding), and a description of it.
+fn random_window(r: &mut rand::rngs::StdRng, spatial: &[usize]) -> (Window, String) {
+    let rank = spatial.len();
+    let pick = |r: &mut rand::rngs::StdRng, hi| (0..rank).map(|_| r.gen_range(1..=hi)).collect();
+    let (kernel, strides, dilation): (Vec<usize>, Vec<usize>, Vec<usize>) =
+        (pick(r, 4), pick(r, 3), pick(r, 2));
+    let kernel: Vec<usize> = (0..rank)
+        .map(|a| kernel[a].min((spatial[a] - 1) / dilation[a] + 1))
+        .collect();
+    let valid = Window::valid(&kernel, &strides, &dilation);
+    let w = if r.gen_bool(0.5) {
+        valid.same(spatial)
+    } else {
+        valid
+    };
+    let what = format!("{spatial:?} {w:?}");
+    (w, what)
+}
+
+#[test]
+fn window_and_window_sum_match_interpreter() {
+    let mut r = rng(11);
+    for trial in 0..40 {
+        let rank = 1 + trial % 2;
+        let spatial: Vec<usize> = (0..rank).map(|_| r.gen_range(1..10)).collect();
+        let channels = r.gen_range(1..7);
+        let (w, what) = random_window(&mut r, &spatial);
+        let dims = [&[2][..], &spatial, &[channels]].concat();
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::fixed(&dims), DType::F32).unwrap();
+        let windows = g.window(x, &w, f32::NEG_INFINITY).unwrap();
+        let zeros = g.window(x, &w, 0.0).unwrap();
+        // The kernel axes reduced (pooling) and the windows summed back (col2im), each
+        // through an elementwise neighbour that may fuse.
+        let doubled = g.add(windows, windows).unwrap();
+        let kernel_axes: Vec<usize> = (1 + rank..1 + 2 * rank).collect();
+        let pooled = g.reduce(ReduceOp::Max, doubled, &kernel_axes).unwrap();
+        let summed = g.window_sum(zeros, &w, &spatial).unwrap();
+        let summed = g.neg(summed).unwrap();
+        let xv = uniform(&mut r, &dims, -1.0, 1.0);
+        check_graph(
+            &format!("window {what}"),
+            &g,
+            &[windows, pooled, summed],
+            &[("x", &xv)],
+            tol(1e-6, 1e-6),
+        );
+    }
+}
+
+#[test]
+fn windows_with_one_by_one_kernels_and_odd_and_even_same_kernels() {
+    let mut r = rng(12);
+    for (kernel, strides) in [
+        ([1, 1], [1, 1]),
+        ([1, 1], [2, 3]),
+        ([2, 4], [1, 2]),
+        ([3, 5], [2, 1]),
+    ] {
+        let spatial = [7, 6];
+        let w = Window::valid(&kernel, &strides, &[1, 1]).same(&spatial);
+        let dims = [3, 7, 6, 5];
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::fixed(&dims), DType::F32).unwrap();
+        let windows = g.window(x, &w, 0.0).unwrap();
+        let back = g.window_sum(windows, &w, &spatial).unwrap();
+        let xv = uniform(&mut r, &dims, -1.0, 1.0);
+        let out = check_graph(
+            &format!("{w:?}"),
+            &g,
+            &[windows, back],
+            &[("x", &xv)],
+            tol(1e-6, 1e-6),
+        );
+        let expected = [3, 7usize.div_ceil(strides[0]), 6usize.div_ceil(strides[1])];
+        assert_eq!(&out[0].shape()[..3], &expected, "{w:?}: same output size");
     }
 }

@@ -265,6 +265,13 @@ fn operand_cotangents(
                 start += n;
             }
         }
+        Op::Window { window, .. } => c.set(g, 0, |g| {
+            let spatial = window
+                .spatial_of(g.shape(x[0]))
+                .map_err(|m| Error::shape("window", m))?;
+            g.window_sum(ct, &window, &spatial)
+        })?,
+        Op::WindowSum { window, .. } => c.set(g, 0, |g| g.window(ct, &window, 0.0))?,
         Op::MatMul {
             transpose_a: ta,
             transpose_b: tb,

@@ -27,6 +27,7 @@
 use crate::error::{Error, Result};
 use crate::ir::{
     strides, BinaryOp, CompareOp, DType, Dim, Graph, Node, NodeId, Op, ReduceOp, Shape, UnaryOp,
+    Window,
 };
 use crate::tensor::{Tensor, TensorData};
 use std::f64::consts::FRAC_2_SQRT_PI;
@@ -391,6 +392,8 @@ fn eval_node(
                 x(j)[offset(idx, &st[j]) - starts[j] * st[j][*axis]]
             })
         }
+        Op::Window { window, value } => unfold(window, *value, args[0], shape),
+        Op::WindowSum { window, .. } => fold_windows(window, args[0], shape, len),
         Op::MatMul {
             transpose_a,
             transpose_b,
@@ -428,6 +431,38 @@ fn eval_node(
             out
         }
     })
+}
+
+/// The element of `input` that the window element at `idx` (`[n, o…, k…, c]`) reads, or
+/// `None` in the padding; `spatial` are the input's spatial sizes.
+fn window_source(window: &Window, idx: &[usize], spatial: &[usize], st: &[usize]) -> Option<usize> {
+    let r = window.rank();
+    (0..r).try_fold(idx[0] * st[0] + idx[2 * r + 1], |at, a| {
+        let i = window.source(a, idx[1 + a], idx[1 + r + a], spatial[a])?;
+        Some(at + i * st[1 + a])
+    })
+}
+
+/// [`Op::Window`]: the windows of `input`, `value` in the padding.
+fn unfold(window: &Window, value: f32, input: &Array, shape: &[usize]) -> Vec<f64> {
+    let (st, spatial) = (strides(&input.shape), &input.shape[1..=window.rank()]);
+    map_indices(shape, |idx| {
+        window_source(window, idx, spatial, &st).map_or(value as f64, |at| input.data[at])
+    })
+}
+
+/// [`Op::WindowSum`]: each window element added to the input element it was read from.
+fn fold_windows(window: &Window, windows: &Array, shape: &[usize], len: usize) -> Vec<f64> {
+    let (st, spatial) = (strides(shape), &shape[1..=window.rank()]);
+    let mut out = vec![0.0; len];
+    let mut p = 0;
+    for_each_index(&windows.shape, |idx| {
+        if let Some(at) = window_source(window, idx, spatial, &st) {
+            out[at] += windows.data[p];
+        }
+        p += 1;
+    });
+    out
 }
 
 /// `v` as a row index in `0..bound`, or [`Error::IndexOutOfRange`] at `position`.

@@ -9,7 +9,7 @@
 
 use kiln_compiler::autodiff::{grad, vjp};
 use kiln_compiler::interp::{evaluate, Array, Precision};
-use kiln_compiler::ir::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
+use kiln_compiler::ir::{BinaryOp, CompareOp, ReduceOp, UnaryOp, Window};
 use kiln_compiler::{DType, Dim, Error, Graph, NodeId, Op, Shape, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -674,4 +674,25 @@ fn errors_leave_the_graph_unchanged() {
     assert!(is_graph(grad(&mut g, loss, &[x, missing])), "missing wrt");
     assert!(is_graph(vjp(&mut g, y, missing, &[x])), "missing cotangent");
     assert_eq!(g.len(), len, "a failed call added nodes");
+}
+
+#[test]
+fn window_and_window_sum() {
+    let spatial = [5, 4];
+    let same = Window::valid(&[3, 2], &[2, 1], &[1, 1]).same(&spatial);
+    let dilated = Window::valid(&[2, 2], &[1, 1], &[2, 1]);
+    for w in [same, dilated] {
+        let mut case = Case::new(format!("window {w:?}"));
+        let x = case.input("x", Shape::batched(&[5, 4, 3]), REAL);
+        let y = case.g.window(x, &w, 0.0).unwrap();
+        case.check(y, &[x]);
+
+        let mut case = Case::new(format!("window_sum {w:?}"));
+        let x = case.input("x", Shape::batched(&[5, 4, 3]), REAL);
+        let windows = case.g.window(x, &w, 0.0).unwrap();
+        let shape = case.g.shape(windows).clone();
+        let cols = case.input("cols", shape, REAL);
+        let y = case.g.window_sum(cols, &w, &spatial).unwrap();
+        case.check(y, &[cols]);
+    }
 }

@@ -5,7 +5,7 @@
 //! well-shaped.
 #![deny(clippy::wildcard_enum_match_arm)]
 
-use super::{BinaryOp, CompareOp, DType, Dim, Leaf, Op, ReduceOp, Shape, UnaryOp};
+use super::{BinaryOp, CompareOp, DType, Dim, Leaf, Op, ReduceOp, Shape, UnaryOp, Window};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -434,6 +434,18 @@ impl Graph {
 
     pub fn concat(&mut self, xs: &[NodeId], axis: usize) -> Result<NodeId> {
         self.add_node(Op::Concat { axis }, xs)
+    }
+
+    /// The windows of `x` (see [`Op::Window`]), reading `value` in the padding.
+    pub fn window(&mut self, x: NodeId, window: &Window, value: f32) -> Result<NodeId> {
+        let window = window.clone();
+        self.add_node(Op::Window { window, value }, &[x])
+    }
+
+    /// The adjoint of [`Graph::window`] back to spatial sizes `spatial`.
+    pub fn window_sum(&mut self, x: NodeId, window: &Window, spatial: &[usize]) -> Result<NodeId> {
+        let (window, spatial) = (window.clone(), spatial.to_vec());
+        self.add_node(Op::WindowSum { window, spatial }, &[x])
     }
 
     // ---- contraction and indexing ----

@@ -6,6 +6,7 @@ mod fingerprint;
 mod graph;
 mod op;
 mod shape;
+mod window;
 
 pub use dtype::DType;
 pub use graph::{Graph, Node, NodeId};
@@ -14,3 +15,4 @@ pub(crate) use op::no_gradient;
 pub(crate) use op::{data_ops, elementwise_ops, generator_ops, movement_ops, opaque_ops};
 pub use op::{BinaryOp, CompareOp, FusionClass, Leaf, Op, OpKey, ReduceOp, UnaryOp};
 pub use shape::{strides, Count, Dim, Shape};
+pub use window::Window;

@@ -18,7 +18,7 @@
 //! | parts, scratch, flops | `kernels::{parts, scratch_bytes, flops}` in `crate::codegen` |
 #![deny(clippy::wildcard_enum_match_arm)]
 
-use super::{DType, Dim, Shape};
+use super::{DType, Dim, Shape, Window};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -114,7 +114,8 @@ pub enum FusionClass {
     Alias,
     /// Repeats its operand along axes: fuses into its consumers as a stride-0 read.
     Broadcast,
-    /// Other index maps (permute, slice, pad, concat): a copy kernel of its own.
+    /// Other index maps (permute, slice, pad, concat, window) and the window's adjoint: a copy
+    /// kernel of its own.
     Movement,
     /// Folds axes of its f32 operand (sum, max, mean).
     Reduction,
@@ -185,7 +186,12 @@ macro_rules! elementwise_ops {
 }
 macro_rules! movement_ops {
     () => {
-        Op::Permute(_) | Op::Slice { .. } | Op::Pad { .. } | Op::Concat { .. }
+        Op::Permute(_)
+            | Op::Slice { .. }
+            | Op::Pad { .. }
+            | Op::Concat { .. }
+            | Op::Window { .. }
+            | Op::WindowSum { .. }
     };
 }
 macro_rules! opaque_ops {
@@ -238,6 +244,8 @@ pub enum OpKey {
     Slice(usize, usize, usize),
     Pad(usize, usize, usize, u32),
     Concat(usize),
+    Window(Window, u32),
+    WindowSum(Window, Vec<usize>),
     MatMul(bool, bool),
     Gather,
     ScatterAdd(usize),
@@ -320,6 +328,19 @@ pub enum Op {
     Concat {
         axis: usize,
     },
+    /// The sliding windows of an `[N, S₁…S_r, C]` value: `[N, O₁…O_r, K₁…K_r, C]`, where output
+    /// `(n, o, k, c)` reads input `(n, o·stride + k·dilation − pad_low, c)`, or `value` where that
+    /// falls in the padding (unfold, im2col).
+    Window {
+        window: Window,
+        value: f32,
+    },
+    /// The adjoint of [`Op::Window`] (col2im): sums each `[N, O…, K…, C]` element into the input
+    /// position of spatial sizes `spatial` it was read from; padding positions are dropped.
+    WindowSum {
+        window: Window,
+        spatial: Vec<usize>,
+    },
     /// Batched matrix product of `[..., M, K] · [..., K, N]`, either operand stored transposed.
     MatMul {
         transpose_a: bool,
@@ -361,6 +382,8 @@ impl Op {
             Op::Slice { .. } => "slice".into(),
             Op::Pad { .. } => "pad".into(),
             Op::Concat { .. } => "concat".into(),
+            Op::Window { .. } => "window".into(),
+            Op::WindowSum { .. } => "window_sum".into(),
             Op::MatMul { .. } => "matmul".into(),
             Op::Gather => "gather".into(),
             Op::ScatterAdd { .. } => "scatter_add".into(),
@@ -470,6 +493,8 @@ impl Op {
                 value,
             } => OpKey::Pad(*axis, *low, *high, value.to_bits()),
             Op::Concat { axis } => OpKey::Concat(*axis),
+            Op::Window { window, value } => OpKey::Window(window.clone(), value.to_bits()),
+            Op::WindowSum { window, spatial } => OpKey::WindowSum(window.clone(), spatial.clone()),
             Op::MatMul {
                 transpose_a,
                 transpose_b,
@@ -507,6 +532,12 @@ impl Op {
             | Op::Slice { .. }
             | Op::Pad { .. }
             | Op::Concat { .. } => self.infer_movement(&c),
+            Op::Window { window, .. } => {
+                let s = c.operands.first().map(|o| o.0);
+                let spatial = s.map_or(Ok(vec![]), |s| window.spatial_of(s));
+                infer_window(&c, window, &spatial.map_err(|m| c.err(m))?, true)
+            }
+            Op::WindowSum { window, spatial } => infer_window(&c, window, spatial, false),
             Op::MatMul { .. } | Op::Gather | Op::ScatterAdd { .. } | Op::OneHot { .. } => {
                 self.infer_indexing(&c)
             }
@@ -787,6 +818,8 @@ impl Op {
             | opaque_ops!()
             | Op::OneHot { .. }
             | Op::Reduce { .. }
+            | Op::Window { .. }
+            | Op::WindowSum { .. }
             | Op::MatMul { .. } => {
                 unreachable!("{} is not handled here", c.name)
             }
@@ -884,6 +917,43 @@ impl Op {
             }
         }
     }
+}
+
+/// [`Op::infer`] for a window over an operand of spatial sizes `spatial` (`forward`) or for its
+/// adjoint, which takes the windowed shape back to those sizes.
+fn infer_window(
+    c: &Check,
+    window: &Window,
+    spatial: &[usize],
+    forward: bool,
+) -> Result<(Shape, DType)> {
+    c.arity(1)?;
+    c.dtype_is(0, DType::F32)?;
+    let s = c.operands[0].0;
+    if s.rank() < 2 {
+        return Err(c.err(format!("expected an [N, …, C] operand, found {s}")));
+    }
+    let out = window.output(spatial).map_err(|m| c.err(m))?;
+    let wrap = |inner: Vec<usize>| {
+        let mut d = vec![s.0[0]];
+        d.extend(inner.into_iter().map(Dim::Fixed));
+        d.push(s.0[s.rank() - 1]);
+        d
+    };
+    let plain = wrap(spatial.to_vec());
+    let windowed = wrap([out, window.kernel.clone()].concat());
+    let (expected, result) = if forward {
+        (plain, windowed)
+    } else {
+        (windowed, plain)
+    };
+    if s.rank() != expected.len() || s.0[1..s.rank() - 1] != expected[1..expected.len() - 1] {
+        return Err(c.err(format!(
+            "expected an operand of shape {}, found {s}",
+            Shape(expected)
+        )));
+    }
+    Ok((Shape(result), DType::F32))
 }
 
 /// An op's operands as its shape rule checks them, and the errors it reports.

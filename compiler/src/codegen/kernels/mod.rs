@@ -171,7 +171,9 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
         | Op::Broadcast { .. }
         | Op::Slice { .. }
         | Op::Pad { .. }
-        | Op::Concat { .. } => movement::lower(e, arena, spec),
+        | Op::Concat { .. }
+        | Op::Window { .. }
+        | Op::WindowSum { .. } => movement::lower(e, arena, spec),
         Op::MatMul { .. } => matmul::lower(e, arena, spec),
         Op::Gather | Op::ScatterAdd { .. } => indexing::lower(e, arena, spec),
         Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::ElementCount(_) => {

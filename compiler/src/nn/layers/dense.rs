@@ -3,7 +3,7 @@
 use super::{fold, scoped_activate, ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Layer};
 use super::{Initializer, LayerSpec, Masking, Weight};
 use crate::error::{Error, Result};
-use crate::ir::{DType, Dim, NodeId, Shape};
+use crate::ir::{DType, Dim, Graph, NodeId, Shape};
 use crate::nn::{Activation, ModelBuilder};
 
 const KERNEL: Weight = Weight {
@@ -89,13 +89,24 @@ fn build(b: &mut ModelBuilder, call: &Call) -> Result<Vec<NodeId>> {
         // Rank > 2: apply to the last axis by folding the leading axes into rows.
         let rows = fold(&shape.dims()[..shape.rank() - 1])?;
         let x2 = g.reshape(x, Shape(vec![rows, Dim::Fixed(fan_in)]))?;
-        let mut y = g.matmul(x2, kernel, false, false)?;
-        if let Some(bias) = bias {
-            y = g.add(y, bias)?;
-        }
+        let y = affine(g, x2, kernel, bias)?;
         let mut out = shape.dims().to_vec();
         *out.last_mut().expect("rank ≥ 1") = Dim::Fixed(units);
         g.reshape(y, Shape(out))
     })?;
     Ok(vec![scoped_activate(b, name, call.activation("activation"), y)?])
+}
+
+/// `rows · kernel (+ bias)`: the contraction whose epilogue takes the bias and activation.
+pub(super) fn affine(
+    g: &mut Graph,
+    rows: NodeId,
+    kernel: NodeId,
+    bias: Option<NodeId>,
+) -> Result<NodeId> {
+    let y = g.matmul(rows, kernel, false, false)?;
+    match bias {
+        Some(bias) => g.add(y, bias),
+        None => Ok(y),
+    }
 }

@@ -28,7 +28,7 @@ macro_rules! families {
     };
 }
 
-families!(dense, flatten, dropout, activation, merge, prelu);
+families!(dense, conv, pooling, flatten, reshaping, dropout, activation, merge, prelu);
 
 /// Every layer's declaration.
 pub fn specs() -> impl Iterator<Item = &'static LayerSpec> + Clone {
@@ -279,3 +279,5 @@ fn scoped_activate(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;
