@@ -28,7 +28,7 @@ macro_rules! families {
     };
 }
 
-families!(dense, flatten, dropout, activation, merge, prelu);
+families!(dense, flatten, dropout, activation, merge, prelu, batch_norm);
 
 /// Every layer's declaration.
 pub fn specs() -> impl Iterator<Item = &'static LayerSpec> + Clone {
