@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use kiln::compiler::autodiff;
+use kiln::compiler::codegen::CompileOptions;
 use kiln::compiler::nn::ModelBuilder;
 use kiln::prelude::*;
 
@@ -61,6 +62,35 @@ fn the_layer_graph_agrees_with_the_interpreter_in_training_and_inference() {
             ];
             let what = format!("batch_norm(axis = {axis}) on {dims:?}, training {training}");
             check_graph(&what, &g, &outputs, &feeds, tol(1e-4, 1e-4));
+        }
+    }
+}
+
+/// Kernels of a program computing `outputs` of `g` with fusion on, at batch 16.
+fn fused_kernels(g: &Graph, outputs: &[NodeId]) -> (usize, String) {
+    let mut p = Program::with_options(g, outputs, &[], CompileOptions::default()).unwrap();
+    let exe = p.specialise(16).unwrap();
+    (exe.kernels.len(), exe.fusion_report.clone())
+}
+
+/// Training views the input channels-first so that the statistics and the normalisation are
+/// one rows kernel; movement ops do not fuse yet ("permute does not fuse"), so the view and
+/// its inverse are a copy kernel each: 3 kernels (the leading-axis reductions of the plain
+/// formulation gave 5). Inference is the per-channel scale `rsqrt(variance + ε) · γ` (C values)
+/// and one elementwise pass over the input.
+#[test]
+fn the_fused_forward_is_three_kernels_in_training_and_two_in_inference() {
+    for (training, expected) in [(true, 3), (false, 2)] {
+        let mut g = Graph::new();
+        let mut b = ModelBuilder::new(&mut g, training);
+        let x = b.input("x", &[4, 4, 6], DType::F32).unwrap();
+        let y = Layer::batch_norm(-1, 0.99, 1e-3, true, true)
+            .build(&mut b, None, &[x])
+            .unwrap();
+        let (count, report) = fused_kernels(&g, &[y]);
+        assert_eq!(count, expected, "training {training}\n{report}");
+        if training {
+            assert!(report.contains("rows of [6, B, 4, 4]"), "{report}");
         }
     }
 }

@@ -106,34 +106,88 @@ fn build(b: &mut ModelBuilder, call: &Call) -> Result<Vec<NodeId>> {
     let optional = |b: &mut ModelBuilder, on: bool, w: &Weight| {
         on.then(|| call.weight(b, w, &[channels])).transpose()
     };
-    let gamma = optional(b, call.flag("scale"), &GAMMA)?;
-    let beta = optional(b, call.flag("center"), &BETA)?;
-    let moving_mean = call.weight(b, &MOVING_MEAN, &[channels])?;
-    let moving_variance = call.weight(b, &MOVING_VARIANCE, &[channels])?;
-    let rank = b.graph.shape(x).rank();
-    let mut kept = vec![Dim::Fixed(1); rank];
-    kept[axis] = Dim::Fixed(channels);
-    // A per-channel weight `[C]` as `[1, …, C, …, 1]`, to broadcast against the input.
-    let per_channel = |g: &mut Graph, w: NodeId| g.reshape(w, Shape(kept.clone()));
-    let (mean, variance) = if b.training {
-        let reduced: Vec<usize> = (0..rank).filter(|&a| a != axis).collect();
-        let (mean, variance) = b.graph.scoped(name, |g| moments(g, x, &reduced))?;
-        for (state, batch) in [(moving_mean, mean), (moving_variance, variance)] {
-            let moved = b.graph.scoped(name, |g| moving(g, state, batch, momentum))?;
-            b.update_state(state, moved)?;
-        }
-        (mean, variance)
-    } else {
-        let mean = per_channel(b.graph, moving_mean)?;
-        (mean, per_channel(b.graph, moving_variance)?)
+    let weights = Weights {
+        gamma: optional(b, call.flag("scale"), &GAMMA)?,
+        beta: optional(b, call.flag("center"), &BETA)?,
+        moving: [
+            call.weight(b, &MOVING_MEAN, &[channels])?,
+            call.weight(b, &MOVING_VARIANCE, &[channels])?,
+        ],
+        epsilon: call.f32("epsilon"),
     };
-    let gamma = gamma.map(|w| per_channel(b.graph, w)).transpose()?;
-    let beta = beta.map(|w| per_channel(b.graph, w)).transpose()?;
-    let epsilon = call.f32("epsilon");
-    let y = b.graph.scoped(name, |g| {
-        normalise(g, x, [mean, variance], epsilon, gamma, beta)
-    })?;
+    let y = match b.training {
+        true => training(b, name, x, axis, &weights, momentum)?,
+        false => b
+            .graph
+            .scoped(name, |g| weights.normalise(g, x, axis, weights.moving))?,
+    };
     Ok(vec![y])
+}
+
+/// The layer's parameters (`gamma` and `beta` unless switched off, the moving mean and
+/// variance, all `[C]`) and its epsilon.
+struct Weights {
+    gamma: Option<NodeId>,
+    beta: Option<NodeId>,
+    moving: [NodeId; 2],
+    epsilon: f32,
+}
+
+impl Weights {
+    /// `(x - mean) · rsqrt(variance + epsilon) · gamma + beta` (without the absent weights),
+    /// with the channels on axis `at` of `x`.
+    fn normalise(&self, g: &mut Graph, x: NodeId, at: usize, stats: [NodeId; 2]) -> Result<NodeId> {
+        let mut kept = vec![Dim::Fixed(1); g.shape(x).rank()];
+        kept[at] = g.shape(self.moving[0]).dims()[0];
+        let kept = Shape(kept);
+        let mut per_channel = |w: NodeId| g.reshape(w, kept.clone());
+        let [mean, variance] = [per_channel(stats[0])?, per_channel(stats[1])?];
+        let gamma = self.gamma.map(&mut per_channel).transpose()?;
+        let beta = self.beta.map(&mut per_channel).transpose()?;
+        let eps = g.scalar(self.epsilon)?;
+        let shifted = g.add(variance, eps)?;
+        let mut inverse = g.unary(UnaryOp::Rsqrt, shifted)?;
+        if let Some(gamma) = gamma {
+            inverse = g.mul(inverse, gamma)?;
+        }
+        let centered = g.sub(x, mean)?;
+        let y = g.mul(centered, inverse)?;
+        match beta {
+            Some(beta) => g.add(y, beta),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Training: normalises with the batch statistics and moves the moving ones toward them. It
+/// works on the input viewed with its channel axis first, so that the statistics are
+/// reductions over trailing axes, which fuse with the normalisation.
+fn training(
+    b: &mut ModelBuilder,
+    name: &str,
+    x: NodeId,
+    axis: usize,
+    weights: &Weights,
+    momentum: f32,
+) -> Result<NodeId> {
+    let rank = b.graph.shape(x).rank();
+    let mut order: Vec<usize> = (0..rank).filter(|&a| a != axis).collect();
+    order.insert(0, axis);
+    let mut back = vec![0; rank];
+    for (i, &a) in order.iter().enumerate() {
+        back[a] = i;
+    }
+    let (y, stats) = b.graph.scoped(name, |g| -> Result<_> {
+        let first = g.permute(x, &order)?;
+        let stats = moments(g, first, &(1..rank).collect::<Vec<_>>())?;
+        let y = weights.normalise(g, first, 0, stats)?;
+        Ok((g.permute(y, &back)?, stats))
+    })?;
+    for (state, batch) in weights.moving.into_iter().zip(stats) {
+        let moved = b.graph.scoped(name, |g| moving(g, state, batch, momentum))?;
+        b.update_state(state, moved)?;
+    }
+    Ok(y)
 }
 
 /// The channel axis as an index into the input, and its size.
@@ -156,12 +210,12 @@ fn channel_axis(g: &Graph, call: &Call) -> Result<(usize, usize)> {
 }
 
 /// The mean and the biased variance of `x` over `axes`, which stay with size 1.
-fn moments(g: &mut Graph, x: NodeId, axes: &[usize]) -> Result<(NodeId, NodeId)> {
+fn moments(g: &mut Graph, x: NodeId, axes: &[usize]) -> Result<[NodeId; 2]> {
     let mean = g.reduce_keep(ReduceOp::Mean, x, axes)?;
     let centered = g.sub(x, mean)?;
     let squared = g.mul(centered, centered)?;
     let variance = g.reduce_keep(ReduceOp::Mean, squared, axes)?;
-    Ok((mean, variance))
+    Ok([mean, variance])
 }
 
 /// `state · momentum + batch · (1 - momentum)`, with `batch` in the state's shape.
@@ -170,29 +224,6 @@ fn moving(g: &mut Graph, state: NodeId, batch: NodeId, momentum: f32) -> Result<
     let kept = g.scale(state, momentum)?;
     let added = g.scale(batch, 1.0 - momentum)?;
     g.add(kept, added)
-}
-
-/// `(x - mean) · rsqrt(variance + epsilon) · gamma + beta` (without the absent weights).
-fn normalise(
-    g: &mut Graph,
-    x: NodeId,
-    [mean, variance]: [NodeId; 2],
-    epsilon: f32,
-    gamma: Option<NodeId>,
-    beta: Option<NodeId>,
-) -> Result<NodeId> {
-    let eps = g.scalar(epsilon)?;
-    let shifted = g.add(variance, eps)?;
-    let mut inverse = g.unary(UnaryOp::Rsqrt, shifted)?;
-    if let Some(gamma) = gamma {
-        inverse = g.mul(inverse, gamma)?;
-    }
-    let centered = g.sub(x, mean)?;
-    let y = g.mul(centered, inverse)?;
-    match beta {
-        Some(beta) => g.add(y, beta),
-        None => Ok(y),
-    }
 }
 
 #[cfg(test)]
