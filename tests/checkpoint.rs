@@ -465,3 +465,40 @@ fn saving_replaces_files_atomically_and_cleans_up_after_failures() {
         .unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e}");
 }
+
+#[test]
+fn batch_norm_moving_statistics_are_checkpointed_and_required() {
+    let dir = scratch_dir("batch_norm");
+    let arch = Sequential::new(&[4])
+        .add(Layer::batch_norm(-1, 0.9, 1e-3, true, true))
+        .add(Layer::dense(3, Activation::Softmax));
+    let compiled = |seed| {
+        let mut model = Model::new(arch.clone(), seed).unwrap();
+        model.compile(Adam::default(), SPARSE_CE, &[]).unwrap();
+        model
+    };
+    let mut model = compiled(0);
+    model.fit(&data(), &quiet(1)).unwrap();
+    let path = dir.join("trained.safetensors");
+    model.save_checkpoint(&path).unwrap();
+    let saved = state(&model);
+    assert!(saved.iter().any(|(n, _)| n == "batch_norm/moving_variance"));
+    let mut fresh = compiled(1);
+    fresh.load_checkpoint(&path).unwrap();
+    assert_eq!(state(&fresh), saved);
+
+    let edited = dir.join("edited.safetensors");
+    rewrite(&path, &edited, |t| {
+        t.retain(|(n, ..)| n != "batch_norm/moving_variance")
+    });
+    let mut fresh = compiled(1);
+    for e in [
+        fresh.load(&edited).unwrap_err(),
+        fresh.load_checkpoint(&edited).unwrap_err(),
+    ] {
+        let (what, expected, found) = mismatch(e);
+        assert_eq!(what, "tensor `batch_norm/moving_variance`");
+        assert_eq!(expected, "f32 [4]");
+        assert!(found.contains("lacks it"), "{found}");
+    }
+}

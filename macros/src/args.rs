@@ -30,6 +30,7 @@ pub fn parse(kind: ArgKind, tokens: &TokenStream) -> Result<ArgValue, String> {
     let value = match kind {
         ArgKind::Positive => int(tokens).map(ArgValue::Int),
         ArgKind::Real => real(tokens).map(ArgValue::Real),
+        ArgKind::Axis => axis(tokens).map(ArgValue::Axis),
         ArgKind::Flag => syn::parse2::<LitBool>(tokens.clone())
             .ok()
             .map(|b| ArgValue::Flag(b.value)),
@@ -64,6 +65,16 @@ fn ints(tokens: &TokenStream) -> Option<Vec<usize>> {
     };
     let items = tuple.parse2(tokens.clone()).ok()?;
     items.iter().map(|i| i.base10_parse().ok()).collect()
+}
+
+/// `2` or `-1`.
+fn axis(tokens: &TokenStream) -> Option<isize> {
+    let number = |input: ParseStream| -> syn::Result<isize> {
+        let negative = input.parse::<Option<Token![-]>>()?.is_some();
+        let magnitude = input.parse::<LitInt>()?.base10_parse::<isize>()?;
+        Ok(if negative { -magnitude } else { magnitude })
+    };
+    number.parse2(tokens.clone()).ok()
 }
 
 fn real(tokens: &TokenStream) -> Option<f32> {

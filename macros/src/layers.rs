@@ -76,6 +76,10 @@ fn value_tokens(value: &ArgValue) -> TokenStream {
             let n = Literal::usize_suffixed(*n);
             quote!(#path::Int(#n))
         }
+        ArgValue::Axis(a) => {
+            let a = Literal::isize_suffixed(*a);
+            quote!(#path::Axis(#a))
+        }
         ArgValue::Real(x) => {
             let x = Literal::f32_suffixed(*x);
             quote!(#path::Real(#x))
@@ -149,6 +153,9 @@ mod tests {
             parsed(ArgKind::Activation, "relu"),
             Ok(ArgValue::Activation(Activation::Relu))
         );
+        assert_eq!(parsed(ArgKind::Axis, "-1"), Ok(ArgValue::Axis(-1)));
+        assert_eq!(parsed(ArgKind::Axis, "3"), Ok(ArgValue::Axis(3)));
+        assert!(parsed(ArgKind::Axis, "1.5").is_err());
     }
 
     #[test]

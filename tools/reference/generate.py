@@ -33,11 +33,14 @@ OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "data", "refe
 # The tolerances of the other cases in the folder (float32 against float64 references).
 RTOL, ATOL = 1e-4, 1e-5
 
-# name -> (layer factory, input shapes including the batch)
+# name -> (layer factory, input shapes including the batch[, call arguments such as
+# {"training": True}, which join the spec])
 CASES = {
     "dense_relu_full_config": (lambda: keras.layers.Dense(5, activation="relu"), [(4, 7)]),
     "prelu": (lambda: keras.layers.PReLU(), [(4, 3, 5)]),
     "prelu_shared_axes": (lambda: keras.layers.PReLU(shared_axes=[1]), [(4, 3, 5)]),
+    "batch_norm_nhwc_training": (lambda: keras.layers.BatchNormalization(), [(3, 4, 5, 6)],
+                                 {"training": True}),
 }
 
 
@@ -57,7 +60,8 @@ def write_safetensors(path, tensors, metadata):
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
-def layer_case(name, make, shapes):
+def layer_case(name, make, shapes, call=None):
+    call = call or {}
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     layer = make()
     inputs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
@@ -65,7 +69,7 @@ def layer_case(name, make, shapes):
     weights = [(w.name, (0.5 * rng.standard_normal(w.shape)).astype(np.float32))
                for w in layer.weights]
     config = layer.get_config()
-    spec = {"class": type(layer).__name__, **config}
+    spec = {"class": type(layer).__name__, **config, **call}
 
     # The same layer in float64, fed the float32 values.
     layer64 = type(layer).from_config({**config, "dtype": "float64"})
@@ -74,7 +78,7 @@ def layer_case(name, make, shapes):
     layer64.set_weights([w.astype(np.float64) for _, w in weights])
     with tf.GradientTape() as tape:
         tape.watch(x64)
-        y = layer64(*x64)
+        y = layer64(*x64, **call)
         r = rng.standard_normal(y.shape).astype(np.float32)
         loss = tf.reduce_sum(y * tf.constant(r, dtype=tf.float64))
     grads = tape.gradient(loss, x64 + list(layer64.trainable_weights))
@@ -88,6 +92,9 @@ def layer_case(name, make, shapes):
     trainable = [w.name for w in layer64.trainable_weights]
     for n, g in zip(trainable, grads[len(inputs):]):
         tensors[f"grad_param.{n}"] = g.numpy().astype(np.float32)
+    # Non-trainable weights (batch-norm moving statistics) after the call.
+    for w in layer64.non_trainable_weights:
+        tensors[f"after.{w.name}"] = w.numpy().astype(np.float32)
     metadata = {"kind": "layer", "spec": json.dumps(spec, sort_keys=True),
                 "rtol": str(RTOL), "atol": str(ATOL)}
     path = os.path.join(OUT, f"{name}.safetensors")

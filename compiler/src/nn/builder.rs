@@ -77,6 +77,8 @@ pub struct ModelBuilder<'g> {
     pub training: bool,
     params: Vec<ParamSpec>,
     random_keys: Vec<NodeId>,
+    /// `(state parameter, new value)` written by the training step (training mode only).
+    state_updates: Vec<(NodeId, NodeId)>,
     layers: Vec<LayerInfo>,
     inputs: Vec<NodeId>,
     /// The pre-activation input of each softmax or sigmoid output, for losses computed from
@@ -95,6 +97,7 @@ impl<'g> ModelBuilder<'g> {
             training,
             params: Vec::new(),
             random_keys: Vec::new(),
+            state_updates: Vec::new(),
             layers: Vec::new(),
             inputs: Vec::new(),
             logits: HashMap::new(),
@@ -203,6 +206,26 @@ impl<'g> ModelBuilder<'g> {
         Ok(key)
     }
 
+    /// Has the training step write `value` into the non-trainable parameter `state` (e.g.
+    /// batch-norm moving statistics); only a training-mode build records it.
+    pub fn update_state(&mut self, state: NodeId, value: NodeId) -> Result<()> {
+        let declared = self.params.iter().find(|p| p.node == state);
+        match declared {
+            Some(p) if !p.trainable && self.graph.shape(value) == self.graph.shape(state) => {
+                if self.training {
+                    self.state_updates.push((state, value));
+                }
+                Ok(())
+            }
+            _ => Err(Error::Graph(format!(
+                "a state update needs a non-trainable parameter and a value of its shape, \
+                 found {:?} and {}",
+                declared.map(|p| &p.name),
+                self.graph.shape(value)
+            ))),
+        }
+    }
+
     /// Applies an activation, remembering logits of softmax and sigmoid outputs.
     pub fn activate(&mut self, activation: Activation, x: NodeId) -> Result<NodeId> {
         let y = activation.apply(self.graph, x)?;
@@ -242,6 +265,11 @@ impl<'g> ModelBuilder<'g> {
 
     pub fn random_keys(&self) -> &[NodeId] {
         &self.random_keys
+    }
+
+    /// The `(state parameter, new value)` updates recorded by [`ModelBuilder::update_state`].
+    pub fn state_updates(&self) -> &[(NodeId, NodeId)] {
+        &self.state_updates
     }
 
     pub fn layers(&self) -> &[LayerInfo] {

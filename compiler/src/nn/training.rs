@@ -65,6 +65,9 @@ pub struct ForwardGraph {
     pub layers: Vec<LayerInfo>,
     /// i32 scalar inputs to feed with a fresh random key at every step (dropout).
     pub random_keys: Vec<NodeId>,
+    /// `(state parameter, new value)` that a training step writes (batch-norm moving
+    /// statistics); empty in inference mode.
+    pub state_updates: Vec<(NodeId, NodeId)>,
 }
 
 impl ForwardGraph {
@@ -103,11 +106,12 @@ fn build<T>(
     let mut b = ModelBuilder::new(&mut graph, training);
     let output = arch.build(&mut b)?;
     let extra = then(&mut b, output)?;
-    let (inputs, params, layers, random_keys) = (
+    let (inputs, params, layers, random_keys, state_updates) = (
         b.inputs().to_vec(),
         b.params().to_vec(),
         b.layers().to_vec(),
         b.random_keys().to_vec(),
+        b.state_updates().to_vec(),
     );
     let forward = ForwardGraph {
         graph,
@@ -116,6 +120,7 @@ fn build<T>(
         params,
         layers,
         random_keys,
+        state_updates,
     };
     Ok((forward, extra))
 }
@@ -126,7 +131,8 @@ pub fn forward_graph(arch: &dyn Architecture) -> Result<ForwardGraph> {
 }
 
 /// Prediction, loss and metrics on a target input; with `optimizer`, the training step:
-/// gradients of the loss for every parameter and the optimizer's updates.
+/// gradients of the loss for every trainable parameter, the optimizer's updates and the
+/// layers' state updates.
 pub fn loss_graph(
     arch: &dyn Architecture,
     loss: &Loss,
@@ -152,7 +158,9 @@ pub fn loss_graph(
                 .map(|p| p.node)
                 .collect();
             let grads = autodiff::grad(g, loss_node, &params)?;
-            opt.build(g, &params, &grads)?
+            let mut updates = opt.build(g, &params, &grads)?;
+            updates.extend(&forward.state_updates);
+            updates
         }
         None => Vec::new(),
     };

@@ -28,7 +28,7 @@ macro_rules! families {
     };
 }
 
-families!(dense, conv, pooling, flatten, reshaping, dropout, activation, merge, prelu);
+families!(dense, conv, pooling, batch_norm, flatten, reshaping, dropout, activation, merge, prelu);
 
 /// Every layer's declaration.
 pub fn specs() -> impl Iterator<Item = &'static LayerSpec> + Clone {

@@ -137,6 +137,8 @@ pub enum ArgKind {
     Positive,
     /// A finite number (`rate = 0.5`).
     Real,
+    /// An axis of the input, counted from the end when negative (`axis = -1`).
+    Axis,
     /// `true` or `false`.
     Flag,
     /// An activation by its Keras name (`relu`).
@@ -166,6 +168,7 @@ pub enum Default {
 pub enum ArgValue {
     Int(usize),
     Real(f32),
+    Axis(isize),
     Flag(bool),
     Activation(Activation),
     Ints(Cow<'static, [usize]>),
@@ -179,6 +182,7 @@ impl ArgKind {
         match self {
             ArgKind::Positive => "a positive integer".into(),
             ArgKind::Real => "a number".into(),
+            ArgKind::Axis => "an integer (negative counts from the end)".into(),
             ArgKind::Flag => "`true` or `false`".into(),
             ArgKind::Activation => {
                 let names: Vec<&str> = Activation::ALL.iter().map(|a| a.name()).collect();
@@ -207,6 +211,11 @@ impl ArgKind {
             (ArgKind::Positive, ArgValue::Int(n)) if n > 0 => ArgValue::Int(n),
             (ArgKind::Real, ArgValue::Real(x)) if x.is_finite() => ArgValue::Real(x),
             (ArgKind::Real, ArgValue::Int(n)) => ArgValue::Real(n as f32),
+            (ArgKind::Axis, v @ ArgValue::Axis(_)) => v,
+            (ArgKind::Axis, ArgValue::Int(n)) => match isize::try_from(n) {
+                Ok(a) => ArgValue::Axis(a),
+                Err(_) => return Err(format!("the axis {n} is too large")),
+            },
             (ArgKind::Flag, v @ ArgValue::Flag(_)) => v,
             (ArgKind::Activation, v @ ArgValue::Activation(_)) => v,
             (ArgKind::Ints(n), ArgValue::Int(k)) if k > 0 => ArgValue::Ints(vec![k; n].into()),
@@ -236,6 +245,7 @@ impl fmt::Display for ArgValue {
         match self {
             ArgValue::Int(n) => write!(f, "{n}"),
             ArgValue::Real(x) => write!(f, "{x}"),
+            ArgValue::Axis(a) => write!(f, "{a}"),
             ArgValue::Flag(b) => write!(f, "{b}"),
             ArgValue::Activation(a) => write!(f, "{}", a.name()),
             ArgValue::Ints(v) => {
@@ -286,6 +296,16 @@ impl Call<'_> {
         match self.arg(name) {
             ArgValue::Real(x) => *x,
             other => unreachable!("argument `{name}` is checked to be a number, found {other}"),
+        }
+    }
+
+    /// The axis argument `name` as an index into an input of `rank` axes, or `None` when
+    /// it is out of range.
+    pub fn axis(&self, name: &str, rank: usize) -> Option<usize> {
+        match self.arg(name) {
+            ArgValue::Axis(a) if *a < 0 => rank.checked_sub(a.unsigned_abs()),
+            ArgValue::Axis(a) => Some(a.unsigned_abs()).filter(|&a| a < rank),
+            other => unreachable!("argument `{name}` is checked to be an axis, found {other}"),
         }
     }
 
