@@ -391,3 +391,25 @@ fn the_update_of_all_parameters_is_one_loop_for_every_optimizer() {
         assert!(!names.iter().any(|n| n.contains("assign")), "{names:?}");
     }
 }
+
+#[test]
+fn conv2d_is_the_window_then_one_matmul_with_bias_and_relu_in_its_epilogue() {
+    // Conv2D(5, 3×3, relu) on 9×9×3 images: the window (im2col, issue 13's next step removes
+    // it) and one matmul kernel whose epilogue adds the bias and applies relu.
+    let arch = Sequential::new(&[9, 9, 3]).add(Layer::conv2d(5, [3, 3], Activation::Relu));
+    let forward = kiln::compiler::nn::forward_graph(&arch).unwrap();
+    let (count, report) = kernels(&forward.graph, &[forward.output], true);
+    assert_eq!(count, 2, "{report}");
+    assert!(report.contains("epilogue of matmul"), "{report}");
+    let mut r = rng(4);
+    let xv = uniform(&mut r, &[2, 9, 9, 3], -1.0, 1.0);
+    let kv = uniform(&mut r, &[3, 3, 3, 5], -0.3, 0.3);
+    let bv = uniform(&mut r, &[5], -0.5, 0.5);
+    check_graph(
+        "conv2d relu",
+        &forward.graph,
+        &[forward.output],
+        &[("x", &xv), ("conv2d/kernel", &kv), ("conv2d/bias", &bv)],
+        tol(1e-5, 1e-5),
+    );
+}

@@ -173,13 +173,16 @@ fn build(b: &mut ModelBuilder, call: &Call) -> Result<Vec<NodeId>> {
         true => Some(call.weight(b, &BIAS, &[filters])?),
         false => None,
     };
-    let y = b.graph.scoped(name, |g| -> Result<NodeId> {
+    let (y, outer) = b.graph.scoped(name, |g| -> Result<(NodeId, Vec<Dim>)> {
         let windows = g.window(x, &w, 0.0)?;
-        let outer = &g.shape(windows).dims()[..=w.rank()].to_vec();
-        let rows = g.reshape(windows, Shape(vec![fold(outer)?, Dim::Fixed(taps)]))?;
+        let outer = g.shape(windows).dims()[..=w.rank()].to_vec();
+        let rows = g.reshape(windows, Shape(vec![fold(&outer)?, Dim::Fixed(taps)]))?;
         let kernel = g.reshape(kernel, Shape::fixed(&[taps, filters]))?;
-        let y = affine(g, rows, kernel, bias)?;
-        g.reshape(y, Shape([&outer[..], &[Dim::Fixed(filters)]].concat()))
+        Ok((affine(g, rows, kernel, bias)?, outer))
     })?;
-    Ok(vec![scoped_activate(b, name, call.activation("activation"), y)?])
+    // The activation applies to the matmul's rows, before the reshape back to the spatial
+    // layout, so that it joins the matmul's epilogue with the bias.
+    let y = scoped_activate(b, name, call.activation("activation"), y)?;
+    let out = Shape([&outer[..], &[Dim::Fixed(filters)]].concat());
+    Ok(vec![b.graph.scoped(name, |g| g.reshape(y, out))?])
 }
