@@ -2,7 +2,7 @@
 //! `kernel · cin` values, times the kernel as a `[kernel · cin, filters]` matrix (im2col), plus
 //! the bias, then the activation: the dense layer's contraction and epilogue.
 
-use super::dense::affine;
+use super::dense::{affine, ACTIVATION, USE_BIAS};
 use super::{fold, scoped_activate, ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Layer};
 use super::{Initializer, LayerSpec, Masking, Weight};
 use crate::error::{Error, Result};
@@ -55,18 +55,8 @@ const fn conv_args(rank: usize, padding: &'static [&'static str]) -> [ArgSpec; 7
             default: Default::Value(ArgValue::Ints(Cow::Borrowed(ones))),
             doc: "the step between a window's taps (not with strides > 1)",
         },
-        ArgSpec {
-            name: "activation",
-            kind: ArgKind::Activation,
-            default: Default::Value(ArgValue::Activation(Activation::Linear)),
-            doc: "applied to the output (Keras `None` is `linear`)",
-        },
-        ArgSpec {
-            name: "use_bias",
-            kind: ArgKind::Flag,
-            default: Default::Value(ArgValue::Flag(true)),
-            doc: "whether to add a bias",
-        },
+        ACTIVATION,
+        USE_BIAS,
     ]
 }
 

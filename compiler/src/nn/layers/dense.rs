@@ -17,6 +17,22 @@ const BIAS: Weight = Weight {
     trainable: true,
 };
 
+/// The `activation` argument of the layers that end in one (Keras `None` is `linear`).
+pub(super) const ACTIVATION: ArgSpec = ArgSpec {
+    name: "activation",
+    kind: ArgKind::Activation,
+    default: Default::Value(ArgValue::Activation(Activation::Linear)),
+    doc: "applied to the output (Keras `None` is `linear`)",
+};
+
+/// The `use_bias` argument of the layers with an optional bias.
+pub(super) const USE_BIAS: ArgSpec = ArgSpec {
+    name: "use_bias",
+    kind: ArgKind::Flag,
+    default: Default::Value(ArgValue::Flag(true)),
+    doc: "whether to add a bias",
+};
+
 pub(super) const SPECS: &[LayerSpec] = &[LayerSpec {
     name: "dense",
     keras: "Dense",
@@ -28,18 +44,8 @@ pub(super) const SPECS: &[LayerSpec] = &[LayerSpec {
             default: Default::Required,
             doc: "the size of the output's last axis",
         },
-        ArgSpec {
-            name: "activation",
-            kind: ArgKind::Activation,
-            default: Default::Value(ArgValue::Activation(Activation::Linear)),
-            doc: "applied to the output (Keras `None` is `linear`)",
-        },
-        ArgSpec {
-            name: "use_bias",
-            kind: ArgKind::Flag,
-            default: Default::Value(ArgValue::Flag(true)),
-            doc: "whether to add a bias",
-        },
+        ACTIVATION,
+        USE_BIAS,
     ],
     inputs: Arity::Exactly(1),
     dtype: DType::F32,
