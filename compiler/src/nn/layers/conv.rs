@@ -2,24 +2,14 @@
 //! `kernel · cin` values, times the kernel as a `[kernel · cin, filters]` matrix (im2col), plus
 //! the bias, then the activation: the dense layer's contraction and epilogue.
 
-use super::dense::{affine, ACTIVATION, USE_BIAS};
+use super::dense::{affine, ACTIVATION, BIAS, KERNEL, USE_BIAS};
 use super::{fold, scoped_activate, ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Layer};
-use super::{Initializer, LayerSpec, Masking, Weight};
+use super::{LayerSpec, Masking};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Dim, NodeId, Shape, Window};
 use crate::nn::{Activation, ModelBuilder};
 use std::borrow::Cow;
 
-const KERNEL: Weight = Weight {
-    name: "kernel",
-    init: Initializer::GlorotUniform,
-    trainable: true,
-};
-const BIAS: Weight = Weight {
-    name: "bias",
-    init: Initializer::Zeros,
-    trainable: true,
-};
 
 /// The arguments of a convolution over `rank` spatial axes with these padding choices.
 const fn conv_args(rank: usize, padding: &'static [&'static str]) -> [ArgSpec; 7] {

@@ -6,12 +6,14 @@ use crate::error::{Error, Result};
 use crate::ir::{DType, Dim, Graph, NodeId, Shape};
 use crate::nn::{Activation, ModelBuilder};
 
-const KERNEL: Weight = Weight {
+/// A Glorot-uniform kernel (its fans include a receptive field where the layer has one).
+pub(super) const KERNEL: Weight = Weight {
     name: "kernel",
     init: Initializer::GlorotUniform,
     trainable: true,
 };
-const BIAS: Weight = Weight {
+/// A zero-initialised bias.
+pub(super) const BIAS: Weight = Weight {
     name: "bias",
     init: Initializer::Zeros,
     trainable: true,
