@@ -1,8 +1,9 @@
 //! Streaming metrics against Keras 3. Fixed predictions go through an identity model and are
 //! evaluated in batches of 4 over 10 items (4, 4 and a partial 2); every metric equals the value
 //! Keras's `evaluate` reports over the same epoch, pinned from tools/reference/metrics.py
-//! (keras 3.15.1) with its inputs (tests/common/keras_metrics.rs). A mean of the batches' values would differ
-//! (the last batch is partial; AUC, precision and recall are not means at all).
+//! (keras 3.15.1) with its inputs (tests/common/keras_metrics.rs). Ratios are computed from the
+//! epoch's counts: a batch-size-weighted mean of the batches' precisions would be 0.8 here, not
+//! Keras's 0.8333.
 
 mod common;
 #[path = "common/keras_metrics.rs"]
