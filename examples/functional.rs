@@ -67,7 +67,13 @@ pub fn train(seed: u64, epochs: usize, verbosity: Verbosity) -> kiln::Result<f64
         ..Fit::default()
     };
     model.fit(&train, &fit)?;
-    let logs = model.evaluate_with(&test, &Evaluate { batch_size: 128 })?;
+    let logs = model.evaluate_with(
+        &test,
+        &Evaluate {
+            batch_size: 128,
+            ..Evaluate::default()
+        },
+    )?;
     if verbosity != Verbosity::Quiet {
         println!("test: {logs}");
         // One tensor per input, in the model's input order.

@@ -35,7 +35,13 @@ fn main() -> kiln::Result<()> {
         println!("trained: {}", history.epochs.last().expect("two epochs"));
         println!(
             "evaluated: {}",
-            model.evaluate_with(&data, &Evaluate { batch_size: 32 })?
+            model.evaluate_with(
+                &data,
+                &Evaluate {
+                    batch_size: 32,
+                    ..Evaluate::default()
+                }
+            )?
         );
         model.save_checkpoint(&path)?;
         model.load_checkpoint(&path)?;

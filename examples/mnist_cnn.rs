@@ -71,6 +71,7 @@ fn run(data: &str, epochs: usize) -> kiln::Result<()> {
         &test,
         &Evaluate {
             batch_size: BATCH_SIZE,
+            ..Evaluate::default()
         },
     )?;
     println!("test: {logs}");

@@ -110,7 +110,13 @@ fn run(args: &Args) -> kiln::Result<()> {
     if args.exact {
         print_exact(&model)?;
     }
-    let logs = model.evaluate_with(&test, &Evaluate { batch_size: 128 })?;
+    let logs = model.evaluate_with(
+        &test,
+        &Evaluate {
+            batch_size: 128,
+            ..Evaluate::default()
+        },
+    )?;
     println!("test: {logs}");
     let probabilities = model.predict(test.features())?;
     let first: Vec<usize> = (0..8).map(|i| argmax(&probabilities, i)).collect();

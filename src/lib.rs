@@ -49,10 +49,11 @@ pub mod prelude {
     pub use kiln_compiler::ir::{DType, Dim, Graph, NodeId, Shape};
     pub use kiln_compiler::nn::{
         Activation, Adam, AdamW, Architecture, Layer, Loss, Metric, Optimizer, RmsProp, Sequential,
-        Sgd,
+        Sgd, DEFAULT_TOP_K,
     };
     pub use kiln_compiler::{Error, Result, Tensor};
     pub use kiln_macros::model;
+    pub use kiln_runtime::data::ClassWeight;
     pub use kiln_runtime::{CSVLogger, Target};
     pub use kiln_runtime::{
         Callback, Control, Dataset, EarlyStopping, Evaluate, Fit, History, Inputs, LambdaCallback,

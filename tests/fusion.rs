@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use kiln::compiler::codegen::CompileOptions;
 use kiln::compiler::ir::{ReduceOp, UnaryOp};
-use kiln::compiler::nn::{loss_graph, TARGET};
+use kiln::compiler::nn::{loss_graph, SAMPLE_WEIGHT, TARGET};
 use kiln::prelude::*;
 
 fn kernels(g: &Graph, outputs: &[NodeId], fusion: bool) -> (usize, String) {
@@ -124,7 +124,7 @@ fn dense_with_bias_and_relu_is_one_kernel() {
 #[test]
 fn log_softmax_and_sparse_cross_entropy_forward_is_one_kernel() {
     // The evaluation program of a softmax classifier: log-softmax of the logits, one-hot of
-    // the labels, the per-sample sum and the batch mean, all in one rows kernel.
+    // the labels, the per-sample sum, its weight and the batch mean, all in one rows kernel.
     let arch = Sequential::new(&[10]).add(Layer::activation(Activation::Softmax));
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
     let lg = loss_graph(&arch, &loss, &[], None).unwrap();
@@ -135,11 +135,12 @@ fn log_softmax_and_sparse_cross_entropy_forward_is_one_kernel() {
     for batch in [1, 3, 8] {
         let xv = uniform(&mut r, &[batch, 10], -5.0, 5.0);
         let yv = indices(&mut r, &[batch], 10);
+        let wv = uniform(&mut r, &[batch], 0.0, 2.0);
         check_graph(
             "cross-entropy",
             &lg.forward.graph,
             &[lg.loss],
-            &[("x", &xv), (TARGET, &yv)],
+            &[("x", &xv), (TARGET, &yv), (SAMPLE_WEIGHT, &wv)],
             tol(1e-6, 1e-5),
         );
     }

@@ -309,6 +309,7 @@ fn run(model: &mut Model, item: &[usize], target: Target, call: &Call) {
                 validation: split.map_or(Validation::None, Validation::Split),
                 verbosity: Verbosity::Quiet,
                 seed: 7,
+                ..Fit::default()
             };
             let mut callbacks: Vec<Box<dyn Callback>> = Vec::new();
             if let Some(t) = template {
@@ -337,7 +338,13 @@ fn run(model: &mut Model, item: &[usize], target: Target, call: &Call) {
         }
         Call::Evaluate(f, l, batch) => {
             if let Some(data) = dataset(f, l, item, target) {
-                let _ = model.evaluate_with(&data, &Evaluate { batch_size: *batch });
+                let _ = model.evaluate_with(
+                    &data,
+                    &Evaluate {
+                        batch_size: *batch,
+                        ..Evaluate::default()
+                    },
+                );
             }
         }
         Call::Predict(f, batch) => {

@@ -292,7 +292,13 @@ fn a_label_beyond_the_classes_is_named_by_its_sample_before_the_first_step() {
         Err(Error::IndexOutOfRange { position: 5, .. })
     ));
     assert!(matches!(
-        model.evaluate_with(&train, &Evaluate { batch_size: 4 }),
+        model.evaluate_with(
+            &train,
+            &Evaluate {
+                batch_size: 4,
+                ..Evaluate::default()
+            }
+        ),
         Err(Error::IndexOutOfRange { position: 5, .. })
     ));
 }

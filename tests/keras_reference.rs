@@ -14,7 +14,7 @@
 
 use kiln::compiler::autodiff;
 use kiln::compiler::nn::layers::{self, ArgKind, ArgValue};
-use kiln::compiler::nn::{forward_graph, loss_graph, ModelBuilder, TARGET};
+use kiln::compiler::nn::{forward_graph, loss_graph, ModelBuilder, SAMPLE_WEIGHT, TARGET};
 use kiln::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{Map, Value};
@@ -834,7 +834,9 @@ fn run_model(case: &mut Case, check: &mut Checker) -> CaseResult<()> {
     for (_, name, value) in &params {
         program.set_parameter(name, value)?;
     }
-    let got = program.run(&[(&input, &x), (TARGET, &y)])?;
+    let n = y.shape()[0];
+    let ones = Tensor::from_f32(&[n], vec![1.0; n])?;
+    let got = program.run(&[(&input, &x), (TARGET, &y), (SAMPLE_WEIGHT, &ones)])?;
     let expected_loss = case.take("loss")?;
     check.values("loss", &got[0].to_f64(), &expected_loss);
     for ((keras, _, _), value) in params.iter().zip(&got[1..]) {

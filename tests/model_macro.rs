@@ -54,7 +54,13 @@ fn a_macro_model_is_the_sequential_model_built_by_hand() {
             .unwrap();
         let history = model.fit(&train, &fit).unwrap().clone();
         let logs = model
-            .evaluate_with(&test, &Evaluate { batch_size: 128 })
+            .evaluate_with(
+                &test,
+                &Evaluate {
+                    batch_size: 128,
+                    ..Evaluate::default()
+                },
+            )
             .unwrap();
         let predictions = model
             .predict_with(test.features(), &Predict { batch_size: 100 })

@@ -5,7 +5,7 @@
 //! `tests/ops.rs`.)
 
 use kiln::compiler::codegen::{native_calls, CompileOptions, Isa};
-use kiln::compiler::nn::{loss_graph, TARGET};
+use kiln::compiler::nn::{loss_graph, SAMPLE_WEIGHT, TARGET};
 use kiln::prelude::*;
 
 const EPOCHS: usize = 3;
@@ -29,7 +29,7 @@ fn train(options: CompileOptions) -> (Vec<f64>, f64) {
         Some(&Adam::default().into()),
     )
     .unwrap();
-    let outputs = [step.loss, step.metrics[0].1];
+    let outputs = [step.loss, step.metrics[0].1[0]];
     let mut training = Program::with_options(
         &step.forward.graph,
         &outputs,
@@ -42,7 +42,11 @@ fn train(options: CompileOptions) -> (Vec<f64>, f64) {
         training.set_parameter(name, value).unwrap();
     }
     let run = |program: &mut Program, x: &Tensor, y: &Tensor| -> Vec<f64> {
-        let out = program.run(&[("x", x), (TARGET, y)]).unwrap();
+        let n = y.shape()[0];
+        let ones = Tensor::from_f32(&[n], vec![1.0; n]).unwrap();
+        let out = program
+            .run(&[("x", x), (TARGET, y), (SAMPLE_WEIGHT, &ones)])
+            .unwrap();
         out.iter().map(|t| t.to_f64()[0]).collect()
     };
     let mut losses = Vec::new();
@@ -57,7 +61,7 @@ fn train(options: CompileOptions) -> (Vec<f64>, f64) {
     let eval = loss_graph(&arch, &loss, &[Metric::Accuracy], None).unwrap();
     let mut evaluate = Program::with_options(
         &eval.forward.graph,
-        &[eval.loss, eval.metrics[0].1],
+        &[eval.loss, eval.metrics[0].1[0]],
         &[],
         options,
     )
@@ -66,7 +70,8 @@ fn train(options: CompileOptions) -> (Vec<f64>, f64) {
         let value = training.parameter(name).unwrap();
         evaluate.set_parameter(name, &value).unwrap();
     }
-    let accuracy = run(&mut evaluate, test.features(), test.labels())[1];
+    // The accuracy statistic is the number of hits.
+    let accuracy = run(&mut evaluate, test.features(), test.labels())[1] / test.len() as f64;
     (losses, accuracy)
 }
 

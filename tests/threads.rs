@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use kiln::compiler::codegen::CompileOptions;
 use kiln::compiler::ir::{ReduceOp, UnaryOp};
-use kiln::compiler::nn::{loss_graph, TARGET};
+use kiln::compiler::nn::{loss_graph, SAMPLE_WEIGHT, TARGET};
 use kiln::prelude::*;
 use kiln::runtime::pool;
 
@@ -53,7 +53,9 @@ fn train(threads: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<usize>) {
     for _ in 0..5 {
         let x = uniform(&mut r, &[96, 300], -1.0, 1.0);
         let y = indices(&mut r, &[96], 10);
-        losses.extend(bits(&program.run(&[("x", &x), (TARGET, &y)]).unwrap()));
+        let ones = Tensor::from_f32(&[96], vec![1.0; 96]).unwrap();
+        let feeds = [("x", &x), (TARGET, &y), (SAMPLE_WEIGHT, &ones)];
+        losses.extend(bits(&program.run(&feeds).unwrap()));
     }
     let parameters = weights
         .iter()

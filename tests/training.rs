@@ -47,7 +47,13 @@ fn seed_mlp_learns_the_digits_for_three_seeds() {
             "seed {seed}: loss {losses:?}"
         );
         let accuracy = model
-            .evaluate_with(&test, &Evaluate { batch_size: 128 })
+            .evaluate_with(
+                &test,
+                &Evaluate {
+                    batch_size: 128,
+                    ..Evaluate::default()
+                },
+            )
             .unwrap()
             .get("accuracy")
             .unwrap();
@@ -111,7 +117,13 @@ fn validation_split_reports_validation_metrics_and_predict_matches_evaluate() {
         assert_eq!(history.get(key).len(), 3, "{key}");
     }
     let logs = model
-        .evaluate_with(&test, &Evaluate { batch_size: 50 })
+        .evaluate_with(
+            &test,
+            &Evaluate {
+                batch_size: 50,
+                ..Evaluate::default()
+            },
+        )
         .unwrap();
     let probs = model
         .predict_with(test.features(), &Predict { batch_size: 64 })

@@ -840,7 +840,7 @@ fn mlp() -> (Graph, Vec<NodeId>) {
     )
     .unwrap();
     let mut roots = vec![lg.loss];
-    roots.extend(lg.metrics.iter().map(|(_, m)| *m));
+    roots.extend(lg.metrics.iter().flat_map(|(_, s)| s.iter().copied()));
     roots.extend(lg.updates.iter().flat_map(|&(p, v)| [p, v]));
     (lg.forward.graph, roots)
 }

@@ -1,5 +1,6 @@
 //! Named metric values and their history over epochs.
 
+use kiln_compiler::nn::{Loss, Metric};
 use std::fmt;
 
 /// Named metric values (`loss`, `accuracy`, `val_loss`, …).
@@ -38,34 +39,60 @@ impl History {
     }
 }
 
-/// Batch-size-weighted running means of named values over an epoch.
+/// What a compiled loss program reports: its loss and each metric with the number of
+/// statistics it emits (the program's outputs are the loss, then every statistic in order).
+pub(crate) struct Report {
+    pub(crate) loss: Loss,
+    pub(crate) metrics: Vec<(Metric, usize)>,
+}
+
+/// An epoch's running totals: the loss as Keras's loss tracker keeps it (batch means weighted
+/// by batch size) and the sum of each metric statistic over the batches, so that a metric's
+/// value is Keras's over every sample seen, not a mean of batch values.
 pub(crate) struct Running {
-    sums: Vec<f64>,
-    count: usize,
+    /// Per program output: the loss times the batch size, then the statistics, each summed.
+    sums: Vec<Vec<f64>>,
+    samples: usize,
 }
 
 impl Running {
-    pub(crate) fn new(n: usize) -> Self {
+    pub(crate) fn new() -> Self {
         Running {
-            sums: vec![0.0; n],
-            count: 0,
+            sums: Vec::new(),
+            samples: 0,
         }
     }
 
-    pub(crate) fn add(&mut self, values: &[f64], batch: usize) {
-        for (s, v) in self.sums.iter_mut().zip(values) {
-            *s += v * batch as f64;
+    /// Adds a batch of `batch` samples: `outputs[0]` holds the loss, the rest the statistics.
+    pub(crate) fn add(&mut self, outputs: &[Vec<f64>], batch: usize) {
+        if self.sums.is_empty() {
+            self.sums = outputs.iter().map(|o| vec![0.0; o.len()]).collect();
         }
-        self.count += batch;
+        for (i, (sum, values)) in self.sums.iter_mut().zip(outputs).enumerate() {
+            let scale = if i == 0 { batch as f64 } else { 1.0 };
+            for (s, v) in sum.iter_mut().zip(values) {
+                *s += v * scale;
+            }
+        }
+        self.samples += batch;
     }
 
-    pub(crate) fn logs(&self, names: &[String], prefix: &str) -> Logs {
-        Logs(
-            names
-                .iter()
-                .zip(&self.sums)
-                .map(|(n, s)| (format!("{prefix}{n}"), s / self.count.max(1) as f64))
-                .collect(),
-        )
+    /// The loss and metric values so far, each name prefixed.
+    pub(crate) fn logs(&self, report: &Report, prefix: &str) -> Logs {
+        let samples = self.samples.max(1) as f64;
+        let loss = self.sums.first().map_or(0.0, |l| l[0] / samples);
+        let mut logs = vec![(format!("{prefix}loss"), loss)];
+        let mut next = 1;
+        for &(metric, count) in &report.metrics {
+            let statistics = self.sums.get(next..next + count).unwrap_or(&[]);
+            next += count;
+            let value = if statistics.len() == count {
+                metric.result(&report.loss, statistics, samples)
+            } else {
+                f64::NAN
+            };
+            logs.push((format!("{prefix}{}", metric.name()), value));
+        }
+        Logs(logs)
     }
 }

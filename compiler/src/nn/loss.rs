@@ -37,6 +37,11 @@ impl Loss {
         }
     }
 
+    /// Whether the loss compares class scores with classes (Keras's `class_weight` applies).
+    pub fn classifies(&self) -> bool {
+        !matches!(self, Loss::MeanSquaredError)
+    }
+
     /// The shape and dtype of the target for a prediction of shape `prediction`.
     pub fn target(&self, prediction: &Shape) -> Result<(Shape, DType)> {
         match self {
@@ -64,6 +69,37 @@ impl Loss {
         prediction: NodeId,
         target: NodeId,
     ) -> Result<NodeId> {
+        let losses = self.elementwise(b, prediction, target)?;
+        b.graph.scoped("loss", |g| mean_all(g, losses))
+    }
+
+    /// The loss with a weight per sample (`weight`: f32 `[B]`), reduced as Keras's
+    /// `sum_over_batch_size`: the sum of the weighted losses divided by their number (not by
+    /// the sum of the weights). With every weight 1 it is [`Loss::build`].
+    pub fn build_weighted(
+        &self,
+        b: &mut ModelBuilder,
+        prediction: NodeId,
+        target: NodeId,
+        weight: NodeId,
+    ) -> Result<NodeId> {
+        let losses = self.elementwise(b, prediction, target)?;
+        b.graph.scoped("loss", |g| {
+            let w = g.broadcast(weight, g.shape(losses).clone(), &[0])?;
+            let weighted = g.mul(losses, w)?;
+            mean_all(g, weighted)
+        })
+    }
+
+    /// The loss of each sample (`[B, …]`, before the reduction over the batch): Keras's
+    /// per-sample loss for the cross-entropies over classes, the per-element loss otherwise
+    /// (whose plain mean is Keras's mean over the last axis and then the batch).
+    fn elementwise(
+        &self,
+        b: &mut ModelBuilder,
+        prediction: NodeId,
+        target: NodeId,
+    ) -> Result<NodeId> {
         let logits = |want: Activation, from_logits: bool| {
             if from_logits {
                 Some(prediction)
@@ -84,7 +120,7 @@ impl Loss {
                 _ => Ok(target),
             }
         };
-        let loss = match *self {
+        match *self {
             Loss::SparseCategoricalCrossentropy { from_logits }
             | Loss::CategoricalCrossentropy { from_logits } => {
                 let z = logits(Activation::Softmax, from_logits);
@@ -103,52 +139,46 @@ impl Loss {
                     let tl = g.mul(t, log_p)?;
                     let last = g.shape(tl).rank() - 1;
                     let per_sample = g.sum(tl, &[last])?;
-                    let mean = mean_all(g, per_sample)?;
-                    g.neg(mean)
-                })?
+                    g.neg(per_sample)
+                })
             }
             Loss::BinaryCrossentropy { from_logits } => {
                 let z = logits(Activation::Sigmoid, from_logits);
                 let g = &mut *b.graph;
-                g.scoped("loss", |g| {
-                    let elementwise = match z {
-                        // max(z, 0) − z·t + log(1 + exp(−|z|))
-                        Some(z) => {
-                            let relu = g.unary(UnaryOp::Relu, z)?;
-                            let zt = g.mul(z, target)?;
-                            let a = g.sub(relu, zt)?;
-                            let abs = g.unary(UnaryOp::Abs, z)?;
-                            let neg = g.neg(abs)?;
-                            let e = g.unary(UnaryOp::Exp, neg)?;
-                            let one = g.scalar(1.0)?;
-                            let e1 = g.add(e, one)?;
-                            let softplus = g.unary(UnaryOp::Log, e1)?;
-                            g.add(a, softplus)?
-                        }
-                        // −(t·log p + (1 − t)·log(1 − p)), p clipped to [ε, 1 − ε]
-                        None => {
-                            let p = g.clip(prediction, EPSILON, 1.0 - EPSILON)?;
-                            let log_p = g.unary(UnaryOp::Log, p)?;
-                            let one = g.scalar(1.0)?;
-                            let q = g.sub(one, p)?;
-                            let log_q = g.unary(UnaryOp::Log, q)?;
-                            let u = g.sub(one, target)?;
-                            let a = g.mul(target, log_p)?;
-                            let c = g.mul(u, log_q)?;
-                            let s = g.add(a, c)?;
-                            g.neg(s)?
-                        }
-                    };
-                    mean_all(g, elementwise)
-                })?
+                g.scoped("loss", |g| match z {
+                    // max(z, 0) − z·t + log(1 + exp(−|z|))
+                    Some(z) => {
+                        let relu = g.unary(UnaryOp::Relu, z)?;
+                        let zt = g.mul(z, target)?;
+                        let a = g.sub(relu, zt)?;
+                        let abs = g.unary(UnaryOp::Abs, z)?;
+                        let neg = g.neg(abs)?;
+                        let e = g.unary(UnaryOp::Exp, neg)?;
+                        let one = g.scalar(1.0)?;
+                        let e1 = g.add(e, one)?;
+                        let softplus = g.unary(UnaryOp::Log, e1)?;
+                        g.add(a, softplus)
+                    }
+                    // −(t·log p + (1 − t)·log(1 − p)), p clipped to [ε, 1 − ε]
+                    None => {
+                        let p = g.clip(prediction, EPSILON, 1.0 - EPSILON)?;
+                        let log_p = g.unary(UnaryOp::Log, p)?;
+                        let one = g.scalar(1.0)?;
+                        let q = g.sub(one, p)?;
+                        let log_q = g.unary(UnaryOp::Log, q)?;
+                        let u = g.sub(one, target)?;
+                        let a = g.mul(target, log_p)?;
+                        let c = g.mul(u, log_q)?;
+                        let s = g.add(a, c)?;
+                        g.neg(s)
+                    }
+                })
             }
             Loss::MeanSquaredError => b.graph.scoped("loss", |g| {
                 let d = g.sub(prediction, target)?;
-                let sq = g.mul(d, d)?;
-                mean_all(g, sq)
-            })?,
-        };
-        Ok(loss)
+                g.mul(d, d)
+            }),
+        }
     }
 }
 

@@ -1,60 +1,10 @@
 //! The graphs a model compiles to: inference, evaluation (prediction, loss, metrics) and the
 //! training step (forward, loss, backward and optimizer update in ONE graph, DESIGN.md rule 2).
 
-use super::{Architecture, LayerInfo, Loss, ModelBuilder, Optimizer, ParamSpec};
+use super::{Architecture, LayerInfo, Loss, Metric, ModelBuilder, Optimizer, ParamSpec};
 use crate::autodiff;
 use crate::error::Result;
-use crate::ir::{CompareOp, Graph, NodeId};
-
-/// A metric reported by `fit` and `evaluate` besides the loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Metric {
-    /// Keras's `"accuracy"`: sparse categorical, categorical or binary accuracy, chosen from
-    /// the loss as Keras does.
-    Accuracy,
-}
-
-impl Metric {
-    /// The Keras name (the key in histories).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Metric::Accuracy => "accuracy",
-        }
-    }
-
-    /// The batch mean of the metric.
-    fn build(
-        &self,
-        g: &mut Graph,
-        loss: &Loss,
-        prediction: NodeId,
-        target: NodeId,
-    ) -> Result<NodeId> {
-        g.scoped("metrics", |g| {
-            let hits = match loss {
-                Loss::SparseCategoricalCrossentropy { .. } => {
-                    let last = g.shape(prediction).rank() - 1;
-                    let class = g.argmax(prediction, last)?;
-                    g.compare(CompareOp::Eq, class, target)?
-                }
-                Loss::CategoricalCrossentropy { .. } => {
-                    let last = g.shape(prediction).rank() - 1;
-                    let class = g.argmax(prediction, last)?;
-                    let truth = g.argmax(target, last)?;
-                    g.compare(CompareOp::Eq, class, truth)?
-                }
-                Loss::BinaryCrossentropy { .. } | Loss::MeanSquaredError => {
-                    let half = g.scalar(0.5)?;
-                    let predicted = g.compare(CompareOp::Lt, half, prediction)?;
-                    let truth = g.compare(CompareOp::Lt, half, target)?;
-                    g.compare(CompareOp::Eq, predicted, truth)?
-                }
-            };
-            let axes: Vec<usize> = (0..g.shape(hits).rank()).collect();
-            g.mean(hits, &axes)
-        })
-    }
-}
+use crate::ir::{DType, Graph, NodeId, Shape};
 
 /// A model's forward graph with what its layers declared.
 pub struct ForwardGraph {
@@ -81,19 +31,27 @@ impl ForwardGraph {
     }
 }
 
-/// A forward graph plus target, loss and metrics (and, for training, the updates).
+/// A forward graph plus target, sample weights, loss and metrics (and, for training, the
+/// updates).
 pub struct LossGraph {
     pub forward: ForwardGraph,
     pub target: NodeId,
+    /// The f32 `[B]` input of per-sample loss weights ([`SAMPLE_WEIGHT`]; feed ones for an
+    /// unweighted loss).
+    pub sample_weight: NodeId,
     pub loss: NodeId,
-    /// `(name, node)` of each metric, in the order given.
-    pub metrics: Vec<(&'static str, NodeId)>,
+    /// Each metric with the nodes of its per-batch statistics (see [`Metric::statistics`]),
+    /// in the order given.
+    pub metrics: Vec<(Metric, Vec<NodeId>)>,
     /// `(variable, new value)`: empty for evaluation.
     pub updates: Vec<(NodeId, NodeId)>,
 }
 
 /// The target input's name.
 pub const TARGET: &str = "target";
+
+/// The per-sample loss weight input's name.
+pub const SAMPLE_WEIGHT: &str = "sample_weight";
 
 /// Builds `arch` in a fresh graph; `then` may add to it with the same builder (to compute a
 /// loss from the output's logits). Returns the forward graph and what `then` returned.
@@ -130,7 +88,8 @@ pub fn forward_graph(arch: &dyn Architecture) -> Result<ForwardGraph> {
     Ok(build(arch, false, |_, _| Ok(()))?.0)
 }
 
-/// Prediction, loss and metrics on a target input; with `optimizer`, the training step:
+/// Prediction, loss (weighted per sample, see [`Loss::build_weighted`]) and metric statistics
+/// on a target input; with `optimizer`, the training step:
 /// gradients of the loss for every trainable parameter, the optimizer's updates and the
 /// layers' state updates.
 pub fn loss_graph(
@@ -139,15 +98,19 @@ pub fn loss_graph(
     metrics: &[Metric],
     optimizer: Option<&Optimizer>,
 ) -> Result<LossGraph> {
-    let (mut forward, (target, loss_node)) = build(arch, optimizer.is_some(), |b, prediction| {
-        let (shape, dtype) = loss.target(b.graph.shape(prediction))?;
-        let target = b.graph.input(TARGET, shape, dtype)?;
-        Ok((target, loss.build(b, prediction, target)?))
-    })?;
+    let (mut forward, (target, sample_weight, loss_node)) =
+        build(arch, optimizer.is_some(), |b, prediction| {
+            let (shape, dtype) = loss.target(b.graph.shape(prediction))?;
+            let batch = shape.dims()[..1].to_vec();
+            let target = b.graph.input(TARGET, shape, dtype)?;
+            let weight = b.graph.input(SAMPLE_WEIGHT, Shape(batch), DType::F32)?;
+            let loss = loss.build_weighted(b, prediction, target, weight)?;
+            Ok((target, weight, loss))
+        })?;
     let g = &mut forward.graph;
     let metrics = metrics
         .iter()
-        .map(|m| Ok((m.name(), m.build(g, loss, forward.output, target)?)))
+        .map(|m| Ok((*m, m.statistics(g, loss, forward.output, target)?)))
         .collect::<Result<Vec<_>>>()?;
     let updates = match optimizer {
         Some(opt) => {
@@ -167,6 +130,7 @@ pub fn loss_graph(
     Ok(LossGraph {
         forward,
         target,
+        sample_weight,
         loss: loss_node,
         metrics,
         updates,

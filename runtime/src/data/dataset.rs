@@ -2,6 +2,7 @@
 //! shuffled mini-batches.
 
 use super::idx::{read_idx, IdxData};
+use super::weights::check_weights;
 use kiln_compiler::{DType, Error, Result, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -20,6 +21,8 @@ pub struct Dataset {
     inputs: Vec<Tensor>,
     labels: Tensor,
     num_classes: Option<usize>,
+    /// A loss weight per sample (f32 `[N]`), if given.
+    sample_weight: Option<Tensor>,
 }
 
 /// One mini-batch: `b` consecutive (or shuffled) samples of a [`Dataset`].
@@ -29,6 +32,8 @@ pub struct Batch {
     pub inputs: Vec<Tensor>,
     /// Labels of shape `[b, ...]`, with the dataset's element type.
     pub labels: Tensor,
+    /// The samples' loss weights (f32 `[b]`), if the dataset has them.
+    pub sample_weight: Option<Tensor>,
 }
 
 impl Dataset {
@@ -146,7 +151,34 @@ impl Dataset {
             inputs,
             labels,
             num_classes,
+            sample_weight: None,
         })
+    }
+
+    /// The dataset with a loss weight per sample (Keras's `sample_weight`, which follows its
+    /// samples through validation splits and shuffling); errors unless there is one weight per
+    /// sample, each finite and non-negative, and the dataset has none yet.
+    pub fn with_sample_weight(mut self, weights: &[f32]) -> Result<Self> {
+        if self.sample_weight.is_some() {
+            return Err(Error::InvalidArgument(
+                "the dataset already has sample weights".into(),
+            ));
+        }
+        if weights.len() != self.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} sample weights given for {} samples",
+                weights.len(),
+                self.len()
+            )));
+        }
+        check_weights("sample weight", weights)?;
+        self.sample_weight = Some(Tensor::from_f32(&[weights.len()], weights.to_vec())?);
+        Ok(self)
+    }
+
+    /// The samples' loss weights (f32 `[N]`), if given.
+    pub fn sample_weight(&self) -> Option<&Tensor> {
+        self.sample_weight.as_ref()
     }
 
     /// The number of samples (at least 1).
@@ -243,10 +275,12 @@ impl Dataset {
 
     /// The samples `rows` as a new dataset (parts are already validated).
     fn rows(&self, rows: Rows<'_>) -> Result<Dataset> {
-        Self::from_parts(
+        let mut part = Self::from_parts(
             self.inputs.iter().map(|t| take_rows(t, &rows)).collect(),
             take_rows(&self.labels, &rows),
-        )
+        )?;
+        part.sample_weight = self.sample_weight.as_ref().map(|w| take_rows(w, &rows));
+        Ok(part)
     }
 }
 
@@ -281,6 +315,11 @@ impl Iterator for Batches<'_> {
                 .map(|t| take_rows(t, &rows))
                 .collect(),
             labels: take_rows(&self.dataset.labels, &rows),
+            sample_weight: self
+                .dataset
+                .sample_weight
+                .as_ref()
+                .map(|w| take_rows(w, &rows)),
         })
     }
 

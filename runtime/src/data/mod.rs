@@ -4,10 +4,13 @@
 mod csv;
 mod dataset;
 mod idx;
+mod weights;
 
 pub use csv::{parse_csv, read_csv, CsvOptions, Header, LabelColumn, Labels};
 pub use dataset::{idx_dir, Batch, Batches, Dataset};
 pub use idx::{parse_idx, parse_idx_limited, read_idx, IdxArray, IdxData};
+pub(crate) use weights::weighted;
+pub use weights::{class_sample_weights, ClassWeight};
 
 use kiln_compiler::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,7 +4,7 @@
 use super::training::mix;
 use super::Model;
 use crate::callbacks::{dispatch, Callback};
-use crate::data::Dataset;
+use crate::data::{weighted, ClassWeight, Dataset};
 use crate::logs::{History, Running};
 use crate::progress::{EpochProgress, Verbosity};
 use kiln_compiler::{Error, Result};
@@ -32,6 +32,8 @@ pub enum Validation<'a> {
 /// | `validation` | `validation_split` / `validation_data` | none |
 /// | `verbosity` | `verbose` | `Auto` (`"auto"`) |
 /// | `seed` | (the global seed) | 0 |
+/// | `sample_weight` | `sample_weight` | none |
+/// | `class_weight` | `class_weight` | none |
 ///
 /// ```
 /// use kiln_runtime::{Fit, Validation, Verbosity};
@@ -39,6 +41,7 @@ pub enum Validation<'a> {
 /// assert_eq!((fit.epochs, fit.initial_epoch, fit.batch_size), (1, 0, 32));
 /// assert!(fit.shuffle && matches!(fit.validation, Validation::None));
 /// assert_eq!((fit.verbosity, fit.seed), (Verbosity::Auto, 0));
+/// assert!(fit.sample_weight.is_none() && fit.class_weight.is_none());
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Fit<'a> {
@@ -56,6 +59,14 @@ pub struct Fit<'a> {
     pub verbosity: Verbosity,
     /// Seeds shuffling and dropout: a run is deterministic for a given seed.
     pub seed: u64,
+    /// A loss weight per item of the training data (split with it by `Validation::Split`):
+    /// the loss is Keras's `sum_over_batch_size`, the sum of weighted per-item losses divided
+    /// by the number of items. Metrics stay unweighted, as Keras's `metrics=` are. A dataset
+    /// may carry its weights instead ([`Dataset::with_sample_weight`]).
+    pub sample_weight: Option<&'a [f32]>,
+    /// Keras's `class_weight` (classification losses only): each item's loss weight is its
+    /// class's (1 if not listed). As in Keras, not together with sample weights.
+    pub class_weight: Option<&'a ClassWeight>,
 }
 
 impl Default for Fit<'_> {
@@ -68,6 +79,8 @@ impl Default for Fit<'_> {
             validation: Validation::None,
             verbosity: Verbosity::Auto,
             seed: 0,
+            sample_weight: None,
+            class_weight: None,
         }
     }
 }
@@ -116,6 +129,14 @@ impl Model {
             ));
         }
         crate::guard::check_fit(fit)?;
+        let loss = self.training("fit")?.loss();
+        if fit.class_weight.is_some() && !loss.classifies() {
+            return Err(Error::InvalidArgument(format!(
+                "class_weight needs a classification loss, not {}",
+                loss.name()
+            )));
+        }
+        let data = &*weighted(data, fit.sample_weight, fit.class_weight)?;
         let split;
         let (train, validation) = match fit.validation {
             Validation::None => (data, None),
@@ -159,20 +180,21 @@ impl Model {
             state: training.train.program.state_snapshot(),
             steps_taken: training.steps_taken,
         };
-        let names = training.train.outputs.clone();
         let order = fit.shuffle.then(|| mix(fit.seed, epoch as u64));
         let batches = train.batches(fit.batch_size, order)?;
         let progress = EpochProgress::start(fit.verbosity, epoch, fit.epochs, batches.len());
-        let mut running = Running::new(names.len());
+        let mut running = Running::new();
         for (i, batch) in batches.enumerate() {
-            let values = self.training("fit")?.step(&batch.inputs, &batch.labels)?;
+            let training = self.training("fit")?;
+            let weight = batch.sample_weight.as_ref();
+            let values = training.step(&batch.inputs, &batch.labels, weight)?;
             running.add(&values, batch.labels.shape()[0]);
-            let logs = running.logs(&names, "");
+            let logs = running.logs(&training.train.report, "");
             progress.step(i + 1, &logs.to_string());
             stop |= dispatch(self, callbacks, |c, ctl| {
                 c.on_batch_end(epoch, i + 1, &logs, ctl)
             })?;
-            if !values[0].is_finite() {
+            if !values[0][0].is_finite() {
                 progress.finish(&logs.to_string());
                 self.rewind(start)?;
                 if stop {
@@ -188,7 +210,7 @@ impl Model {
                 break;
             }
         }
-        let mut logs = running.logs(&names, "");
+        let mut logs = running.logs(&self.training("fit")?.train.report, "");
         if let Some(v) = validation {
             logs.0
                 .extend(self.evaluate_prefixed(v, fit.batch_size, "val_")?.0);

@@ -5,10 +5,10 @@
 use super::predict::check_input_count;
 use super::Model;
 use crate::checkpoint::{self, Contents, TrainingInfo, Wanted};
-use crate::data::Dataset;
-use crate::logs::{Logs, Running};
+use crate::data::{weighted, Dataset};
+use crate::logs::{Logs, Report, Running};
 use crate::program::Program;
-use kiln_compiler::nn::{loss_graph, Loss, LossGraph, Metric, Optimizer, TARGET};
+use kiln_compiler::nn::{loss_graph, Loss, LossGraph, Metric, Optimizer, SAMPLE_WEIGHT, TARGET};
 use kiln_compiler::{DType, Error, Result, Tensor};
 use std::path::Path;
 use std::time::Duration;
@@ -18,19 +18,27 @@ use std::time::Duration;
 /// | field | Keras | default |
 /// |---|---|---|
 /// | `batch_size` | `batch_size` | 32 |
+/// | `sample_weight` | `sample_weight` | none |
 ///
 /// ```
-/// assert_eq!(kiln_runtime::Evaluate::default().batch_size, 32);
+/// let evaluate = kiln_runtime::Evaluate::default();
+/// assert_eq!((evaluate.batch_size, evaluate.sample_weight), (32, None));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Evaluate {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluate<'a> {
     /// Items per run of the evaluation program.
     pub batch_size: usize,
+    /// A loss weight per item of the data (see [`Fit::sample_weight`](super::Fit)); metrics
+    /// stay unweighted, as Keras's `metrics=` are.
+    pub sample_weight: Option<&'a [f32]>,
 }
 
-impl Default for Evaluate {
+impl Default for Evaluate<'_> {
     fn default() -> Self {
-        Evaluate { batch_size: 32 }
+        Evaluate {
+            batch_size: 32,
+            sample_weight: None,
+        }
     }
 }
 
@@ -39,20 +47,21 @@ pub(super) struct Compiled {
     pub(super) program: Program,
     /// The model's inputs, in order.
     pub(super) inputs: Vec<String>,
-    /// Names of the program's outputs: `loss`, then the metrics.
-    pub(super) outputs: Vec<String>,
+    /// The loss and metrics its outputs report.
+    pub(super) report: Report,
     random_keys: Vec<String>,
     target_dtype: DType,
 }
 
 impl Compiled {
-    fn new(graph: LossGraph, name: &str) -> Result<Self> {
+    fn new(graph: LossGraph, loss: Loss, name: &str) -> Result<Self> {
         let fw = &graph.forward;
         let mut outputs = vec![graph.loss];
-        outputs.extend(graph.metrics.iter().map(|(_, n)| *n));
-        let names = std::iter::once("loss".to_string())
-            .chain(graph.metrics.iter().map(|(n, _)| n.to_string()))
-            .collect();
+        outputs.extend(graph.metrics.iter().flat_map(|(_, s)| s.iter().copied()));
+        let report = Report {
+            loss,
+            metrics: graph.metrics.iter().map(|(m, s)| (*m, s.len())).collect(),
+        };
         let random_keys = fw
             .random_keys
             .iter()
@@ -62,21 +71,38 @@ impl Compiled {
         Ok(Compiled {
             program: Program::new(&fw.graph, &outputs, &graph.updates)?.named(name),
             inputs: fw.input_names(),
-            outputs: names,
+            report,
             random_keys,
             target_dtype: fw.graph.dtype(graph.target),
         })
     }
 
-    /// Runs one batch (a tensor per input); returns the output values.
-    fn run(&mut self, xs: &[Tensor], y: &Tensor, keys: &[Tensor]) -> Result<Vec<f64>> {
+    /// Runs one batch (a tensor per input, the targets and optional per-item loss weights,
+    /// ones if `None`); returns the loss and the metric statistics, each flattened.
+    fn run(
+        &mut self,
+        xs: &[Tensor],
+        y: &Tensor,
+        weight: Option<&Tensor>,
+        keys: &[Tensor],
+    ) -> Result<Vec<Vec<f64>>> {
         check_input_count(&self.inputs, xs.len())?;
+        let ones;
+        let weight = match weight {
+            Some(w) => w,
+            None => {
+                let n = *y.shape().first().unwrap_or(&1);
+                ones = Tensor::from_f32(&[n], vec![1.0; n])?;
+                &ones
+            }
+        };
         let mut feeds: Vec<(&str, &Tensor)> =
             self.inputs.iter().map(String::as_str).zip(xs).collect();
         feeds.push((TARGET, y));
+        feeds.push((SAMPLE_WEIGHT, weight));
         feeds.extend(self.random_keys.iter().map(String::as_str).zip(keys));
         let out = self.program.run(&feeds)?;
-        Ok(out.iter().map(|t| t.to_f64()[0]).collect())
+        Ok(out.iter().map(Tensor::to_f64).collect())
     }
 
     /// Errors unless `data` has one feature tensor per input and labels the loss takes.
@@ -128,20 +154,30 @@ impl Training {
         Ok(())
     }
 
-    /// One training step; returns the loss and metric values.
-    pub(super) fn step(&mut self, xs: &[Tensor], y: &Tensor) -> Result<Vec<f64>> {
+    /// One training step; returns the loss and the metric statistics.
+    pub(super) fn step(
+        &mut self,
+        xs: &[Tensor],
+        y: &Tensor,
+        weight: Option<&Tensor>,
+    ) -> Result<Vec<Vec<f64>>> {
         let step = self.steps_taken;
         let keys: Vec<Tensor> = (0..self.train.random_keys.len() as u64)
             .map(|k| Tensor::from_i32(&[], vec![mix(step, k) as i32]))
             .collect::<Result<_>>()?;
         self.ahead = true;
-        let values = self.train.run(xs, y, &keys)?;
+        let values = self.train.run(xs, y, weight, &keys)?;
         self.steps_taken += 1;
         Ok(values)
     }
 
     pub(super) fn check_data(&self, data: &Dataset) -> Result<()> {
         self.train.check_data(data)
+    }
+
+    /// The compiled loss.
+    pub(super) fn loss(&self) -> Loss {
+        self.train.report.loss
     }
 
     /// The loss and metrics over `data` with the current weights, each name prefixed.
@@ -157,12 +193,13 @@ impl Training {
             let value = self.train.program.parameter(name)?;
             self.eval.program.set_parameter(name, &value)?;
         }
-        let mut running = Running::new(self.eval.outputs.len());
+        let mut running = Running::new();
         for batch in data.batches(batch_size, None)? {
-            let values = self.eval.run(&batch.inputs, &batch.labels, &[])?;
+            let weight = batch.sample_weight.as_ref();
+            let values = self.eval.run(&batch.inputs, &batch.labels, weight, &[])?;
             running.add(&values, batch.labels.shape()[0]);
         }
-        Ok(running.logs(&self.eval.outputs, prefix))
+        Ok(running.logs(&self.eval.report, prefix))
     }
 
     /// Every tensor of the training state (weights and optimizer state) with its name.
@@ -191,8 +228,9 @@ impl Model {
         self.sync()?;
         let optimizer = optimizer.into();
         let arch = self.architecture();
-        let train = Compiled::new(loss_graph(arch, &loss, metrics, Some(&optimizer))?, "train")?;
-        let eval = Compiled::new(loss_graph(arch, &loss, metrics, None)?, "evaluate")?;
+        let train_graph = loss_graph(arch, &loss, metrics, Some(&optimizer))?;
+        let train = Compiled::new(train_graph, loss, "train")?;
+        let eval = Compiled::new(loss_graph(arch, &loss, metrics, None)?, loss, "evaluate")?;
         let mut training = Training {
             optimizer,
             train,
@@ -222,10 +260,10 @@ impl Model {
     pub fn train_step(&mut self, x: &(impl super::Inputs + ?Sized), y: &Tensor) -> Result<Logs> {
         let training = self.training("train_step")?;
         crate::guard::check_finite_batch(&training.train.inputs, x.tensors(), y)?;
-        let values = training.step(x.tensors(), y)?;
-        Ok(Logs(
-            training.train.outputs.iter().cloned().zip(values).collect(),
-        ))
+        let values = training.step(x.tensors(), y, None)?;
+        let mut running = Running::new();
+        running.add(&values, y.shape().first().copied().unwrap_or(1));
+        Ok(running.logs(&training.train.report, ""))
     }
 
     /// The loss and metrics over `data` (Keras's `evaluate`), 32 items at a time.
@@ -233,14 +271,16 @@ impl Model {
         self.evaluate_with(data, &Evaluate::default())
     }
 
-    /// [`Model::evaluate`] with options (the batch size).
+    /// [`Model::evaluate`] with options (the batch size, per-item loss weights). Errors if
+    /// the weights do not fit the data (see [`Dataset::with_sample_weight`]).
     pub fn evaluate_with(&mut self, data: &Dataset, options: &Evaluate) -> Result<Logs> {
         if options.batch_size == 0 {
             return Err(Error::InvalidArgument(
                 "batch_size must be at least 1".into(),
             ));
         }
-        self.evaluate_prefixed(data, options.batch_size, "")
+        let data = weighted(data, options.sample_weight, None)?;
+        self.evaluate_prefixed(&data, options.batch_size, "")
     }
 
     pub(super) fn evaluate_prefixed(
