@@ -300,6 +300,8 @@ fn an_optimizer_update_of_one_parameter_is_one_kernel_written_in_place() {
     // And it computes the right thing: one step from w = 1 with gradient 0.5.
     p.set_parameter("w", &Tensor::from_f32(&[7, 3], vec![1.0; 21]).unwrap())
         .unwrap();
+    let lr = Tensor::from_f32(&[], vec![1e-3]).unwrap();
+    p.set_parameter("optimizer/learning_rate", &lr).unwrap();
     let gv = Tensor::from_f32(&[7, 3], vec![0.5; 21]).unwrap();
     p.run(&[("grad", &gv)]).unwrap();
     let w1 = p.parameter("w").unwrap();

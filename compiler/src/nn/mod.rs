@@ -13,6 +13,9 @@ pub use activation::{log_softmax, softmax, Activation};
 pub use builder::{Architecture, Init, LayerInfo, ModelBuilder, ParamSpec};
 pub use layers::Layer;
 pub use loss::Loss;
-pub use optimizer::{Adam, AdamW, Optimizer, RmsProp, Sgd, ITERATIONS};
+pub use optimizer::{
+    Adam, AdamW, Algorithm, LearningRateSchedule, Optimizer, RmsProp, Sgd, ITERATIONS,
+    LEARNING_RATE,
+};
 pub use sequential::Sequential;
 pub use training::{forward_graph, loss_graph, ForwardGraph, LossGraph, Metric, TARGET};
