@@ -8,7 +8,7 @@ use crate::checkpoint::{self, Contents, TrainingInfo, Wanted};
 use crate::data::Dataset;
 use crate::logs::{Logs, Running};
 use crate::program::Program;
-use kiln_compiler::nn::{loss_graph, Loss, LossGraph, Metric, Optimizer, TARGET};
+use kiln_compiler::nn::{loss_graph, Loss, LossGraph, Metric, Optimizer, LEARNING_RATE, TARGET};
 use kiln_compiler::{DType, Error, Result, Tensor};
 use std::path::Path;
 use std::time::Duration;
@@ -128,9 +128,26 @@ impl Training {
         Ok(())
     }
 
-    /// One training step; returns the loss and metric values.
+    /// The learning rate the next step applies: the schedule's, or the training state's.
+    pub(super) fn learning_rate(&self) -> Result<f32> {
+        if self.optimizer.schedule.is_some() {
+            return Ok(self.optimizer.learning_rate_at(self.steps_taken));
+        }
+        Ok(self.parameter(LEARNING_RATE)?.as_f32()?[0])
+    }
+
+    /// Writes the learning rate of the next steps into the training state (no recompiling).
+    fn write_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.set_parameter(LEARNING_RATE, &Tensor::from_f32(&[], vec![lr])?)
+    }
+
+    /// One training step; returns the loss and metric values. A schedule's learning rate for
+    /// this step (Keras's `iterations` before the step) is written into the state first.
     pub(super) fn step(&mut self, xs: &[Tensor], y: &Tensor) -> Result<Vec<f64>> {
         let step = self.steps_taken;
+        if self.optimizer.schedule.is_some() {
+            self.write_learning_rate(self.optimizer.learning_rate_at(step))?;
+        }
         let keys: Vec<Tensor> = (0..self.train.random_keys.len() as u64)
             .map(|k| Tensor::from_i32(&[], vec![mix(step, k) as i32]))
             .collect::<Result<_>>()?;
@@ -204,6 +221,7 @@ impl Model {
         for (name, value) in &self.params {
             training.set_parameter(name, value)?;
         }
+        training.write_learning_rate(training.optimizer.learning_rate_at(0))?;
         self.training = Some(training);
         Ok(())
     }
@@ -215,6 +233,43 @@ impl Model {
                 "{what} needs a compiled model: call `model.compile(optimizer, loss, metrics)` first"
             ))
         })
+    }
+
+    /// The learning rate the next training step applies (Keras's `optimizer.learning_rate`):
+    /// the constant rate (as set by [`Model::set_learning_rate`]) or the schedule's value at
+    /// the next step.
+    pub fn learning_rate(&self) -> Result<f32> {
+        self.training
+            .as_ref()
+            .ok_or_else(|| {
+                Error::InvalidArgument(
+                    "learning_rate needs a compiled model: call `model.compile(optimizer, loss, \
+                     metrics)` first"
+                        .into(),
+                )
+            })?
+            .learning_rate()
+    }
+
+    /// Sets the learning rate of the following training steps (Keras's
+    /// `optimizer.learning_rate = lr`): a value in the training state, so the program is not
+    /// recompiled. Errors if the optimizer has a schedule (as Keras) or `lr` is negative or not
+    /// finite.
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        let training = self.training("set_learning_rate")?;
+        if training.optimizer.schedule.is_some() {
+            return Err(Error::InvalidArgument(
+                "the optimizer was compiled with a learning-rate schedule, so its learning \
+                 rate cannot be set"
+                    .into(),
+            ));
+        }
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "the learning rate must be finite and non-negative, got {lr}"
+            )));
+        }
+        training.write_learning_rate(lr)
     }
 
     /// One training step on a batch (`x`: one tensor per input, see
