@@ -14,9 +14,7 @@
 
 use kiln::compiler::autodiff;
 use kiln::compiler::nn::layers::{self, ArgKind, ArgValue};
-use kiln::compiler::nn::{
-    forward_graph, loss_graph, Algorithm, ModelBuilder, LEARNING_RATE, TARGET,
-};
+use kiln::compiler::nn::{forward_graph, loss_graph, Algorithm, ModelBuilder, TARGET};
 use kiln::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{Map, Value};
@@ -767,10 +765,9 @@ fn run_optimizer(case: &mut Case, check: &mut Checker) -> CaseResult<()> {
     }
     let updates = optimizer.build(&mut g, &params, &grads)?;
     let mut program = Program::compile(&g, &[], &updates, 1)?;
-    program.set_parameter(
-        LEARNING_RATE,
-        &Tensor::from_f32(&[], vec![optimizer.learning_rate_at(0)])?,
-    )?;
+    for (name, value) in optimizer.initial_state()? {
+        program.set_parameter(name, &value)?;
+    }
     for (name, value) in &start {
         program.set_parameter(name, value)?;
     }

@@ -311,17 +311,20 @@ fn learning_rate_scheduler_sets_the_rate_at_each_epoch_begin() {
         Tensor::from_f32(&[4, 1], vec![1.0; 4]).unwrap(),
     )
     .unwrap();
-    model
+    let logged = model
         .fit_with(&data, &quiet(4), &mut [&mut scheduler, &mut record])
-        .unwrap();
+        .unwrap()
+        .get("learning_rate");
     drop((scheduler, record));
     assert_eq!(seen, [0, 1, 2, 3]);
     // As Keras: the f32 rate read as a double, multiplied, stored as f32.
     let decay = |lr: f32| (f64::from(lr) * (-0.1f64).exp()) as f32;
     assert_eq!(rates, [0.01, 0.01, decay(0.01), decay(decay(0.01))]);
+    let rates: Vec<f64> = rates.iter().map(|&r| f64::from(r)).collect();
+    assert_eq!(logged, rates, "`learning_rate` in the history");
     // The new rate is the one applied.
     let applied = applied_learning_rate(&mut model);
-    assert!((applied - f64::from(rates[3])).abs() <= 1e-10, "{applied}");
+    assert!((applied - rates[3]).abs() <= 1e-10, "{applied}");
 
     // A function returning no usable rate stops `fit` with a typed error.
     let mut broken = LearningRateScheduler::new(|_, _| f64::NAN);
@@ -354,9 +357,10 @@ fn reduce_lr_on_plateau_follows_keras_on_a_constant_loss() {
         rates.push(control.model().learning_rate()?);
         Ok(())
     });
-    model
+    let logged = model
         .fit_with(&data, &quiet(9), &mut [&mut plateau, &mut record])
-        .unwrap();
+        .unwrap()
+        .get("learning_rate");
     drop(record);
     // Printed by tools/reference/schedules.py (Keras 3.15's ReduceLROnPlateau).
     let keras: [f64; 9] = [
@@ -373,6 +377,9 @@ fn reduce_lr_on_plateau_follows_keras_on_a_constant_loss() {
     let rates: Vec<f64> = rates.into_iter().map(f64::from).collect();
     assert_eq!(rates, keras);
     assert_eq!(plateau.reductions(), [3, 5, 7]);
+    // The history logs each epoch's rate before the reduction, as Keras's callback does.
+    assert_eq!(logged[0], keras[0]);
+    assert_eq!(logged[1..], keras[..8]);
 }
 
 #[test]

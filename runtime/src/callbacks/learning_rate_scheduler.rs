@@ -1,13 +1,15 @@
 //! Keras's `LearningRateScheduler`: the learning rate set by a function of the epoch.
 
 use super::{Callback, Control};
+use crate::logs::Logs;
 use kiln_compiler::{Error, Result};
 
 /// Sets the learning rate at the start of every epoch to `schedule(epoch, lr)`, where `epoch`
 /// counts from 0 as Keras's callbacks do (the first epoch is 0) and `lr` is the current
 /// learning rate — Keras's `LearningRateScheduler(schedule)`. The optimizer must have a
 /// constant learning rate (not a schedule), and the function must return a finite,
-/// non-negative rate: otherwise `fit` stops with an error.
+/// non-negative rate: otherwise `fit` stops with an error. At each epoch's end the rate is
+/// added to the epoch's logs in the history as `learning_rate`, as Keras 3 does.
 ///
 /// ```
 /// use kiln_runtime::LearningRateScheduler;
@@ -40,5 +42,15 @@ impl<F: FnMut(usize, f64) -> f64> Callback for LearningRateScheduler<F> {
             )));
         }
         control.set_learning_rate(lr as f32)
+    }
+
+    fn on_epoch_end(
+        &mut self,
+        _epoch: usize,
+        _logs: &Logs,
+        control: &mut Control<'_>,
+    ) -> Result<()> {
+        let lr = control.model().learning_rate()?;
+        control.log("learning_rate", f64::from(lr))
     }
 }

@@ -101,6 +101,13 @@ impl Control<'_> {
         self.model.set_weights(weights)
     }
 
+    /// At `on_epoch_end`, adds `name: value` to the epoch's entry in the history, as a Keras
+    /// callback writes into `logs` (the learning-rate callbacks add `learning_rate`). The
+    /// `logs` argument of the callbacks called at the same event are not changed.
+    pub fn log(&mut self, name: &str, value: f64) -> Result<()> {
+        self.model.log_epoch_value(name, value)
+    }
+
     /// Sets the learning rate of the following steps ([`Model::set_learning_rate`]).
     pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
         self.model.set_learning_rate(lr)

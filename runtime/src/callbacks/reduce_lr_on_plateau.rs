@@ -10,7 +10,8 @@ use kiln_compiler::{Error, Result};
 /// resets the wait count; an improvement (beating the best by more than `min_delta`) records
 /// the best and resets the wait count; otherwise, outside cooldown, the wait count grows, and
 /// when it reaches `patience` the rate is reduced if it is above `min_lr`, the cooldown starts
-/// and the wait count resets.
+/// and the wait count resets. Each epoch's logs in the history get the epoch's rate (before
+/// any reduction) as `learning_rate`, as Keras 3 does.
 ///
 /// Keras's defaults (Keras's `verbose` is not supported):
 ///
@@ -152,6 +153,7 @@ impl Callback for ReduceLROnPlateau {
     }
 
     fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, control: &mut Control<'_>) -> Result<()> {
+        control.log("learning_rate", f64::from(control.model().learning_rate()?))?;
         let current = monitored(logs, &self.monitor, "ReduceLROnPlateau")?;
         if self.cooldown_counter > 0 {
             self.cooldown_counter -= 1;

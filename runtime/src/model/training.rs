@@ -221,7 +221,9 @@ impl Model {
         for (name, value) in &self.params {
             training.set_parameter(name, value)?;
         }
-        training.write_learning_rate(training.optimizer.learning_rate_at(0))?;
+        for (name, value) in training.optimizer.initial_state()? {
+            training.set_parameter(name, &value)?;
+        }
         self.training = Some(training);
         Ok(())
     }
@@ -272,6 +274,19 @@ impl Model {
         training.write_learning_rate(lr)
     }
 
+    /// Adds `name: value` to the last epoch's entry in the history (replacing a value of that
+    /// name), as a Keras callback writes into the epoch's `logs`.
+    pub(crate) fn log_epoch_value(&mut self, name: &str, value: f64) -> Result<()> {
+        let history = &mut self.training("logging a value")?.history;
+        if let Some(last) = history.epochs.last_mut() {
+            match last.0.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1 = value,
+                None => last.0.push((name.to_string(), value)),
+            }
+        }
+        Ok(())
+    }
+
     /// One training step on a batch (`x`: one tensor per input, see
     /// [`Inputs`](super::Inputs)); returns the batch's loss and metrics.
     pub fn train_step(&mut self, x: &(impl super::Inputs + ?Sized), y: &Tensor) -> Result<Logs> {
@@ -311,7 +326,7 @@ impl Model {
 
     /// Saves the whole training state atomically in the safetensors format: the weights under
     /// their layer-based names, the optimizer's state under the names the training graph gives
-    /// it (`optimizer/iterations`, `optimizer/<parameter>/m`, …), the step count (which seeds
+    /// it (`optimizer/iterations`, `optimizer/learning_rate`, `optimizer/<parameter>/m`, …), the step count (which seeds
     /// dropout) and the architecture's description and fingerprint. Loading it with
     /// [`Model::load_checkpoint`] and training on gives bit-identical results to training
     /// without the interruption (pass the epochs done as [`Fit::initial_epoch`](super::Fit)).

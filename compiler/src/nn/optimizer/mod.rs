@@ -11,6 +11,7 @@ pub use schedule::LearningRateSchedule;
 
 use crate::error::Result;
 use crate::ir::{Graph, NodeId, Op, Shape, UnaryOp};
+use crate::Tensor;
 use clip::Clipping;
 
 /// Name of the optimizer's step counter (an f32 scalar, exact up to 2²⁴ steps).
@@ -300,10 +301,18 @@ impl Optimizer {
         }
     }
 
+    /// The optimizer state that does not start at zero, to write into a program built from
+    /// [`Optimizer::build`] before its first step: the learning rate of step 0.
+    pub fn initial_state(&self) -> Result<Vec<(&'static str, Tensor)>> {
+        let lr = Tensor::from_f32(&[], vec![self.learning_rate_at(0)])?;
+        Ok(vec![(LEARNING_RATE, lr)])
+    }
+
     /// The updates applying one step with `gradients[i]` to parameter `params[i]`, including
     /// the optimizer's own state; the gradients are clipped first if asked. The learning rate
-    /// is read from the state parameter [`LEARNING_RATE`], which the caller sets. Errors if
-    /// the clipping options are invalid (more than one set, or one not positive).
+    /// is read from the state parameter [`LEARNING_RATE`]: write
+    /// [`Optimizer::initial_state`] into the program before the first step. Errors if the
+    /// clipping options are invalid (more than one set, or one not positive).
     pub fn build(
         &self,
         g: &mut Graph,
