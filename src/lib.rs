@@ -41,6 +41,7 @@ pub use kiln_runtime::{
     Logs, Mode, Model, ModelCheckpoint, ParameterCounts, Predict, Program, TerminateOnNaN,
     Validation, Verbosity,
 };
+pub use kiln_runtime::{LearningRateScheduler, ReduceLROnPlateau};
 
 pub mod plot;
 
@@ -48,8 +49,8 @@ pub mod plot;
 pub mod prelude {
     pub use kiln_compiler::ir::{DType, Dim, Graph, NodeId, Shape};
     pub use kiln_compiler::nn::{
-        Activation, Adam, AdamW, Architecture, Layer, Loss, Metric, Optimizer, RmsProp, Sequential,
-        Sgd, DEFAULT_TOP_K,
+        Activation, Adam, AdamW, Architecture, Layer, LearningRateSchedule, Loss, Metric,
+        Optimizer, RmsProp, Sequential, Sgd, DEFAULT_TOP_K,
     };
     pub use kiln_compiler::{Error, Result, Tensor};
     pub use kiln_macros::model;
@@ -60,6 +61,7 @@ pub mod prelude {
         Logs, Mode, Model, ModelCheckpoint, Predict, Program, TerminateOnNaN, Validation,
         Verbosity,
     };
+    pub use kiln_runtime::{LearningRateScheduler, ReduceLROnPlateau};
 }
 
 /// The README's Rust snippets, compiled (and run where they do not touch files) as doc tests.

@@ -287,9 +287,8 @@ fn an_optimizer_update_of_one_parameter_is_one_kernel_written_in_place() {
     let mut g = Graph::new();
     let w = g.parameter("w", Shape::fixed(&[7, 3])).unwrap();
     let grad = g.input("grad", Shape::fixed(&[7, 3]), DType::F32).unwrap();
-    let updates = Optimizer::from(Adam::default())
-        .build(&mut g, &[w], &[grad])
-        .unwrap();
+    let adam = Optimizer::from(Adam::default());
+    let updates = adam.build(&mut g, &[w], &[grad]).unwrap();
     // Fusion on, whatever `KILN_FUSION` says: the test counts fused kernels.
     let mut p = Program::with_options(&g, &[], &updates, CompileOptions::default()).unwrap();
     let exe = p.specialise(1).unwrap();
@@ -301,6 +300,9 @@ fn an_optimizer_update_of_one_parameter_is_one_kernel_written_in_place() {
     // And it computes the right thing: one step from w = 1 with gradient 0.5.
     p.set_parameter("w", &Tensor::from_f32(&[7, 3], vec![1.0; 21]).unwrap())
         .unwrap();
+    for (name, value) in adam.initial_state().unwrap() {
+        p.set_parameter(name, &value).unwrap();
+    }
     let gv = Tensor::from_f32(&[7, 3], vec![0.5; 21]).unwrap();
     p.run(&[("grad", &gv)]).unwrap();
     let w1 = p.parameter("w").unwrap();

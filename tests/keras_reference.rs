@@ -14,7 +14,8 @@
 
 use kiln::compiler::autodiff;
 use kiln::compiler::nn::layers::{self, ArgKind, ArgValue};
-use kiln::compiler::nn::{forward_graph, loss_graph, ModelBuilder, SAMPLE_WEIGHT, TARGET};
+use kiln::compiler::nn::{forward_graph, loss_graph, Algorithm, ModelBuilder, SAMPLE_WEIGHT};
+use kiln::compiler::nn::TARGET;
 use kiln::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{Map, Value};
@@ -252,6 +253,17 @@ impl<'a> Config<'a> {
         }
     }
 
+    /// A number that may be absent or `null` (Keras's `None`).
+    fn f32_opt(&self, key: &str) -> CaseResult<Option<f32>> {
+        match self.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => match v.as_f64() {
+                Some(x) => Ok(Some(x as f32)),
+                None => self.unsupported(key, v),
+            },
+        }
+    }
+
     fn bool_or(&self, key: &str, default: bool) -> CaseResult<bool> {
         match self.get(key) {
             None => Ok(default),
@@ -431,50 +443,57 @@ fn keras_loss_class(name: &str) -> CaseResult<&'static str> {
     })
 }
 
-/// The kiln optimizer for a Keras optimizer config; missing keys take Keras's defaults.
+/// The kiln optimizer for a Keras optimizer config (with its gradient clipping); missing keys
+/// take Keras's defaults.
 fn keras_optimizer(c: &Config) -> CaseResult<Optimizer> {
+    Ok(Optimizer {
+        clipnorm: c.f32_opt("clipnorm")?,
+        clipvalue: c.f32_opt("clipvalue")?,
+        global_clipnorm: c.f32_opt("global_clipnorm")?,
+        ..keras_algorithm(c)?.into()
+    })
+}
+
+/// The kiln algorithm for a Keras optimizer config.
+fn keras_algorithm(c: &Config) -> CaseResult<Algorithm> {
     // Only used with `use_ema: true`, which `finish` reports as unsupported.
     c.ignore(&["ema_momentum", "ema_overwrite_frequency"]);
     Ok(match c.class.as_str() {
         "SGD" => {
             let d = Sgd::default();
-            Sgd {
+            Algorithm::Sgd(Sgd {
                 learning_rate: c.f32_or("learning_rate", d.learning_rate)?,
                 momentum: c.f32_or("momentum", d.momentum)?,
                 nesterov: c.bool_or("nesterov", d.nesterov)?,
-            }
-            .into()
+            })
         }
         "Adam" => {
             let d = Adam::default();
-            Adam {
+            Algorithm::Adam(Adam {
                 learning_rate: c.f32_or("learning_rate", d.learning_rate)?,
                 beta_1: c.f32_or("beta_1", d.beta_1)?,
                 beta_2: c.f32_or("beta_2", d.beta_2)?,
                 epsilon: c.f32_or("epsilon", d.epsilon)?,
-            }
-            .into()
+            })
         }
         "AdamW" => {
             let d = AdamW::default();
-            AdamW {
+            Algorithm::AdamW(AdamW {
                 learning_rate: c.f32_or("learning_rate", d.learning_rate)?,
                 weight_decay: c.f32_or("weight_decay", d.weight_decay)?,
                 beta_1: c.f32_or("beta_1", d.beta_1)?,
                 beta_2: c.f32_or("beta_2", d.beta_2)?,
                 epsilon: c.f32_or("epsilon", d.epsilon)?,
-            }
-            .into()
+            })
         }
         "RMSprop" => {
             let d = RmsProp::default();
-            RmsProp {
+            Algorithm::RmsProp(RmsProp {
                 learning_rate: c.f32_or("learning_rate", d.learning_rate)?,
                 rho: c.f32_or("rho", d.rho)?,
                 momentum: c.f32_or("momentum", d.momentum)?,
                 epsilon: c.f32_or("epsilon", d.epsilon)?,
-            }
-            .into()
+            })
         }
         other => return not_supported(other),
     })
@@ -721,28 +740,59 @@ fn run_loss(case: &mut Case, check: &mut Checker) -> CaseResult<()> {
     Ok(())
 }
 
-/// An optimizer applied to the parameter `param.w` with gradient `input.N` at step N; the
-/// parameter after all steps against `output`.
+/// An optimizer applied to the variables `param.NAME` for the steps given; the variables after
+/// all steps against the expected ones. With one variable, its gradient at step N is
+/// `input.N` and the expected value `output`; with several (to test `global_clipnorm`), they
+/// are `input.N.NAME` and `output.NAME`.
 fn run_optimizer(case: &mut Case, check: &mut Checker) -> CaseResult<()> {
     let config = Config::of(&case.spec)?;
     let optimizer = keras_optimizer(&config)?;
     config.finish()?;
 
-    let w0 = case.take("param.w")?;
-    let gradients = case.take_numbered("input");
-    if gradients.is_empty() {
-        return fail("no gradient `input.0`");
-    }
+    let start = case.take_prefixed("param");
+    let suffix = |name: &str| match start.len() {
+        1 => String::new(),
+        _ => format!(".{name}"),
+    };
     let mut g = Graph::new();
-    let w = g.parameter("w", Shape::fixed(w0.shape()))?;
-    let grad = g.input("grad", Shape::fixed(w0.shape()), DType::F32)?;
-    let updates = optimizer.build(&mut g, &[w], &[grad])?;
-    let mut program = Program::compile(&g, &[], &updates, 1)?;
-    program.set_parameter("w", &w0)?;
-    for gradient in &gradients {
-        program.run(&[("grad", gradient)])?;
+    let (mut params, mut grads) = (Vec::new(), Vec::new());
+    for (name, value) in &start {
+        params.push(g.parameter(name, Shape::fixed(value.shape()))?);
+        grads.push(g.input(
+            &format!("grad.{name}"),
+            Shape::fixed(value.shape()),
+            DType::F32,
+        )?);
     }
-    check.tensor("output", &program.parameter("w")?, &case.take("output")?);
+    let updates = optimizer.build(&mut g, &params, &grads)?;
+    let mut program = Program::compile(&g, &[], &updates, 1)?;
+    for (name, value) in optimizer.initial_state()? {
+        program.set_parameter(name, &value)?;
+    }
+    for (name, value) in &start {
+        program.set_parameter(name, value)?;
+    }
+    for step in 0.. {
+        let mut feeds = Vec::new();
+        for (name, _) in &start {
+            match case.take_optional(&format!("input.{step}{}", suffix(name))) {
+                Some(gradient) => feeds.push((format!("grad.{name}"), gradient)),
+                None => break,
+            }
+        }
+        if feeds.len() < start.len() {
+            if step == 0 || !feeds.is_empty() {
+                return fail(format!("step {step} lacks gradients"));
+            }
+            break;
+        }
+        let feeds: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        program.run(&feeds)?;
+    }
+    for (name, _) in &start {
+        let output = format!("output{}", suffix(name));
+        check.tensor(&output, &program.parameter(name)?, &case.take(&output)?);
+    }
     Ok(())
 }
 

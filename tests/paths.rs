@@ -22,13 +22,8 @@ fn train(options: CompileOptions) -> (Vec<f64>, f64) {
         .add(Layer::dense(10, Activation::Softmax));
     let model = Model::new(arch.clone(), 0).unwrap();
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
-    let step = loss_graph(
-        &arch,
-        &loss,
-        &[Metric::Accuracy],
-        Some(&Adam::default().into()),
-    )
-    .unwrap();
+    let adam = Optimizer::from(Adam::default());
+    let step = loss_graph(&arch, &loss, &[Metric::Accuracy], Some(&adam)).unwrap();
     let outputs = [step.loss, step.metrics[0].1[0]];
     let mut training = Program::with_options(
         &step.forward.graph,
@@ -40,6 +35,9 @@ fn train(options: CompileOptions) -> (Vec<f64>, f64) {
     let weights = model.weights().unwrap();
     for (name, value) in &weights {
         training.set_parameter(name, value).unwrap();
+    }
+    for (name, value) in adam.initial_state().unwrap() {
+        training.set_parameter(name, &value).unwrap();
     }
     let run = |program: &mut Program, x: &Tensor, y: &Tensor| -> Vec<f64> {
         let n = y.shape()[0];

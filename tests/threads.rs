@@ -36,7 +36,8 @@ fn train(threads: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<usize>) {
         .add(Layer::dense(10, Activation::Softmax));
     let model = Model::new(arch.clone(), 0).unwrap();
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
-    let step = loss_graph(&arch, &loss, &[], Some(&Adam::default().into())).unwrap();
+    let adam = Optimizer::from(Adam::default());
+    let step = loss_graph(&arch, &loss, &[], Some(&adam)).unwrap();
     let mut program = Program::with_options(
         &step.forward.graph,
         &[step.loss],
@@ -47,6 +48,9 @@ fn train(threads: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<usize>) {
     let weights = model.weights().unwrap();
     for (name, value) in &weights {
         program.set_parameter(name, value).unwrap();
+    }
+    for (name, value) in adam.initial_state().unwrap() {
+        program.set_parameter(name, &value).unwrap();
     }
     let mut r = rng(7);
     let mut losses = Vec::new();

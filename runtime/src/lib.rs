@@ -22,6 +22,7 @@ pub use callbacks::CSVLogger;
 pub use callbacks::{
     Callback, Control, EarlyStopping, LambdaCallback, Mode, ModelCheckpoint, TerminateOnNaN,
 };
+pub use callbacks::{LearningRateScheduler, ReduceLROnPlateau};
 pub use data::Dataset;
 pub use kiln_compiler::{Error, Result, Tensor};
 pub use logs::{History, Logs};

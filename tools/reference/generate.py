@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
-"""Writes Keras 3 reference cases for kiln's layers into tests/data/reference/.
+"""Writes Keras 3 reference cases for kiln's layers and optimizers into tests/data/reference/.
 
 Not run by CI. Each case is one safetensors file in the schema of
-tests/data/reference/README.md: `spec` is the layer's full Keras `get_config()` plus `class`;
-inputs, weights and the cotangent are random normal float32 values; the forward and backward
-passes are computed in float64 from those float32 values (a float64 copy of the layer) and
-rounded to float32.
+tests/data/reference/README.md: `spec` is the layer's (or optimizer's) full Keras `get_config()`
+plus `class`; inputs, weights and the cotangent are random normal float32 values; the forward
+and backward passes are computed in float64 from those float32 values (a float64 copy of the
+layer) and rounded to float32. Optimizer cases apply the optimizer to float64 copies of
+float32 variables for a few steps of float32 gradients, and round the result to float32.
 
     python3 -m venv /work/venv-keras
     /work/venv-keras/bin/pip install tensorflow-cpu keras
     /work/venv-keras/bin/python tools/reference/generate.py            # every case
     /work/venv-keras/bin/python tools/reference/generate.py prelu      # cases by name
 
-A new layer adds its cases to CASES below.
+A new layer adds its cases to CASES below, a new optimizer option to OPTIMIZER_CASES.
 """
 
 import json
@@ -42,6 +43,28 @@ CASES = {
     "batch_norm_nhwc_training": (lambda: keras.layers.BatchNormalization(), [(3, 4, 5, 6)],
                                  {"training": True}),
 }
+
+# The optimizer cases' tolerances (float32 against float64 references), as the shared ones.
+OPT_RTOL, OPT_ATOL = 1e-5, 1e-6
+
+# name -> (optimizer factory, variable names). Gradients are random normal, scaled per step by
+# GRADIENT_SCALES so that clipping acts on some steps and not on others.
+OPTIMIZER_CASES = {
+    "sgd_clipnorm": (lambda: keras.optimizers.SGD(0.1, clipnorm=1.0), ["w"]),
+    "sgd_clipvalue": (lambda: keras.optimizers.SGD(0.1, clipvalue=0.5), ["w"]),
+    "sgd_global_clipnorm": (lambda: keras.optimizers.SGD(0.1, global_clipnorm=1.0), ["w", "b"]),
+    "sgd_momentum_clipnorm": (lambda: keras.optimizers.SGD(0.1, momentum=0.9, clipnorm=1.0),
+                              ["w"]),
+    "adam_clipnorm": (lambda: keras.optimizers.Adam(0.01, clipnorm=1.0), ["w"]),
+    "adam_clipvalue": (lambda: keras.optimizers.Adam(0.01, clipvalue=0.5), ["w"]),
+    "adam_global_clipnorm": (lambda: keras.optimizers.Adam(0.01, global_clipnorm=1.0),
+                             ["w", "b"]),
+    "adamw_global_clipnorm": (lambda: keras.optimizers.AdamW(0.01, global_clipnorm=1.0),
+                              ["w", "b"]),
+    "rmsprop_clipvalue": (lambda: keras.optimizers.RMSprop(0.01, clipvalue=0.5), ["w"]),
+}
+GRADIENT_SCALES = [3.0, 0.2, 1.0]
+SHAPES = {"w": (4, 3), "b": (3,)}
 
 
 def write_safetensors(path, tensors, metadata):
@@ -102,12 +125,43 @@ def layer_case(name, make, shapes, call=None):
     print(f"wrote {os.path.normpath(path)}: {', '.join(tensors)}")
 
 
+def optimizer_case(name, make, variables):
+    """`param.NAME` the start values, the gradient of step N `input.N` (one variable) or
+    `input.N.NAME` (several), the values after all steps `output` or `output.NAME`."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    optimizer = make()
+    suffix = (lambda v: "") if len(variables) == 1 else (lambda v: f".{v}")
+    start = {v: rng.standard_normal(SHAPES[v]).astype(np.float32) for v in variables}
+    tensors = {f"param.{v}": x for v, x in start.items()}
+    state = [keras.Variable(x.astype(np.float64), dtype="float64", name=v)
+             for v, x in start.items()]
+    for step, scale in enumerate(GRADIENT_SCALES):
+        grads = {v: (scale * rng.standard_normal(SHAPES[v])).astype(np.float32)
+                 for v in variables}
+        tensors.update({f"input.{step}{suffix(v)}": g for v, g in grads.items()})
+        optimizer.apply_gradients(
+            [(tf.constant(g, dtype=tf.float64), var) for g, var in zip(grads.values(), state)])
+    for v, var in zip(variables, state):
+        tensors[f"output{suffix(v)}"] = var.numpy().astype(np.float32)
+    spec = {"class": type(optimizer).__name__, **optimizer.get_config(),
+            "note": "input.N is the gradient of step N; output is the variable after all steps"}
+    metadata = {"kind": "optimizer", "spec": json.dumps(spec, sort_keys=True),
+                "rtol": str(OPT_RTOL), "atol": str(OPT_ATOL)}
+    path = os.path.join(OUT, f"{name}.safetensors")
+    write_safetensors(path, tensors, metadata)
+    print(f"wrote {os.path.normpath(path)}: {', '.join(tensors)}")
+
+
 def main(names):
-    unknown = [n for n in names if n not in CASES]
+    every = {**CASES, **OPTIMIZER_CASES}
+    unknown = [n for n in names if n not in every]
     if unknown:
-        sys.exit(f"unknown case(s) {unknown}; the cases are {sorted(CASES)}")
-    for name in names or CASES:
-        layer_case(name, *CASES[name])
+        sys.exit(f"unknown case(s) {unknown}; the cases are {sorted(every)}")
+    for name in names or every:
+        if name in CASES:
+            layer_case(name, *CASES[name])
+        else:
+            optimizer_case(name, *OPTIMIZER_CASES[name])
 
 
 if __name__ == "__main__":

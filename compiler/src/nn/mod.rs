@@ -15,6 +15,9 @@ pub use builder::{Architecture, Init, LayerInfo, ModelBuilder, ParamSpec};
 pub use layers::Layer;
 pub use loss::Loss;
 pub use metrics::{Metric, AUC_THRESHOLDS, DEFAULT_TOP_K};
-pub use optimizer::{Adam, AdamW, Optimizer, RmsProp, Sgd, ITERATIONS};
+pub use optimizer::{
+    Adam, AdamW, Algorithm, LearningRateSchedule, Optimizer, RmsProp, Sgd, ITERATIONS,
+    LEARNING_RATE,
+};
 pub use sequential::Sequential;
 pub use training::{forward_graph, loss_graph, ForwardGraph, LossGraph, SAMPLE_WEIGHT, TARGET};

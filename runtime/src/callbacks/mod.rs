@@ -14,13 +14,17 @@
 mod csv_logger;
 mod early_stopping;
 mod lambda;
+mod learning_rate_scheduler;
 mod model_checkpoint;
+mod reduce_lr_on_plateau;
 mod terminate_on_nan;
 
 pub use csv_logger::CSVLogger;
 pub use early_stopping::EarlyStopping;
 pub use lambda::LambdaCallback;
+pub use learning_rate_scheduler::LearningRateScheduler;
 pub use model_checkpoint::ModelCheckpoint;
+pub use reduce_lr_on_plateau::ReduceLROnPlateau;
 pub use terminate_on_nan::TerminateOnNaN;
 
 use crate::logs::Logs;
@@ -95,6 +99,18 @@ impl Control<'_> {
     /// written.
     pub fn set_weights(&mut self, weights: &[(String, Tensor)]) -> Result<()> {
         self.model.set_weights(weights)
+    }
+
+    /// At `on_epoch_end`, adds `name: value` to the epoch's entry in the history, as a Keras
+    /// callback writes into `logs` (the learning-rate callbacks add `learning_rate`). The
+    /// `logs` argument of the callbacks called at the same event are not changed.
+    pub fn log(&mut self, name: &str, value: f64) -> Result<()> {
+        self.model.log_epoch_value(name, value)
+    }
+
+    /// Sets the learning rate of the following steps ([`Model::set_learning_rate`]).
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.model.set_learning_rate(lr)
     }
 }
 

@@ -8,7 +8,8 @@ use crate::checkpoint::{self, Contents, TrainingInfo, Wanted};
 use crate::data::{weighted, Dataset};
 use crate::logs::{Logs, Report, Running};
 use crate::program::Program;
-use kiln_compiler::nn::{loss_graph, Loss, LossGraph, Metric, Optimizer, SAMPLE_WEIGHT, TARGET};
+use kiln_compiler::nn::{loss_graph, Loss, LossGraph, Metric, Optimizer};
+use kiln_compiler::nn::{LEARNING_RATE, SAMPLE_WEIGHT, TARGET};
 use kiln_compiler::{DType, Error, Result, Tensor};
 use std::path::Path;
 use std::time::Duration;
@@ -154,7 +155,22 @@ impl Training {
         Ok(())
     }
 
-    /// One training step; returns the loss and the metric statistics.
+    /// The learning rate the next step applies: the schedule's, or the training state's.
+    pub(super) fn learning_rate(&self) -> Result<f32> {
+        if self.optimizer.schedule.is_some() {
+            return Ok(self.optimizer.learning_rate_at(self.steps_taken));
+        }
+        Ok(self.parameter(LEARNING_RATE)?.as_f32()?[0])
+    }
+
+    /// Writes the learning rate of the next steps into the training state (no recompiling).
+    fn write_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.set_parameter(LEARNING_RATE, &Tensor::from_f32(&[], vec![lr])?)
+    }
+
+    /// One training step; returns the loss and the metric statistics. A schedule's learning
+    /// rate for this step (Keras's `iterations` before the step) is written into the state
+    /// first.
     pub(super) fn step(
         &mut self,
         xs: &[Tensor],
@@ -162,6 +178,9 @@ impl Training {
         weight: Option<&Tensor>,
     ) -> Result<Vec<Vec<f64>>> {
         let step = self.steps_taken;
+        if self.optimizer.schedule.is_some() {
+            self.write_learning_rate(self.optimizer.learning_rate_at(step))?;
+        }
         let keys: Vec<Tensor> = (0..self.train.random_keys.len() as u64)
             .map(|k| Tensor::from_i32(&[], vec![mix(step, k) as i32]))
             .collect::<Result<_>>()?;
@@ -242,6 +261,9 @@ impl Model {
         for (name, value) in &self.params {
             training.set_parameter(name, value)?;
         }
+        for (name, value) in training.optimizer.initial_state()? {
+            training.set_parameter(name, &value)?;
+        }
         self.training = Some(training);
         Ok(())
     }
@@ -253,6 +275,56 @@ impl Model {
                 "{what} needs a compiled model: call `model.compile(optimizer, loss, metrics)` first"
             ))
         })
+    }
+
+    /// The learning rate the next training step applies (Keras's `optimizer.learning_rate`):
+    /// the constant rate (as set by [`Model::set_learning_rate`]) or the schedule's value at
+    /// the next step.
+    pub fn learning_rate(&self) -> Result<f32> {
+        self.training
+            .as_ref()
+            .ok_or_else(|| {
+                Error::InvalidArgument(
+                    "learning_rate needs a compiled model: call `model.compile(optimizer, loss, \
+                     metrics)` first"
+                        .into(),
+                )
+            })?
+            .learning_rate()
+    }
+
+    /// Sets the learning rate of the following training steps (Keras's
+    /// `optimizer.learning_rate = lr`): a value in the training state, so the program is not
+    /// recompiled. Errors if the optimizer has a schedule (as Keras) or `lr` is negative or not
+    /// finite.
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        let training = self.training("set_learning_rate")?;
+        if training.optimizer.schedule.is_some() {
+            return Err(Error::InvalidArgument(
+                "the optimizer was compiled with a learning-rate schedule, so its learning \
+                 rate cannot be set"
+                    .into(),
+            ));
+        }
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "the learning rate must be finite and non-negative, got {lr}"
+            )));
+        }
+        training.write_learning_rate(lr)
+    }
+
+    /// Adds `name: value` to the last epoch's entry in the history (replacing a value of that
+    /// name), as a Keras callback writes into the epoch's `logs`.
+    pub(crate) fn log_epoch_value(&mut self, name: &str, value: f64) -> Result<()> {
+        let history = &mut self.training("logging a value")?.history;
+        if let Some(last) = history.epochs.last_mut() {
+            match last.0.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1 = value,
+                None => last.0.push((name.to_string(), value)),
+            }
+        }
+        Ok(())
     }
 
     /// One training step on a batch (`x`: one tensor per input, see
@@ -296,7 +368,7 @@ impl Model {
 
     /// Saves the whole training state atomically in the safetensors format: the weights under
     /// their layer-based names, the optimizer's state under the names the training graph gives
-    /// it (`optimizer/iterations`, `optimizer/<parameter>/m`, …), the step count (which seeds
+    /// it (`optimizer/iterations`, `optimizer/learning_rate`, `optimizer/<parameter>/m`, …), the step count (which seeds
     /// dropout) and the architecture's description and fingerprint. Loading it with
     /// [`Model::load_checkpoint`] and training on gives bit-identical results to training
     /// without the interruption (pass the epochs done as [`Fit::initial_epoch`](super::Fit)).

@@ -1,13 +1,25 @@
 //! Optimizer updates as graph builders, with Keras 3's defaults and update formulas. Each
-//! optimizer turns `(parameter, gradient)` pairs into `(variable, new value)` updates; its
-//! state (moments, the iteration count) is made of graph parameters named under `optimizer/`,
-//! which start at zero.
+//! optimizer turns `(parameter, gradient)` pairs into `(variable, new value)` updates, after
+//! clipping the gradients if asked; its state (moments, the iteration count, the learning
+//! rate) is made of graph parameters named under `optimizer/`, which start at zero but for the
+//! learning rate, which the runtime sets (see [`Optimizer::learning_rate_at`]).
+
+mod clip;
+mod schedule;
+
+pub use schedule::LearningRateSchedule;
 
 use crate::error::Result;
 use crate::ir::{Graph, NodeId, Op, Shape, UnaryOp};
+use crate::Tensor;
+use clip::Clipping;
 
 /// Name of the optimizer's step counter (an f32 scalar, exact up to 2²⁴ steps).
 pub const ITERATIONS: &str = "optimizer/iterations";
+
+/// Name of the learning rate the update reads (an f32 scalar of the training state: changing
+/// it, e.g. by a schedule, never recompiles).
+pub const LEARNING_RATE: &str = "optimizer/learning_rate";
 
 /// Stochastic gradient descent, optionally with (Nesterov) momentum (Keras's `SGD`), with
 /// Keras's defaults:
@@ -151,33 +163,102 @@ impl Default for RmsProp {
     }
 }
 
-/// Any of the optimizers.
+/// Any of the optimizer algorithms.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Optimizer {
+pub enum Algorithm {
     Sgd(Sgd),
     Adam(Adam),
     AdamW(AdamW),
     RmsProp(RmsProp),
 }
 
+impl Algorithm {
+    /// The Keras name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Algorithm::Sgd(_) => "SGD",
+            Algorithm::Adam(_) => "Adam",
+            Algorithm::AdamW(_) => "AdamW",
+            Algorithm::RmsProp(_) => "RMSprop",
+        }
+    }
+
+    /// The constant learning rate the algorithm was given.
+    pub fn learning_rate(&self) -> f32 {
+        match self {
+            Algorithm::Sgd(o) => o.learning_rate,
+            Algorithm::Adam(o) => o.learning_rate,
+            Algorithm::AdamW(o) => o.learning_rate,
+            Algorithm::RmsProp(o) => o.learning_rate,
+        }
+    }
+}
+
+/// An optimizer: an algorithm with the options every Keras optimizer takes. Build one from an
+/// algorithm (`Adam::default().into()`) and set the options with struct-update syntax:
+///
+/// | field | Keras | default |
+/// |---|---|---|
+/// | `schedule` | a schedule passed as `learning_rate` | none: the algorithm's constant rate |
+/// | `clipnorm` | `clipnorm` | none |
+/// | `clipvalue` | `clipvalue` | none |
+/// | `global_clipnorm` | `global_clipnorm` | none |
+///
+/// At most one clipping option may be set (building the update is an error otherwise, as
+/// Keras's constructor is).
+///
+/// ```
+/// use kiln_compiler::nn::{Adam, LearningRateSchedule, Optimizer, Sgd};
+/// let clipped = Optimizer { global_clipnorm: Some(1.0), ..Adam::default().into() };
+/// let decay = LearningRateSchedule::exponential_decay(0.1, 100, 0.96, true).unwrap();
+/// let scheduled = Optimizer { schedule: Some(decay), ..Sgd::default().into() };
+/// assert_eq!(scheduled.learning_rate_at(0), 0.1);
+/// # let _ = clipped;
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Optimizer {
+    pub algorithm: Algorithm,
+    /// The learning rate as a function of the step; when set, the algorithm's
+    /// `learning_rate` is not used.
+    pub schedule: Option<LearningRateSchedule>,
+    /// Rescale each gradient tensor to an L2 norm of at most this.
+    pub clipnorm: Option<f32>,
+    /// Clamp each gradient element to `[-clipvalue, clipvalue]`.
+    pub clipvalue: Option<f32>,
+    /// Scale all gradients together so that their global L2 norm is at most this.
+    pub global_clipnorm: Option<f32>,
+}
+
+impl From<Algorithm> for Optimizer {
+    fn from(algorithm: Algorithm) -> Self {
+        Optimizer {
+            algorithm,
+            schedule: None,
+            clipnorm: None,
+            clipvalue: None,
+            global_clipnorm: None,
+        }
+    }
+}
+
 impl From<Sgd> for Optimizer {
     fn from(o: Sgd) -> Self {
-        Optimizer::Sgd(o)
+        Algorithm::Sgd(o).into()
     }
 }
 impl From<Adam> for Optimizer {
     fn from(o: Adam) -> Self {
-        Optimizer::Adam(o)
+        Algorithm::Adam(o).into()
     }
 }
 impl From<AdamW> for Optimizer {
     fn from(o: AdamW) -> Self {
-        Optimizer::AdamW(o)
+        Algorithm::AdamW(o).into()
     }
 }
 impl From<RmsProp> for Optimizer {
     fn from(o: RmsProp) -> Self {
-        Optimizer::RmsProp(o)
+        Algorithm::RmsProp(o).into()
     }
 }
 
@@ -196,27 +277,52 @@ fn lerp_towards(g: &mut Graph, a: NodeId, b: NodeId, k: f32) -> Result<NodeId> {
     g.add(a, s)
 }
 
+/// The graph nodes every parameter's update reads.
+#[derive(Clone, Copy)]
+struct Shared {
+    /// The step being taken, counted from 1 (`iterations + 1`).
+    step: NodeId,
+    /// The learning rate of this step.
+    lr: NodeId,
+}
+
 impl Optimizer {
-    /// The Keras name.
+    /// The Keras name of the algorithm.
     pub fn name(&self) -> &'static str {
-        match self {
-            Optimizer::Sgd(_) => "SGD",
-            Optimizer::Adam(_) => "Adam",
-            Optimizer::AdamW(_) => "AdamW",
-            Optimizer::RmsProp(_) => "RMSprop",
+        self.algorithm.name()
+    }
+
+    /// The learning rate of step `step` (Keras's `iterations` before the step, from 0): the
+    /// schedule's value, or the algorithm's constant rate.
+    pub fn learning_rate_at(&self, step: u64) -> f32 {
+        match &self.schedule {
+            Some(schedule) => schedule.at(step) as f32,
+            None => self.algorithm.learning_rate(),
         }
     }
 
+    /// The optimizer state that does not start at zero, to write into a program built from
+    /// [`Optimizer::build`] before its first step: the learning rate of step 0.
+    pub fn initial_state(&self) -> Result<Vec<(&'static str, Tensor)>> {
+        let lr = Tensor::from_f32(&[], vec![self.learning_rate_at(0)])?;
+        Ok(vec![(LEARNING_RATE, lr)])
+    }
+
     /// The updates applying one step with `gradients[i]` to parameter `params[i]`, including
-    /// the optimizer's own state.
+    /// the optimizer's own state; the gradients are clipped first if asked. The learning rate
+    /// is read from the state parameter [`LEARNING_RATE`]: write
+    /// [`Optimizer::initial_state`] into the program before the first step. Errors if the
+    /// clipping options are invalid (more than one set, or one not positive).
     pub fn build(
         &self,
         g: &mut Graph,
         params: &[NodeId],
         gradients: &[NodeId],
     ) -> Result<Vec<(NodeId, NodeId)>> {
+        let clipping = Clipping::from_keras(self.clipnorm, self.clipvalue, self.global_clipnorm)?;
         g.scoped("optimizer", |g| {
             let iterations = g.parameter(ITERATIONS, Shape::scalar())?;
+            let lr = g.parameter(LEARNING_RATE, Shape::scalar())?;
             // The state is created family by family (every parameter's `m`, then every `v`),
             // so each family's slots lie in the state arena exactly as the parameters do and
             // one loop can update all parameters (see `codegen::horizontal`).
@@ -225,12 +331,14 @@ impl Optimizer {
                 .iter()
                 .map(|name| params.iter().map(|&p| slot(g, p, name)).collect())
                 .collect::<Result<Vec<Vec<NodeId>>>>()?;
+            let gradients = clipping.apply(g, gradients)?;
             let one = g.scalar(1.0)?;
             let step = g.add(iterations, one)?;
+            let shared = Shared { step, lr };
             let mut updates = vec![(iterations, step)];
-            for (i, (&p, &grad)) in params.iter().zip(gradients).enumerate() {
+            for (i, (&p, &grad)) in params.iter().zip(&gradients).enumerate() {
                 let state: Vec<NodeId> = families.iter().map(|f| f[i]).collect();
-                updates.extend(self.update(g, p, grad, step, &state)?);
+                updates.extend(self.update(g, p, grad, shared, &state)?);
             }
             Ok(updates)
         })
@@ -238,12 +346,12 @@ impl Optimizer {
 
     /// The names of the per-parameter state slots, in the order `update` takes them.
     fn slot_names(&self) -> &'static [&'static str] {
-        match *self {
-            Optimizer::Sgd(o) if o.momentum == 0.0 => &[],
-            Optimizer::Sgd(_) => &["momentum"],
-            Optimizer::Adam(_) | Optimizer::AdamW(_) => &["m", "v"],
-            Optimizer::RmsProp(o) if o.momentum == 0.0 => &["velocity"],
-            Optimizer::RmsProp(_) => &["velocity", "momentum"],
+        match self.algorithm {
+            Algorithm::Sgd(o) if o.momentum == 0.0 => &[],
+            Algorithm::Sgd(_) => &["momentum"],
+            Algorithm::Adam(_) | Algorithm::AdamW(_) => &["m", "v"],
+            Algorithm::RmsProp(o) if o.momentum == 0.0 => &["velocity"],
+            Algorithm::RmsProp(_) => &["velocity", "momentum"],
         }
     }
 
@@ -253,12 +361,12 @@ impl Optimizer {
         g: &mut Graph,
         p: NodeId,
         grad: NodeId,
-        step: NodeId,
+        shared: Shared,
         state: &[NodeId],
     ) -> Result<Vec<(NodeId, NodeId)>> {
-        match *self {
-            Optimizer::Sgd(o) => {
-                let lr_g = g.scale(grad, o.learning_rate)?;
+        match self.algorithm {
+            Algorithm::Sgd(o) => {
+                let lr_g = g.mul(grad, shared.lr)?;
                 if o.momentum == 0.0 {
                     return Ok(vec![(p, g.sub(p, lr_g)?)]);
                 }
@@ -274,31 +382,25 @@ impl Optimizer {
                 };
                 Ok(vec![(m, m_new), (p, p_new)])
             }
-            Optimizer::Adam(o) => adam(g, [p, state[0], state[1]], grad, step, o, None),
-            Optimizer::AdamW(o) => {
+            Algorithm::Adam(o) => adam(g, [p, state[0], state[1]], grad, shared, o, None),
+            Algorithm::AdamW(o) => {
                 let adam_part = Adam {
                     learning_rate: o.learning_rate,
                     beta_1: o.beta_1,
                     beta_2: o.beta_2,
                     epsilon: o.epsilon,
                 };
-                adam(
-                    g,
-                    [p, state[0], state[1]],
-                    grad,
-                    step,
-                    adam_part,
-                    Some(o.weight_decay),
-                )
+                let moments = [p, state[0], state[1]];
+                adam(g, moments, grad, shared, adam_part, Some(o.weight_decay))
             }
-            Optimizer::RmsProp(o) => {
+            Algorithm::RmsProp(o) => {
                 let v = state[0];
                 let g2 = g.mul(grad, grad)?;
                 let v_new = lerp_towards(g, v, g2, 1.0 - o.rho)?;
                 let eps = g.scalar(o.epsilon)?;
                 let denom = g.add(v_new, eps)?;
                 let denom = g.unary(UnaryOp::Sqrt, denom)?;
-                let lr_g = g.scale(grad, o.learning_rate)?;
+                let lr_g = g.mul(grad, shared.lr)?;
                 let increment = g.div(lr_g, denom)?;
                 if o.momentum == 0.0 {
                     return Ok(vec![(v, v_new), (p, g.sub(p, increment)?)]);
@@ -314,24 +416,25 @@ impl Optimizer {
 
 /// Keras 3's Adam step (with AdamW's weight decay applied to the parameter first):
 /// `α = lr·√(1−β₂ᵗ)/(1−β₁ᵗ)`, `m += (g−m)(1−β₁)`, `v += (g²−v)(1−β₂)`, `p −= α·m/(√v + ε)`.
+/// The learning rate comes from `shared`, not from `o`.
 fn adam(
     g: &mut Graph,
     [p, m, v]: [NodeId; 3],
     grad: NodeId,
-    step: NodeId,
+    shared: Shared,
     o: Adam,
     weight_decay: Option<f32>,
 ) -> Result<Vec<(NodeId, NodeId)>> {
     let b1 = g.scalar(o.beta_1)?;
     let b2 = g.scalar(o.beta_2)?;
-    let b1t = g.binary(crate::ir::BinaryOp::Pow, b1, step)?;
-    let b2t = g.binary(crate::ir::BinaryOp::Pow, b2, step)?;
+    let b1t = g.binary(crate::ir::BinaryOp::Pow, b1, shared.step)?;
+    let b2t = g.binary(crate::ir::BinaryOp::Pow, b2, shared.step)?;
     let one = g.scalar(1.0)?;
     let c1 = g.sub(one, b1t)?;
     let c2 = g.sub(one, b2t)?;
     let c2 = g.unary(UnaryOp::Sqrt, c2)?;
     let ratio = g.div(c2, c1)?;
-    let alpha = g.scale(ratio, o.learning_rate)?;
+    let alpha = g.mul(ratio, shared.lr)?;
     let m_new = lerp_towards(g, m, grad, 1.0 - o.beta_1)?;
     let g2 = g.mul(grad, grad)?;
     let v_new = lerp_towards(g, v, g2, 1.0 - o.beta_2)?;
@@ -342,7 +445,8 @@ fn adam(
     let delta = g.mul(alpha, dir)?;
     let base = match weight_decay {
         Some(wd) => {
-            let decay = g.scale(p, wd * o.learning_rate)?;
+            let rate = g.scale(shared.lr, wd)?;
+            let decay = g.mul(p, rate)?;
             g.sub(p, decay)?
         }
         None => p,
