@@ -559,11 +559,12 @@ fn dataset_validation_errors() {
     let m = data_message(Dataset::from_slices(&[0.0; 3], &[1], &[0, -1, 2]));
     assert!(m.contains("class label -1 of sample 1 is negative"), "{m}");
 
+    // Per-token class labels [N, T] are checked per sample too.
     let m = data_message(Dataset::new(
         Tensor::from_f32(&[2, 1], vec![0.0, 1.0]).unwrap(),
-        Tensor::from_i32(&[2, 1], vec![0, 1]).unwrap(),
+        Tensor::from_i32(&[2, 3], vec![0, 1, 2, 3, -4, 5]).unwrap(),
     ));
-    assert!(m.contains("must have shape [N], found [2, 1]"), "{m}");
+    assert!(m.contains("class label -4 of sample 1 is negative"), "{m}");
 
     let m = data_message(Dataset::from_slices(&[], &[0], &[1, 2]));
     assert!(m.contains("no values per sample"), "{m}");

@@ -6,6 +6,7 @@ mod dataset;
 mod idx;
 
 pub use csv::{parse_csv, read_csv, CsvOptions, Header, LabelColumn, Labels};
+pub(crate) use dataset::row_range;
 pub use dataset::{idx_dir, Batch, Batches, Dataset};
 pub use idx::{parse_idx, parse_idx_limited, read_idx, IdxArray, IdxData};
 
