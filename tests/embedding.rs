@@ -95,6 +95,10 @@ fn token_ids_out_of_range_are_errors_naming_the_input() {
     let floats = Tensor::from_f32(&[1, 6], vec![1.0; 6]).unwrap();
     let e = model.predict(&floats).unwrap_err().to_string();
     assert!(e.contains("tokens") && e.contains("i32"), "{e}");
+    let labels = Tensor::from_i32(&[1], vec![0]).unwrap();
+    let e = model.fit(&Dataset::new(floats, labels).unwrap(), &Fit::default());
+    let e = e.unwrap_err().to_string();
+    assert!(e.contains("tokens") && e.contains("i32"), "{e}");
 }
 
 #[test]
@@ -109,4 +113,42 @@ fn the_builder_api_takes_token_inputs_too() {
         .predict(&Tensor::from_i32(&[2, 6], vec![1; 12]).unwrap())
         .unwrap();
     assert_eq!(p.shape(), [2, 2]);
+}
+
+model! {
+    /// A per-token classifier: the class of each position from its id alone.
+    Tagger(tokens: [8] as i32) -> embedding(10, 8) -> dense(10, softmax)
+}
+
+#[test]
+fn per_token_labels_train_a_per_token_loss() {
+    // Each id's tag is (3 · id + 1) mod 10: learnable from the embedding of the id.
+    let ids: Vec<i32> = (0..128 * 8).map(|i| (i * 7 + i / 8) % 10).collect();
+    let tags: Vec<i32> = ids.iter().map(|&t| (3 * t + 1) % 10).collect();
+    let data = Dataset::new(
+        Tensor::from_i32(&[128, 8], ids).unwrap(),
+        Tensor::from_i32(&[128, 8], tags).unwrap(),
+    )
+    .unwrap();
+    let mut model = Tagger::new(0);
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
+    let adam = Adam {
+        learning_rate: 0.05,
+        ..Adam::default()
+    };
+    model.compile(adam, loss, &[Metric::Accuracy]).unwrap();
+    let fit = Fit {
+        epochs: 10,
+        batch_size: 32,
+        verbosity: Verbosity::Quiet,
+        ..Fit::default()
+    };
+    let history = model.fit(&data, &fit).unwrap();
+    let losses = history.get("loss");
+    assert!(losses[9] < losses[0] / 10.0, "loss per epoch {losses:?}");
+    assert_eq!(history.get("accuracy")[9], 1.0);
+    assert_eq!(
+        model.predict(data.features()).unwrap().shape(),
+        [128, 8, 10]
+    );
 }
