@@ -827,6 +827,7 @@ fn run_model(case: &mut Case, check: &mut Checker) -> CaseResult<()> {
     let y = case.take("input.1")?;
     let arch = Sequential {
         input: item_shape(&x, "input.0")?,
+        dtype: x.dtype(),
         layers,
     };
 
@@ -981,8 +982,6 @@ fn outcome(path: &Path) -> Outcome {
 const SKIPPED: &[&str] = &[
     // Normalisation.
     "layer_norm",
-    // Embedding.
-    "embedding",
     // Recurrent layers.
     "gru_last",
     "gru_seq",

@@ -5,7 +5,7 @@
 
 use crate::resolve::{Plan, Step};
 use kiln_compiler::nn::ModelBuilder;
-use kiln_compiler::{DType, Error as CompilerError, Graph, NodeId};
+use kiln_compiler::{Error as CompilerError, Graph, NodeId};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use syn::Error;
@@ -17,7 +17,7 @@ pub fn check(plan: &Plan, errors: &mut Vec<Error>) {
     let mut builder = ModelBuilder::new(&mut graph, true);
     let mut nodes: Vec<Option<NodeId>> = Vec::new();
     for input in &plan.inputs {
-        let node = builder.input(&input.name.to_string(), &input.dims, DType::F32);
+        let node = builder.input(&input.name.to_string(), &input.dims, input.dtype);
         nodes.push(
             node.map_err(|e| errors.push(Error::new(input.name.span(), e)))
                 .ok(),

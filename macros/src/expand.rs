@@ -4,6 +4,7 @@
 use crate::check;
 use crate::resolve::{self, Plan, Value};
 use crate::syntax::{self, ModelDef};
+use kiln_compiler::DType;
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::Error;
@@ -51,8 +52,12 @@ fn var(value: Value) -> Ident {
 fn build_body(plan: &Plan, builder: &Ident) -> TokenStream {
     let inputs = plan.inputs.iter().enumerate().map(|(i, input)| {
         let (v, name, dims) = (var(Value(i)), input.name.to_string(), &input.dims);
+        let dtype = match input.dtype {
+            DType::F32 => quote!(F32),
+            DType::I32 => quote!(I32),
+        };
         quote! {
-            let #v = #builder.input(#name, &[#(#dims),*], ::kiln::compiler::DType::F32)?;
+            let #v = #builder.input(#name, &[#(#dims),*], ::kiln::compiler::DType::#dtype)?;
         }
     });
     let steps = plan.steps.iter().enumerate().map(|(i, step)| {

@@ -45,7 +45,8 @@
 //! ```text
 //! model!  { model* }
 //! model   = doc-comment* visibility? Name ( input, … ) body
-//! input   = name: [dim, …]              every dimension but the batch is known: x: [28, 28]
+//! input   = name: [dim, …] (as i32)?     every dimension but the batch is known: x: [28, 28];
+//!                                        `as i32` for token ids (embedding inputs)
 //! body    = -> layer -> layer …          sequential: all inputs flow into the first layer
 //!         | { let name = flow; … flow }  functional: the last flow is the output
 //! flow    = source -> layer -> …

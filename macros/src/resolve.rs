@@ -7,6 +7,7 @@ use crate::layers::{self, Built};
 use crate::suggest::closest;
 use crate::syntax::{Flow, LayerCall, ModelDef, Source};
 use kiln_compiler::nn::TARGET;
+use kiln_compiler::DType;
 use proc_macro2::{Ident, Span, TokenStream};
 use syn::Error;
 
@@ -18,10 +19,11 @@ pub struct Plan {
     pub output: Option<Value>,
 }
 
-/// A model input: its name and item shape (without the batch axis).
+/// A model input: its name, item shape (without the batch axis) and element type.
 pub struct PlannedInput {
     pub name: Ident,
     pub dims: Vec<usize>,
+    pub dtype: DType,
 }
 
 /// A layer applied to values.
@@ -80,10 +82,11 @@ pub fn plan(def: &ModelDef, errors: &mut Vec<Error>) -> Plan {
         if !r.fresh(&input.name, true) {
             continue;
         }
-        let value = input.dims.as_ref().map(|dims| {
+        let value = input.ty.as_ref().map(|ty| {
             r.plan.inputs.push(PlannedInput {
                 name: input.name.clone(),
-                dims: dims.clone(),
+                dims: ty.dims.clone(),
+                dtype: ty.dtype,
             });
             Value(r.plan.inputs.len() - 1)
         });

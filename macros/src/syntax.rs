@@ -5,6 +5,7 @@
 //! Only a malformed model header (name, inputs, start of the body) stops the parse.
 
 use crate::layers::is_layer;
+use kiln_compiler::DType;
 use proc_macro2::{Delimiter, Group, Ident, Punct, Spacing, Span, TokenStream, TokenTree};
 use quote::quote;
 use syn::parse::{ParseStream, Parser};
@@ -24,10 +25,16 @@ pub struct ModelDef {
     pub recovered: bool,
 }
 
-/// An input `x: [784]` (`dims` is `None` after a reported error).
+/// An input `x: [784]` or `tokens: [16] as i32` (`ty` is `None` after a reported error).
 pub struct Input {
     pub name: Ident,
-    pub dims: Option<Vec<usize>>,
+    pub ty: Option<InputType>,
+}
+
+/// An input's item shape (without the batch axis) and element type (`f32` unless `as i32`).
+pub struct InputType {
+    pub dims: Vec<usize>,
+    pub dtype: DType,
 }
 
 /// `let name = flow;`
@@ -156,20 +163,20 @@ fn delimited(input: ParseStream, delimiter: Delimiter) -> Option<Group> {
         .ok()
 }
 
-/// `x: [784]` or `image: [28, 28]`.
+/// `x: [784]`, `image: [28, 28]` or `tokens: [16] as i32`.
 fn model_input(tokens: TokenStream, errors: &mut Vec<Error>) -> Option<Input> {
     let parser = |input: ParseStream| -> syn::Result<Input> {
         let name: Ident = input
             .parse()
             .map_err(|e| Error::new(e.span(), "expected an input such as `x: [784]`"))?;
-        let dims = input_dims(input, &name).map_err(|e| errors.push(e)).ok();
+        let ty = input_type(input, &name).map_err(|e| errors.push(e)).ok();
         skip_rest(input)?;
-        Ok(Input { name, dims })
+        Ok(Input { name, ty })
     };
     parser.parse2(tokens).map_err(|e| errors.push(e)).ok()
 }
 
-fn input_dims(input: ParseStream, name: &Ident) -> syn::Result<Vec<usize>> {
+fn input_type(input: ParseStream, name: &Ident) -> syn::Result<InputType> {
     let message =
         "expected `: [dims]` after the input's name, as in `x: [784]` or `image: [28, 28]`";
     let colon: Token![:] = input
@@ -177,9 +184,36 @@ fn input_dims(input: ParseStream, name: &Ident) -> syn::Result<Vec<usize>> {
         .map_err(|_| error_at(input, name.span(), message))?;
     let group =
         delimited(input, Delimiter::Bracket).ok_or_else(|| error_at(input, colon.span, message))?;
+    let dtype = input_dtype(input, &group)?;
     if !input.is_empty() {
         return Err(input.error("expected `,` after the input's shape"));
     }
+    let dims = input_dims(&group)?;
+    Ok(InputType { dims, dtype })
+}
+
+/// The optional `as i32` (token ids) or `as f32` (the default) after an input's shape.
+fn input_dtype(input: ParseStream, shape: &Group) -> syn::Result<DType> {
+    if !input.peek(Token![as]) {
+        return Ok(DType::F32);
+    }
+    let as_: Token![as] = input.parse()?;
+    let message = "expected `f32` or `i32` after `as`, as in `tokens: [16] as i32`";
+    let ty: Ident = input
+        .parse()
+        .map_err(|_| error_at(input, as_.span, message))?;
+    match ty.to_string().as_str() {
+        "f32" => Ok(DType::F32),
+        "i32" => Ok(DType::I32),
+        _ => Err(Error::new(
+            ty.span().join(shape.span()).unwrap_or(ty.span()),
+            message,
+        )),
+    }
+}
+
+/// The dimensions in `[…]`.
+fn input_dims(group: &Group) -> syn::Result<Vec<usize>> {
     let mut errors = Vec::new();
     let dims = list(group.stream(), &mut errors, "a dimension")
         .into_iter()

@@ -3,6 +3,7 @@
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use kiln_compiler::DType;
 use kiln_runtime::data::{idx_dir, parse_idx, read_idx, Dataset, IdxArray, IdxData};
 use kiln_runtime::{Error, Tensor};
 use rand::rngs::StdRng;
@@ -559,11 +560,12 @@ fn dataset_validation_errors() {
     let m = data_message(Dataset::from_slices(&[0.0; 3], &[1], &[0, -1, 2]));
     assert!(m.contains("class label -1 of sample 1 is negative"), "{m}");
 
+    // Per-token class labels [N, T] are checked per sample too.
     let m = data_message(Dataset::new(
         Tensor::from_f32(&[2, 1], vec![0.0, 1.0]).unwrap(),
-        Tensor::from_i32(&[2, 1], vec![0, 1]).unwrap(),
+        Tensor::from_i32(&[2, 3], vec![0, 1, 2, 3, -4, 5]).unwrap(),
     ));
-    assert!(m.contains("must have shape [N], found [2, 1]"), "{m}");
+    assert!(m.contains("class label -4 of sample 1 is negative"), "{m}");
 
     let m = data_message(Dataset::from_slices(&[], &[0], &[1, 2]));
     assert!(m.contains("no values per sample"), "{m}");
@@ -574,13 +576,12 @@ fn dataset_validation_errors() {
     ));
     assert!(m.contains("leading sample dimension"), "{m}");
 
-    assert!(matches!(
-        Dataset::new(
-            Tensor::from_i32(&[1, 1], vec![3]).unwrap(),
-            Tensor::from_i32(&[1], vec![0]).unwrap()
-        ),
-        Err(Error::DType { .. })
-    ));
+    // i32 features are token ids (checked against the model's inputs when it runs).
+    let tokens = Dataset::new(
+        Tensor::from_i32(&[1, 1], vec![3]).unwrap(),
+        Tensor::from_i32(&[1], vec![0]).unwrap(),
+    );
+    assert_eq!(tokens.unwrap().features().dtype(), DType::I32);
 }
 
 // ---------------------------------------------------------------- batching

@@ -42,6 +42,12 @@ CASES = {
     "prelu_shared_axes": (lambda: keras.layers.PReLU(shared_axes=[1]), [(4, 3, 5)]),
     "batch_norm_nhwc_training": (lambda: keras.layers.BatchNormalization(), [(3, 4, 5, 6)],
                                  {"training": True}),
+    # Keras's Dot on sequences: a batched contraction over the given axes.
+    "dot_rank3_axes1": (lambda: keras.layers.Dot(axes=1), [(3, 5, 4), (3, 5, 6)]),
+    "dot_rank3_axes2": (lambda: keras.layers.Dot(axes=2), [(3, 5, 4), (3, 6, 4)]),
+    "dot_rank3_axes_1_2": (lambda: keras.layers.Dot(axes=(1, 2)), [(3, 5, 4), (3, 6, 5)]),
+    "dot_rank3_normalize": (lambda: keras.layers.Dot(axes=2, normalize=True),
+                            [(3, 5, 4), (3, 6, 4)]),
 }
 
 # The optimizer cases' tolerances (float32 against float64 references), as the shared ones.
@@ -83,12 +89,23 @@ def write_safetensors(path, tensors, metadata):
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
+def spread(layer, inputs, **call):
+    """Calls a layer with its inputs as arguments."""
+    return layer(*inputs, **call)
+
+
+def merged(layer, inputs, **call):
+    """Calls a merge layer, which takes its inputs as one list."""
+    return layer(inputs, **call)
+
+
 def layer_case(name, make, shapes, call=None):
     call = call or {}
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     layer = make()
     inputs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
-    layer(*inputs)  # builds the weights
+    apply = merged if isinstance(layer, keras.src.layers.merging.base_merge.Merge) else spread
+    apply(layer, inputs)  # builds the weights
     weights = [(w.name, (0.5 * rng.standard_normal(w.shape)).astype(np.float32))
                for w in layer.weights]
     config = layer.get_config()
@@ -97,11 +114,11 @@ def layer_case(name, make, shapes, call=None):
     # The same layer in float64, fed the float32 values.
     layer64 = type(layer).from_config({**config, "dtype": "float64"})
     x64 = [tf.constant(x, dtype=tf.float64) for x in inputs]
-    layer64(*x64)
+    apply(layer64, x64)
     layer64.set_weights([w.astype(np.float64) for _, w in weights])
     with tf.GradientTape() as tape:
         tape.watch(x64)
-        y = layer64(*x64, **call)
+        y = apply(layer64, x64, **call)
         r = rng.standard_normal(y.shape).astype(np.float32)
         loss = tf.reduce_sum(y * tf.constant(r, dtype=tf.float64))
     grads = tape.gradient(loss, x64 + list(layer64.trainable_weights))

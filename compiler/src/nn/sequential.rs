@@ -9,16 +9,27 @@ use crate::ir::{DType, NodeId};
 pub struct Sequential {
     /// The shape of one input item (without the batch axis).
     pub input: Vec<usize>,
+    /// The input's element type: f32, or i32 token ids ([`Sequential::tokens`]).
+    pub dtype: DType,
     /// The layers in order, each with an optional user-given name.
     pub layers: Vec<(Option<String>, Layer)>,
 }
 
 impl Sequential {
-    /// An empty model taking items of shape `input`.
+    /// An empty model taking f32 items of shape `input`.
     pub fn new(input: &[usize]) -> Self {
         Sequential {
             input: input.to_vec(),
+            dtype: DType::F32,
             layers: Vec::new(),
+        }
+    }
+
+    /// An empty model taking items of i32 token ids of shape `input` (for an `embedding`).
+    pub fn tokens(input: &[usize]) -> Self {
+        Sequential {
+            dtype: DType::I32,
+            ..Sequential::new(input)
         }
     }
 
@@ -38,7 +49,7 @@ impl Sequential {
 
 impl Architecture for Sequential {
     fn build(&self, b: &mut ModelBuilder) -> Result<NodeId> {
-        let mut x = b.input("x", &self.input, DType::F32)?;
+        let mut x = b.input("x", &self.input, self.dtype)?;
         for (name, layer) in &self.layers {
             x = layer.build(b, name.as_deref(), &[x])?;
         }

@@ -44,9 +44,12 @@ impl Dataset {
     }
 
     /// A dataset from one feature tensor per input of the model (in the model's input order)
-    /// and labels; errors if there is no input, a tensor has no leading sample dimension, the
-    /// sample counts differ or are zero, features are not f32, an item is empty, a feature or
-    /// f32 target is NaN or infinite, or i32 class labels are not `[N]` and non-negative.
+    /// and labels. Features are f32, or i32 token ids for inputs declared `as i32` (their
+    /// range is checked against the model when it runs); i32 labels are class indices, one
+    /// per sample (`[N]`) or per position (`[N, T]`, for per-token losses). Errors if there is
+    /// no input, a tensor has no leading sample dimension, the sample counts differ or are
+    /// zero, an item is empty, an f32 feature or target is NaN or infinite, or a class label is
+    /// negative.
     pub fn with_inputs(inputs: Vec<Tensor>, labels: Tensor) -> Result<Self> {
         if inputs.is_empty() {
             return Err(Error::Data("a dataset needs at least one input".into()));
@@ -64,13 +67,6 @@ impl Dataset {
         }
         for (i, features) in inputs.iter().enumerate() {
             let name = input_name(i, inputs.len());
-            if features.dtype() != DType::F32 {
-                return Err(Error::DType {
-                    op: format!("dataset {name}"),
-                    expected: DType::F32.to_string(),
-                    found: features.dtype().to_string(),
-                });
-            }
             if features.shape().is_empty() {
                 return Err(Error::Data(format!(
                     "{name} of shape [] need a leading sample dimension"
@@ -89,7 +85,9 @@ impl Dataset {
                     features.shape()
                 )));
             }
-            check_finite(&name, features)?;
+            if features.dtype() == DType::F32 {
+                check_finite(&name, features)?;
+            }
         }
         if labels.shape()[1..].contains(&0) {
             return Err(Error::Data(format!(
@@ -99,12 +97,6 @@ impl Dataset {
         }
         if labels.dtype() == DType::F32 {
             check_finite("labels", &labels)?;
-        } else if labels.shape().len() != 1 {
-            return Err(Error::Data(format!(
-                "i32 class labels must have shape [N], found {:?} (use f32 labels for \
-                 multi-dimensional targets)",
-                labels.shape()
-            )));
         }
         Self::from_parts(inputs, labels)
     }
@@ -138,9 +130,11 @@ impl Dataset {
         let num_classes = match labels.data() {
             TensorData::I32(v) => {
                 if let Some(i) = v.iter().position(|&l| l < 0) {
+                    let per_sample = v.len() / labels.shape()[0];
                     return Err(Error::Data(format!(
-                        "class label {} of sample {i} is negative",
-                        v[i]
+                        "class label {} of sample {} is negative",
+                        v[i],
+                        i / per_sample
                     )));
                 }
                 v.iter().max().map(|&m| m as usize + 1)
@@ -335,6 +329,11 @@ impl ExactSizeIterator for Batches<'_> {}
 enum Rows<'a> {
     Range(Range<usize>),
     Indices(&'a [usize]),
+}
+
+/// The rows `range` of `t` (indexed along its first dimension), f32 or i32.
+pub(crate) fn row_range(t: &Tensor, range: Range<usize>) -> Tensor {
+    take_rows(t, &Rows::Range(range))
 }
 
 /// The rows `rows` of `t` (indexed along its first dimension), in that order.

@@ -7,6 +7,7 @@ mod idx;
 mod weights;
 
 pub use csv::{parse_csv, read_csv, CsvOptions, Header, LabelColumn, Labels};
+pub(crate) use dataset::row_range;
 pub use dataset::{idx_dir, Batch, Batches, Dataset};
 pub use idx::{parse_idx, parse_idx_limited, read_idx, IdxArray, IdxData};
 pub(crate) use weights::weighted;

@@ -2,6 +2,7 @@
 //! specialised per batch size.
 
 use super::Model;
+use crate::data::row_range;
 use crate::program::Program;
 use kiln_compiler::nn::forward_graph;
 use kiln_compiler::{Error, Result, Tensor};
@@ -140,7 +141,6 @@ pub(super) fn item_count(inputs: &[String], xs: &[Tensor]) -> Result<usize> {
                 found: format!("{rows} items"),
             });
         }
-        x.as_f32()?;
     }
     match n.unwrap_or(0) {
         0 => Err(Error::Data("predict was given no items".into())),
@@ -172,16 +172,7 @@ fn predict_batches(
     let mut out_item = Vec::new();
     for start in (0..n).step_by(batch_size) {
         let end = (start + batch_size).min(n);
-        let batch: Vec<Tensor> = xs
-            .iter()
-            .map(|x| {
-                let item: usize = x.shape()[1..].iter().product();
-                let mut shape = x.shape().to_vec();
-                shape[0] = end - start;
-                let data = x.as_f32()?;
-                Tensor::from_f32(&shape, data[start * item..end * item].to_vec())
-            })
-            .collect::<Result<_>>()?;
+        let batch: Vec<Tensor> = xs.iter().map(|x| row_range(x, start..end)).collect();
         let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(String::as_str).zip(&batch).collect();
         let y = program.run(&feeds)?.remove(0);
         out_item = y.shape()[1..].to_vec();

@@ -15,7 +15,7 @@ pub use schema::{
 
 use super::ModelBuilder;
 use crate::error::{Error, Result};
-use crate::ir::{Dim, NodeId, Shape};
+use crate::ir::{DType, Dim, NodeId, Shape};
 use std::fmt;
 
 /// Declares the family modules and [`LAYERS`], each module's `SPECS` in order.
@@ -28,7 +28,10 @@ macro_rules! families {
     };
 }
 
-families!(dense, conv, pooling, batch_norm, flatten, reshaping, dropout, activation, merge, prelu);
+families!(
+    dense, conv, pooling, batch_norm, flatten, reshaping, dropout, activation, merge, prelu,
+    embedding,
+);
 
 /// Every layer's declaration.
 pub fn specs() -> impl Iterator<Item = &'static LayerSpec> + Clone {
@@ -181,8 +184,12 @@ impl Layer {
             )));
         }
         if let Some(&x) = inputs.iter().find(|&&x| b.graph.dtype(x) != spec.dtype) {
+            let hint = match spec.dtype {
+                DType::I32 => " (token ids: declare the input `as i32`)",
+                DType::F32 => "",
+            };
             return Err(Error::InvalidArgument(format!(
-                "layer `{name}` ({}) takes {:?} inputs, found {:?}",
+                "layer `{name}` ({}) takes {} inputs{hint}, found {}",
                 spec.name,
                 spec.dtype,
                 b.graph.dtype(x)

@@ -4,7 +4,7 @@
 use super::conv::layer_window;
 use super::{ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Layer, LayerSpec, Masking};
 use crate::error::{Error, Result};
-use crate::ir::{DType, NodeId, ReduceOp, Shape};
+use crate::ir::{DType, Dim, Graph, NodeId, ReduceOp, Shape};
 use crate::tensor::Tensor;
 use crate::nn::ModelBuilder;
 use std::borrow::Cow;
@@ -61,7 +61,7 @@ pub(super) const SPECS: &[LayerSpec] = &[
     pooling!("max_pool2d", "MaxPooling2D", "the maximum of each window of `[B, H, W, C]`", &POOL2D_ARGS, |b, c| pool(b, c, ReduceOp::Max)),
     pooling!("avg_pool2d", "AveragePooling2D", "the mean of each window of `[B, H, W, C]`", &POOL2D_ARGS, |b, c| pool(b, c, ReduceOp::Mean)),
     pooling!("global_max_pool1d", "GlobalMaxPooling1D", "`[B, steps, C] → [B, C]`: the maximum over the steps", &[], |b, c| global(b, c, ReduceOp::Max)),
-    pooling!("global_avg_pool1d", "GlobalAveragePooling1D", "`[B, steps, C] → [B, C]`: the mean over the steps", &[], |b, c| global(b, c, ReduceOp::Mean)),
+    pooling!("global_avg_pool1d", "GlobalAveragePooling1D", "`[B, steps, C] → [B, C]`: the mean over the steps (the unmasked ones under a mask)", &[], |b, c| global(b, c, ReduceOp::Mean)),
     pooling!("global_max_pool2d", "GlobalMaxPooling2D", "`[B, H, W, C] → [B, C]`: the maximum over the positions", &[], |b, c| global(b, c, ReduceOp::Max)),
     pooling!("global_avg_pool2d", "GlobalAveragePooling2D", "`[B, H, W, C] → [B, C]`: the mean over the positions", &[], |b, c| global(b, c, ReduceOp::Mean)),
 ];
@@ -156,6 +156,22 @@ fn global(b: &mut ModelBuilder, call: &Call, op: ReduceOp) -> Result<Vec<NodeId>
         ));
     }
     let axes: Vec<usize> = (1..=r).collect();
-    let y = b.graph.scoped(call.name, |g| g.reduce(op, x, &axes))?;
+    let mask = b.mask(x).filter(|_| op == ReduceOp::Mean);
+    let y = b.graph.scoped(call.name, |g| match mask {
+        Some(mask) => masked_mean(g, x, mask),
+        None => g.reduce(op, x, &axes),
+    })?;
     Ok(vec![y])
+}
+
+/// Keras's masked `GlobalAveragePooling1D`: the mean of `x` `[B, T, C]` over the steps whose
+/// mask `[B, T]` is 1 (`sum(x · mask) / sum(mask)`; a fully masked row is 0/0, as in Keras).
+fn masked_mean(g: &mut Graph, x: NodeId, mask: NodeId) -> Result<NodeId> {
+    let mut dims = g.shape(mask).dims().to_vec();
+    dims.push(Dim::Fixed(1));
+    let mask = g.reshape(mask, Shape(dims))?;
+    let kept = g.mul(x, mask)?;
+    let sum = g.sum(kept, &[1])?;
+    let count = g.sum(mask, &[1])?;
+    g.div(sum, count)
 }

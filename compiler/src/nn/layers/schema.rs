@@ -87,6 +87,8 @@ pub enum Initializer {
     Zeros,
     Ones,
     GlorotUniform,
+    /// Keras's `"uniform"`: `RandomUniform(-0.05, 0.05)` (embedding tables).
+    Uniform,
 }
 
 impl Initializer {
@@ -96,6 +98,7 @@ impl Initializer {
             Initializer::Zeros => "zeros",
             Initializer::Ones => "ones",
             Initializer::GlorotUniform => "glorot_uniform",
+            Initializer::Uniform => "uniform",
         }
     }
 
@@ -115,6 +118,10 @@ impl Initializer {
                 };
                 Init::GlorotUniform { fan_in, fan_out }
             }
+            Initializer::Uniform => Init::Uniform {
+                lo: -0.05,
+                hi: 0.05,
+            },
         }
     }
 }

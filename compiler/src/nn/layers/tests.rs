@@ -141,7 +141,11 @@ fn several_outputs_state_int_inputs_and_masks() {
     let mut b = ModelBuilder::new(&mut g, true);
     let f = b.input("f", &[3], DType::F32).unwrap();
     let e = pool.build_outputs(&mut b, None, &[f]).unwrap_err();
-    assert!(e.to_string().contains("takes I32 inputs, found F32"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("takes i32 inputs (token ids: declare the input `as i32`), found f32"),
+        "{e}"
+    );
     let tokens = b.input("tokens", &[3], DType::I32).unwrap();
     let mask = b.graph.full(1.0, &b.graph.shape(tokens).clone()).unwrap();
     b.set_mask(tokens, mask);

@@ -1,0 +1,154 @@
+//! Token inputs end to end: `as i32` model inputs, `embedding` (with `mask_zero`) and
+//! datasets of token ids, through `fit`, `evaluate` and `predict`.
+
+use kiln::prelude::*;
+
+model! {
+    /// Whether token 7 occurs in a zero-padded sequence of 6 ids: a bag of embeddings
+    /// averaged over the unmasked steps.
+    Occurs(tokens: [6] as i32) -> embedding(10, 8, mask_zero = true) -> global_avg_pool1d
+        -> dense(2, softmax)
+}
+
+/// `n` sequences of 1..=6 ids in 1..10, zero-padded to 6, labelled 1 if 7 occurs.
+fn occurrences(n: usize, seed: u64) -> Dataset {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = |m: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) % m) as i32
+    };
+    let (mut ids, mut labels) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let len = 1 + next(6) as usize;
+        let row: Vec<i32> = (0..6)
+            .map(|t| if t < len { 1 + next(9) } else { 0 })
+            .collect();
+        labels.push(i32::from(row.contains(&7)));
+        ids.extend(row);
+    }
+    let ids = Tensor::from_i32(&[n, 6], ids).unwrap();
+    Dataset::new(ids, Tensor::from_i32(&[n], labels).unwrap()).unwrap()
+}
+
+fn compiled(seed: u64) -> Occurs {
+    let mut model = Occurs::new(seed);
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
+    model
+        .compile(
+            Adam {
+                learning_rate: 0.05,
+                ..Adam::default()
+            },
+            loss,
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+    model
+}
+
+#[test]
+fn a_bag_of_token_embeddings_learns_whether_a_token_occurs() {
+    let (train, test) = (occurrences(512, 1), occurrences(256, 2));
+    let mut model = compiled(0);
+    let logs = |model: &mut Occurs, name| model.evaluate(&test).unwrap().get(name).unwrap();
+    let before = logs(&mut model, "loss");
+    let fit = Fit {
+        epochs: 15,
+        batch_size: 32,
+        verbosity: Verbosity::Quiet,
+        ..Fit::default()
+    };
+    model.fit(&train, &fit).unwrap();
+    let (after, accuracy) = (logs(&mut model, "loss"), logs(&mut model, "accuracy"));
+    assert!(after < before / 3.0, "loss {before} → {after}");
+    assert!(accuracy > 0.95, "test accuracy {accuracy}");
+    let p = model.predict(test.features()).unwrap();
+    assert_eq!(p.shape(), [256, 2]);
+}
+
+#[test]
+fn padding_is_masked_out_of_the_average() {
+    let mut model = compiled(3);
+    let padded = Tensor::from_i32(&[1, 6], vec![4, 7, 0, 0, 0, 0]).unwrap();
+    let repeated = Tensor::from_i32(&[1, 6], vec![4, 7, 4, 7, 4, 7]).unwrap();
+    let a = model.predict(&padded).unwrap();
+    let b = model.predict(&repeated).unwrap();
+    // [4, 7] and [4, 7, 4, 7, 4, 7] have the same mean embedding; without the mask the
+    // padding's row 0 would count in the first.
+    for (x, y) in a.as_f32().unwrap().iter().zip(b.as_f32().unwrap()) {
+        assert!((x - y).abs() < 1e-6, "{x} vs {y}");
+    }
+}
+
+#[test]
+fn token_ids_out_of_range_are_errors_naming_the_input() {
+    let mut model = compiled(0);
+    for bad in [10, -1] {
+        let ids = Tensor::from_i32(&[1, 6], vec![1, 2, bad, 0, 0, 0]).unwrap();
+        let e = model.predict(&ids).unwrap_err().to_string();
+        assert!(e.contains("tokens") && e.contains(&bad.to_string()), "{e}");
+    }
+    let floats = Tensor::from_f32(&[1, 6], vec![1.0; 6]).unwrap();
+    let e = model.predict(&floats).unwrap_err().to_string();
+    assert!(e.contains("tokens") && e.contains("i32"), "{e}");
+    let labels = Tensor::from_i32(&[1], vec![0]).unwrap();
+    let e = model.fit(&Dataset::new(floats, labels).unwrap(), &Fit::default());
+    let e = e.unwrap_err().to_string();
+    assert!(e.contains("tokens") && e.contains("i32"), "{e}");
+}
+
+#[test]
+fn the_builder_api_takes_token_inputs_too() {
+    let arch = Sequential::tokens(&[6])
+        .add(Layer::embedding(10, 4, false))
+        .add(Layer::flatten())
+        .add(Layer::dense(2, Activation::Softmax));
+    let mut model = Model::new(arch, 0).unwrap();
+    assert!(model.summary().to_string().contains("embedding"));
+    let p = model
+        .predict(&Tensor::from_i32(&[2, 6], vec![1; 12]).unwrap())
+        .unwrap();
+    assert_eq!(p.shape(), [2, 2]);
+}
+
+model! {
+    /// A per-token classifier: the class of each position from its id alone.
+    Tagger(tokens: [8] as i32) -> embedding(10, 8) -> dense(10, softmax)
+}
+
+#[test]
+fn per_token_labels_train_a_per_token_loss() {
+    // Each id's tag is (3 · id + 1) mod 10: learnable from the embedding of the id.
+    let ids: Vec<i32> = (0..128 * 8).map(|i| (i * 7 + i / 8) % 10).collect();
+    let tags: Vec<i32> = ids.iter().map(|&t| (3 * t + 1) % 10).collect();
+    let data = Dataset::new(
+        Tensor::from_i32(&[128, 8], ids).unwrap(),
+        Tensor::from_i32(&[128, 8], tags).unwrap(),
+    )
+    .unwrap();
+    let mut model = Tagger::new(0);
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
+    let adam = Adam {
+        learning_rate: 0.05,
+        ..Adam::default()
+    };
+    model.compile(adam, loss, &[Metric::Accuracy]).unwrap();
+    let fit = Fit {
+        epochs: 10,
+        batch_size: 32,
+        verbosity: Verbosity::Quiet,
+        ..Fit::default()
+    };
+    let history = model.fit(&data, &fit).unwrap();
+    let losses = history.get("loss");
+    assert!(losses[9] < losses[0] / 10.0, "loss per epoch {losses:?}");
+    assert_eq!(history.get("accuracy")[9], 1.0);
+    assert_eq!(
+        model.predict(data.features()).unwrap().shape(),
+        [128, 8, 10]
+    );
+}
