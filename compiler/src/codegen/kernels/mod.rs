@@ -176,6 +176,11 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
         | Op::WindowSum { .. } => movement::lower(e, arena, spec),
         Op::MatMul { .. } => matmul::lower(e, arena, spec),
         Op::Gather | Op::ScatterAdd { .. } => indexing::lower(e, arena, spec),
+        Op::Scan { .. } => Err(Error::Codegen {
+            kernel: spec.op.name(),
+            message: "loops are run by the interpreter only: the JIT does not compile them yet"
+                .into(),
+        }),
         Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::ElementCount(_) => {
             Err(Error::Codegen {
                 kernel: spec.op.name(),
