@@ -28,10 +28,12 @@
 //! body's vector-Jacobian product, built by the same autodiff. So the forward loop stores only
 //! its carries (the traces); everything else a backward step needs is recomputed from them.
 //!
-//! **Compilation** (planned): the body's kernels are compiled once, as a sub-program, and the
-//! runtime's executor runs them `T` times with the sequence, trace and stacked buffers offset by
-//! `t` times their slice size and the carries in place, so the number of Cranelift functions
-//! does not depend on `T`. Until then codegen rejects a scan with a typed error.
+//! **Compilation** (`crate::codegen`'s `scan` module): the body is compiled once, as a program
+//! of its own with its own arena, and each loop node's kernel is a driver that runs the body's
+//! kernels `T` times, copying in the carries, the step's sequence slices (at `t` times their
+//! slice size) and the invariants, and copying out the next carries and the node's value. So
+//! the number of Cranelift functions does not depend on `T`. Not yet: each node of a loop runs
+//! the loop (siblings are not merged into one driver), and the body runs on one thread.
 #![deny(clippy::wildcard_enum_match_arm)]
 
 use super::{DType, Dim, Graph, NodeId, Shape};

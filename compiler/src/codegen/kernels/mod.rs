@@ -178,8 +178,7 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
         Op::Gather | Op::ScatterAdd { .. } => indexing::lower(e, arena, spec),
         Op::Scan { .. } => Err(Error::Codegen {
             kernel: spec.op.name(),
-            message: "loops are run by the interpreter only: the JIT does not compile them yet"
-                .into(),
+            message: "a loop is compiled as a program driving its body (`codegen::scan`)".into(),
         }),
         Op::Input { .. } | Op::Parameter { .. } | Op::Constant(_) | Op::ElementCount(_) => {
             Err(Error::Codegen {
