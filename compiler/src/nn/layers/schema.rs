@@ -87,6 +87,7 @@ pub enum Initializer {
     Zeros,
     Ones,
     GlorotUniform,
+    Orthogonal,
 }
 
 impl Initializer {
@@ -96,6 +97,7 @@ impl Initializer {
             Initializer::Zeros => "zeros",
             Initializer::Ones => "ones",
             Initializer::GlorotUniform => "glorot_uniform",
+            Initializer::Orthogonal => "orthogonal",
         }
     }
 
@@ -115,6 +117,11 @@ impl Initializer {
                 };
                 Init::GlorotUniform { fan_in, fan_out }
             }
+            // Keras flattens all leading axes into the rows.
+            Initializer::Orthogonal => Init::Orthogonal {
+                rows: shape.iter().rev().skip(1).product(),
+                cols: shape.last().copied().unwrap_or(1),
+            },
         }
     }
 }
