@@ -17,6 +17,8 @@ use crate::ir::{
     no_gradient, BinaryOp, CompareOp, DType, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp,
 };
 
+mod scan;
+
 /// Appends to `graph` the nodes computing the vector-Jacobian product of `output` with the
 /// cotangent `cotangent` (same shape as `output`), and returns d/d`wrt[i]` for each i (same shape
 /// as `wrt[i]`; a zero-filled node when `wrt[i]` does not influence output).
@@ -30,16 +32,29 @@ pub fn vjp(
     wrt: &[NodeId],
 ) -> Result<Vec<NodeId>> {
     check_target(graph, output, wrt)?;
-    check_ids(graph, &[cotangent])?;
-    check_f32(graph, cotangent, "the cotangent")?;
-    let (expected, found) = (graph.shape(output), graph.shape(cotangent));
-    if expected != found {
-        return Err(Error::shape(
-            "vjp",
-            format!("the cotangent must have the output's shape {expected}, found {found}"),
-        ));
+    vjp_seeds(graph, &[(output, cotangent)], wrt)
+}
+
+/// [`vjp`] of several outputs at once: the sum of the vector-Jacobian products of each
+/// `(output, cotangent)` seed. Errors as [`vjp`].
+pub fn vjp_seeds(
+    graph: &mut Graph,
+    seeds: &[(NodeId, NodeId)],
+    wrt: &[NodeId],
+) -> Result<Vec<NodeId>> {
+    for &(output, cotangent) in seeds {
+        check_target(graph, output, wrt)?;
+        check_ids(graph, &[cotangent])?;
+        check_f32(graph, cotangent, "the cotangent")?;
+        let (expected, found) = (graph.shape(output), graph.shape(cotangent));
+        if expected != found {
+            return Err(Error::shape(
+                "vjp",
+                format!("the cotangent must have the output's shape {expected}, found {found}"),
+            ));
+        }
     }
-    graph.scoped("grad", |g| backward(g, output, cotangent, wrt))
+    graph.scoped("grad", |g| backward(g, seeds, wrt))
 }
 
 /// Gradient of a scalar f32 `loss` with respect to `wrt` (vjp with cotangent 1.0).
@@ -91,17 +106,12 @@ fn check_target(graph: &Graph, output: NodeId, wrt: &[NodeId]) -> Result<()> {
         .try_for_each(|&w| check_f32(graph, w, "a `wrt` node"))
 }
 
-/// The reverse walk, on validated arguments.
-fn backward(
-    g: &mut Graph,
-    output: NodeId,
-    cotangent: NodeId,
-    wrt: &[NodeId],
-) -> Result<Vec<NodeId>> {
-    // Node ids are topological, so only nodes up to `output` can influence it. A node is active
-    // when a `wrt` node reaches it through edges that carry gradients: only active nodes need a
-    // cotangent. (Those edges carry f32 values, so active nodes are f32.)
-    let n = output.index() + 1;
+/// The reverse walk, on validated arguments (`seeds` is not empty).
+fn backward(g: &mut Graph, seeds: &[(NodeId, NodeId)], wrt: &[NodeId]) -> Result<Vec<NodeId>> {
+    // Node ids are topological, so only nodes up to the last output can influence the outputs.
+    // A node is active when a `wrt` node reaches it through edges that carry gradients: only
+    // active nodes need a cotangent. (Those edges carry f32 values, so active nodes are f32.)
+    let n = seeds.iter().map(|(o, _)| o.index() + 1).max().unwrap_or(0);
     let mut active = vec![false; n];
     for &w in wrt.iter().filter(|w| w.index() < n) {
         active[w.index()] = true;
@@ -111,25 +121,32 @@ fn backward(
     }
 
     let mut cotangents: Vec<Option<NodeId>> = vec![None; n];
-    cotangents[output.index()] = Some(cotangent);
+    for &(output, cotangent) in seeds {
+        accumulate(g, &mut cotangents, output, cotangent)?;
+    }
     for i in (0..n).rev() {
         let id = NodeId::new(i);
-        let Some(ct) = cotangents[i].filter(|_| active[i]) else {
-            continue;
-        };
         let need = needs(g, id, &active);
-        if !need.contains(&true) {
+        if !active[i] || !need.contains(&true) {
             continue;
         }
         let operands = g.operands(id);
         let scope = g.node(id).scope.clone();
-        let rule = |g: &mut Graph| operand_cotangents(g, id, ct, &operands, &need);
+        let rule = |g: &mut Graph| {
+            if let Op::Scan { .. } = g.node(id).op {
+                return scan::loop_cotangents(g, id, &cotangents, &need);
+            }
+            match cotangents[i] {
+                Some(ct) => operand_cotangents(g, id, ct, &operands, &need).map(Some),
+                None => Ok(None),
+            }
+        };
         let contributions = if scope.is_empty() {
             rule(g)
         } else {
             g.scoped(&scope, rule)
         }?;
-        for (&operand, contribution) in operands.iter().zip(contributions) {
+        for (&operand, contribution) in operands.iter().zip(contributions.unwrap_or_default()) {
             if let Some(c) = contribution {
                 debug_assert_eq!(
                     g.shape(c),
@@ -137,11 +154,7 @@ fn backward(
                     "gradient of {:?}",
                     g.node(id).op
                 );
-                let slot = &mut cotangents[operand.index()];
-                *slot = Some(match *slot {
-                    Some(sum) => g.add(sum, c)?,
-                    None => c,
-                });
+                accumulate(g, &mut cotangents, operand, c)?;
             }
         }
     }
@@ -155,6 +168,21 @@ fn backward(
             }
         })
         .collect()
+}
+
+/// Adds `contribution` to the cotangent of `node`.
+fn accumulate(
+    g: &mut Graph,
+    cotangents: &mut [Option<NodeId>],
+    node: NodeId,
+    contribution: NodeId,
+) -> Result<()> {
+    let slot = &mut cotangents[node.index()];
+    *slot = Some(match *slot {
+        Some(sum) => g.add(sum, contribution)?,
+        None => contribution,
+    });
+    Ok(())
 }
 
 /// For each operand of `id`: whether it needs a cotangent contribution from `id`, i.e. is active
@@ -300,6 +328,8 @@ fn operand_cotangents(
             g.scatter_add(ct, x[1], rows)
         })?,
         Op::ScatterAdd { .. } => c.set(g, 0, |g| g.gather(ct, x[1]))?,
+        // A loop's siblings share one rule, in `backward` (`scan::loop_cotangents`).
+        Op::Scan { .. } => unreachable!("a loop is differentiated as a whole"),
     }
     Ok(c.out)
 }

@@ -22,6 +22,8 @@
 //!   ScatterAdd reject such indices with [`Error::IndexOutOfRange`].
 //! - RandomUniform's element at row-major position `i` of the concrete output is
 //!   [`random_uniform`]`(key, i mod 2³²)`.
+//! - A Scan runs its body once per step (see [`crate::ir::Scan`]); each node of a loop runs the
+//!   whole loop.
 #![deny(clippy::wildcard_enum_match_arm)]
 
 use crate::error::{Error, Result};
@@ -31,6 +33,8 @@ use crate::ir::{
 };
 use crate::tensor::{Tensor, TensorData};
 use std::f64::consts::FRAC_2_SQRT_PI;
+
+mod scan;
 
 /// Values the interpreter computes with: f64 storage for both dtypes (i32 values are exact).
 #[derive(Debug, Clone, PartialEq)]
@@ -144,7 +148,7 @@ pub fn evaluate(
             })
             .collect::<Result<Vec<&Array>>>()?;
         let shape = node.shape.concrete(batch);
-        let mut data = eval_node(node, batch, &shape, &args, feeds)?;
+        let mut data = eval_node(node, batch, &shape, &args, feeds, precision)?;
         if node.dtype == DType::F32 && precision == Precision::F32 {
             for x in &mut data {
                 *x = *x as f32 as f64;
@@ -283,6 +287,7 @@ fn eval_node(
     shape: &[usize],
     args: &[&Array],
     feeds: &[(&str, &Array)],
+    precision: Precision,
 ) -> Result<Vec<f64>> {
     let len: usize = shape.iter().product();
     let x = |i: usize| &args[i].data;
@@ -430,6 +435,7 @@ fn eval_node(
             }
             out
         }
+        Op::Scan { scan, output } => scan::run(scan, *output, args, precision)?,
     })
 }
 

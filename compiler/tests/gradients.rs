@@ -9,12 +9,15 @@
 
 use kiln_compiler::autodiff::{grad, vjp};
 use kiln_compiler::interp::{evaluate, Array, Precision};
-use kiln_compiler::ir::{BinaryOp, CompareOp, ReduceOp, UnaryOp, Window};
+use kiln_compiler::ir::{
+    BinaryOp, CompareOp, ReduceOp, Scan, ScanBody, ScanOutput, UnaryOp, Window,
+};
 use kiln_compiler::{DType, Dim, Error, Graph, NodeId, Op, Shape, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::ops::Range;
+use std::sync::Arc;
 
 const H: f64 = 1e-6;
 const TOLERANCE: f64 = 1e-6;
@@ -695,4 +698,178 @@ fn window_and_window_sum() {
         let y = case.g.window_sum(cols, &w, &spatial).unwrap();
         case.check(y, &[cols]);
     }
+}
+
+/// One step of a two-carry cell like an LSTM's: `c' = c·σ(x·W + b) + tanh(h·U)`,
+/// `h' = tanh(c')`, with the per-step output `y = h'·c'`. Returns `(h', c', y)`.
+fn cell_step(g: &mut Graph, [h, c, x, w, u, b]: [NodeId; 6]) -> [NodeId; 3] {
+    let xw = g.matmul(x, w, false, false).unwrap();
+    let pre = g.add(xw, b).unwrap();
+    let gate = g.unary(UnaryOp::Sigmoid, pre).unwrap();
+    let hu = g.matmul(h, u, false, false).unwrap();
+    let candidate = g.unary(UnaryOp::Tanh, hu).unwrap();
+    let kept = g.mul(c, gate).unwrap();
+    let c2 = g.add(kept, candidate).unwrap();
+    let h2 = g.unary(UnaryOp::Tanh, c2).unwrap();
+    let y = g.mul(h2, c2).unwrap();
+    [h2, c2, y]
+}
+
+/// The loop of [`cell_step`] over `length` steps of `features` inputs, with `units` units.
+fn cell_loop(features: usize, units: usize, length: usize, reverse: bool) -> Arc<Scan> {
+    let mut body = ScanBody::new();
+    let state = Shape::batched(&[units]);
+    let h = body.carry(state.clone(), DType::F32).unwrap();
+    let c = body.carry(state, DType::F32).unwrap();
+    let x = body
+        .sequence(Shape::batched(&[features]), DType::F32)
+        .unwrap();
+    let w = body
+        .invariant(Shape::fixed(&[features, units]), DType::F32)
+        .unwrap();
+    let u = body
+        .invariant(Shape::fixed(&[units, units]), DType::F32)
+        .unwrap();
+    let b = body.invariant(Shape::fixed(&[units]), DType::F32).unwrap();
+    let [h2, c2, y] = cell_step(&mut body.graph, [h, c, x, w, u, b]);
+    Arc::new(body.finish(vec![h2, c2], vec![y], length, reverse).unwrap())
+}
+
+/// The operands of [`cell_loop`] as inputs and parameters of `case`: `[h0, c0, xs, W, U, b]`.
+fn cell_operands(case: &mut Case, features: usize, units: usize, length: usize) -> [NodeId; 6] {
+    let h0 = case.input("h0", Shape::batched(&[units]), REAL);
+    let c0 = case.input("c0", Shape::batched(&[units]), REAL);
+    let seq = Shape(vec![Dim::Fixed(length), Dim::BATCH, Dim::Fixed(features)]);
+    let xs = case.input("xs", seq, REAL);
+    let w = case.parameter("w", &[features, units], REAL);
+    let u = case.parameter("u", &[units, units], REAL);
+    let b = case.parameter("b", &[units], REAL);
+    [h0, c0, xs, w, u, b]
+}
+
+#[test]
+fn loop_matches_its_unrolled_steps() {
+    let (features, units) = (3, 5);
+    for (length, reverse) in [(1, false), (4, false), (4, true)] {
+        let mut case = Case::new(format!("unrolled {length} {reverse}"));
+        let ops = cell_operands(&mut case, features, units, length);
+        let scan = cell_loop(features, units, length, reverse);
+        let nodes = case.g.scan(&scan, &ops).unwrap();
+        let trace = case
+            .g
+            .scan_output(&scan, &ops, ScanOutput::Trace(1))
+            .unwrap();
+
+        let g = &mut case.g;
+        let [mut h, mut c] = [ops[0], ops[1]];
+        let (mut ys, mut cs) = (vec![None; length], vec![None; length]);
+        let order: Vec<usize> = if reverse {
+            (0..length).rev().collect()
+        } else {
+            (0..length).collect()
+        };
+        let one_step = |g: &mut Graph, v: NodeId| {
+            let mut dims = g.shape(v).0.clone();
+            dims.insert(0, Dim::Fixed(1));
+            g.reshape(v, Shape(dims)).unwrap()
+        };
+        for t in order {
+            let xt = g.slice(ops[2], 0, t, t + 1).unwrap();
+            let xt = g.reshape(xt, Shape::batched(&[features])).unwrap();
+            cs[t] = Some(one_step(g, c));
+            let [h2, c2, y] = cell_step(g, [h, c, xt, ops[3], ops[4], ops[5]]);
+            ys[t] = Some(one_step(g, y));
+            (h, c) = (h2, c2);
+        }
+        let ys = g
+            .concat(&ys.into_iter().flatten().collect::<Vec<_>>(), 0)
+            .unwrap();
+        let cs = g
+            .concat(&cs.into_iter().flatten().collect::<Vec<_>>(), 0)
+            .unwrap();
+        let looped = case.eval(&[nodes.finals[0], nodes.finals[1], nodes.stacked[0], trace]);
+        let unrolled = case.eval(&[h, c, ys, cs]);
+        assert_eq!(looped, unrolled, "{}", case.label);
+    }
+}
+
+#[test]
+fn loop_gradients_of_every_value_kind() {
+    let (features, units) = (3, 5);
+    for length in [1, 2, 5] {
+        for reverse in [false, true] {
+            let mut case = Case::new(format!("loop of {length} steps, reverse {reverse}"));
+            let ops = cell_operands(&mut case, features, units, length);
+            let scan = cell_loop(features, units, length, reverse);
+            let nodes = case.g.scan(&scan, &ops).unwrap();
+            let trace = case
+                .g
+                .scan_output(&scan, &ops, ScanOutput::Trace(1))
+                .unwrap();
+            // L = Σ y² + Σ h_T + Σ trace(c)²: cotangents reach every kind of loop value.
+            let g = &mut case.g;
+            let y2 = g.mul(nodes.stacked[0], nodes.stacked[0]).unwrap();
+            let t2 = g.mul(trace, trace).unwrap();
+            let sums = [y2, nodes.finals[0], t2].map(|v| g.sum_all(v).unwrap());
+            let partial = g.add(sums[0], sums[1]).unwrap();
+            let loss = g.add(partial, sums[2]).unwrap();
+            case.check(loss, &ops);
+        }
+    }
+}
+
+#[test]
+fn loop_vjp_of_one_value_to_some_operands() {
+    for length in [2, 3] {
+        let mut case = Case::new(format!("loop vjp {length}"));
+        let ops = cell_operands(&mut case, 4, 3, length);
+        let scan = cell_loop(4, 3, length, false);
+        let nodes = case.g.scan(&scan, &ops).unwrap();
+        // Neither h0 nor U: the backward loop yields only what is asked.
+        case.check(nodes.stacked[0], &[ops[1], ops[2], ops[3], ops[5]]);
+    }
+}
+
+#[test]
+fn a_loop_gradient_does_not_grow_with_the_sequence() {
+    let sizes: Vec<usize> = [8, 256]
+        .map(|length| {
+            let mut case = Case::new("size");
+            let ops = cell_operands(&mut case, 3, 5, length);
+            let nodes = case.g.scan(&cell_loop(3, 5, length, false), &ops).unwrap();
+            let loss = case.g.sum_all(nodes.stacked[0]).unwrap();
+            grad(&mut case.g, loss, &ops).unwrap();
+            case.g.len()
+        })
+        .to_vec();
+    assert_eq!(sizes[0], sizes[1]);
+}
+
+#[test]
+fn malformed_loops_are_errors() {
+    let mut case = Case::new("malformed");
+    let ops = cell_operands(&mut case, 3, 5, 4);
+    // Sequence operand of the wrong length.
+    let scan = cell_loop(3, 5, 3, false);
+    let err = case.g.scan(&scan, &ops).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+    assert!(err.to_string().contains("operand 2"), "{err}");
+    // Too few operands.
+    let err = case
+        .g
+        .scan(&cell_loop(3, 5, 4, false), &ops[..5])
+        .unwrap_err();
+    assert!(err.to_string().contains("expected 6 operand(s)"), "{err}");
+    // A next value of the wrong shape, and a parameter in the body.
+    let mut body = ScanBody::new();
+    let h = body.carry(Shape::batched(&[2]), DType::F32).unwrap();
+    let s = body.graph.sum(h, &[1]).unwrap();
+    let err = body.clone().finish(vec![s], vec![], 2, false).unwrap_err();
+    assert!(err.to_string().contains("carry 0 is f32 [B, 2]"), "{err}");
+    body.graph.parameter("w", Shape::fixed(&[2])).unwrap();
+    let err = body.finish(vec![h], vec![], 2, false).unwrap_err();
+    assert!(
+        err.to_string().contains("pass weights as invariants"),
+        "{err}"
+    );
 }

@@ -12,6 +12,7 @@
 use super::jit::{CodeHandle, KernelFn};
 use super::kernels::Region;
 use super::lower::{lower, Placement};
+use super::scan::LoopProgram;
 use super::target::{Isa, Target};
 
 use crate::error::{Error, Result};
@@ -159,6 +160,20 @@ pub struct Executable {
     pub graphs: Vec<(String, String)>,
     /// Keeps the kernels' machine code alive.
     pub code: Arc<CodeHandle>,
+    /// The loops some kernels drive, each with its compiled body (see `codegen::scan`).
+    pub loops: Vec<Arc<LoopProgram>>,
+}
+
+impl Executable {
+    /// The number of Cranelift functions the program runs: its kernels and its loops' bodies'.
+    pub fn functions(&self) -> usize {
+        self.kernels.len()
+            + self
+                .loops
+                .iter()
+                .map(|l| l.body().functions())
+                .sum::<usize>()
+    }
 }
 
 /// The values a program computes, as nodes of the graph it compiles (the caller's graph, or
@@ -263,6 +278,7 @@ pub fn compile(
         isa,
         graphs,
         code: lowered.code,
+        loops: lowered.loops,
     })
 }
 

@@ -8,6 +8,7 @@ use super::kernels::epilogue::{self, EpilogueSpec};
 use super::kernels::fused::{self, FusedSpec};
 use super::kernels::rows::{self, RowsSpec};
 use super::kernels::{self, Buf, KernelSpec, Region};
+use super::scan::LoopProgram;
 use super::target::Target;
 use crate::error::Result;
 use crate::ir::{Graph, NodeId, Op};
@@ -17,6 +18,7 @@ use crate::schedule::fusion::{Group, Kind};
 use crate::schedule::kernels::{Body, KernelPlan, Planned};
 use crate::schedule::parts::Work;
 use cranelift_module::FuncId;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -102,6 +104,7 @@ pub(super) struct Lowered {
     pub clif: Vec<(String, String)>,
     pub asm: Vec<(String, String)>,
     pub code: Arc<CodeHandle>,
+    pub loops: Vec<Arc<LoopProgram>>,
 }
 
 /// JIT-compiles the kernels of `plan`, each in the parts `work` gives it, for the `target`
@@ -118,6 +121,7 @@ pub(super) fn lower(
     if options.dump_asm {
         jit = jit.with_disassembly();
     }
+    let loops = RefCell::new(Vec::new());
     let mut ids = Vec::with_capacity(plan.kernels.len());
     let mut meta = Vec::with_capacity(plan.kernels.len());
     for (k, p) in plan.kernels.iter().enumerate() {
@@ -128,6 +132,8 @@ pub(super) fn lower(
             parts: work[k].parts,
             scratch,
             status,
+            options,
+            loops: &loops,
         };
         let (id, flops) = kernel.define(&mut jit, place)?;
         ids.push(id);
@@ -158,6 +164,7 @@ pub(super) fn lower(
         clif,
         asm,
         code,
+        loops: loops.into_inner(),
     })
 }
 
@@ -169,6 +176,10 @@ struct KernelAt<'a> {
     /// Work-arena offset of its scratch (a kernel without scratch never reads it).
     scratch: usize,
     status: usize,
+    /// For the bodies of loops, compiled as programs of their own.
+    options: &'a CompileOptions,
+    /// The loop programs the kernels drive.
+    loops: &'a RefCell<Vec<Arc<LoopProgram>>>,
 }
 
 impl KernelAt<'_> {
@@ -192,6 +203,24 @@ impl KernelAt<'_> {
     }
 
     fn define_op(&self, jit: &mut JitBuilder, place: &Placement, op: &Op) -> Result<(FuncId, u64)> {
+        if let Op::Scan { scan, output } = op {
+            let node = self.p.results[0];
+            let operands = place.graph.operands(node);
+            let bufs = (
+                operands.iter().map(|&o| place.buf(o)).collect(),
+                place.buf(node),
+            );
+            let (id, program) = super::scan::define(
+                jit,
+                &self.p.name,
+                (scan, *output),
+                bufs,
+                place.batch,
+                self.options,
+            )?;
+            self.loops.borrow_mut().push(program);
+            return Ok((id, 0));
+        }
         let inputs: Vec<Buf> = self.p.reads.iter().map(|&o| place.buf(o)).collect();
         let output = place.buf(self.p.results[0]);
         let flops = kernels::flops(op, &inputs, &output);

@@ -5,6 +5,7 @@ mod dtype;
 mod fingerprint;
 mod graph;
 mod op;
+mod scan;
 mod shape;
 mod window;
 
@@ -14,5 +15,6 @@ pub(crate) use op::no_gradient;
 #[cfg(feature = "codegen")]
 pub(crate) use op::{data_ops, elementwise_ops, generator_ops, movement_ops, opaque_ops};
 pub use op::{BinaryOp, CompareOp, FusionClass, Leaf, Op, OpKey, ReduceOp, UnaryOp};
+pub use scan::{Scan, ScanBody, ScanNodes, ScanOutput};
 pub use shape::{strides, Count, Dim, Shape};
 pub use window::Window;

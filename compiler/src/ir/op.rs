@@ -18,9 +18,10 @@
 //! | parts, scratch, flops | `kernels::{parts, scratch_bytes, flops}` in `crate::codegen` |
 #![deny(clippy::wildcard_enum_match_arm)]
 
-use super::{DType, Dim, Shape, Window};
+use super::{DType, Dim, Scan, ScanOutput, Shape, Window};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use std::sync::Arc;
 
 /// Elementwise functions of one f32 operand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -196,7 +197,7 @@ macro_rules! movement_ops {
 }
 macro_rules! opaque_ops {
     () => {
-        Op::Gather | Op::ScatterAdd { .. } | Op::ArgMax { .. }
+        Op::Gather | Op::ScatterAdd { .. } | Op::ArgMax { .. } | Op::Scan { .. }
     };
 }
 #[cfg(feature = "codegen")]
@@ -250,6 +251,7 @@ pub enum OpKey {
     Gather,
     ScatterAdd(usize),
     OneHot(usize),
+    Scan(u64, ScanOutput),
 }
 
 /// A primitive op. Operands are the node's ordered predecessors in the graph.
@@ -356,6 +358,12 @@ pub enum Op {
     OneHot {
         depth: usize,
     },
+    /// One value of a loop over a body graph (see [`Scan`]): operands are the initial carries,
+    /// the `[T, …]` sequences and the invariants.
+    Scan {
+        scan: Arc<Scan>,
+        output: ScanOutput,
+    },
 }
 
 impl Op {
@@ -388,6 +396,7 @@ impl Op {
             Op::Gather => "gather".into(),
             Op::ScatterAdd { .. } => "scatter_add".into(),
             Op::OneHot { .. } => "one_hot".into(),
+            Op::Scan { output, .. } => format!("scan_{output:?}").to_lowercase(),
         }
     }
 
@@ -424,6 +433,7 @@ impl Op {
             | elementwise_ops!()
             | movement_ops!()
             | Op::ArgMax { .. }
+            | Op::Scan { .. }
             | Op::Reshape(_)
             | Op::Broadcast { .. }
             | Op::Reduce { .. }
@@ -454,7 +464,8 @@ impl Op {
             no_gradient!() => false,
             Op::Select => slot > 0,
             Op::Gather | Op::ScatterAdd { .. } => slot == 0,
-            Op::Unary(_)
+            Op::Scan { .. }
+            | Op::Unary(_)
             | Op::Binary(_)
             | Op::Clip { .. }
             | Op::Reduce { .. }
@@ -502,6 +513,7 @@ impl Op {
             Op::Gather => OpKey::Gather,
             Op::ScatterAdd { rows } => OpKey::ScatterAdd(*rows),
             Op::OneHot { depth } => OpKey::OneHot(*depth),
+            Op::Scan { scan, output } => OpKey::Scan(scan.fingerprint(), *output),
         }
     }
 
@@ -541,6 +553,7 @@ impl Op {
             Op::MatMul { .. } | Op::Gather | Op::ScatterAdd { .. } | Op::OneHot { .. } => {
                 self.infer_indexing(&c)
             }
+            Op::Scan { scan, output } => scan.infer(*output, operands).map_err(|m| c.err(m)),
         }
     }
 
@@ -691,6 +704,7 @@ impl Op {
             | movement_ops!()
             | Op::Gather
             | Op::ScatterAdd { .. }
+            | Op::Scan { .. }
             | Op::OneHot { .. }
             | Op::Reshape(_)
             | Op::Broadcast { .. }
@@ -912,6 +926,7 @@ impl Op {
             | Op::Reshape(_)
             | Op::Broadcast { .. }
             | Op::Reduce { .. }
+            | Op::Scan { .. }
             | Op::ArgMax { .. } => {
                 unreachable!("{} is not handled here", c.name)
             }

@@ -22,6 +22,12 @@ pub enum Init {
         lo: f32,
         hi: f32,
     },
+    /// A `rows × cols` matrix with orthonormal rows or columns (whichever are fewer), the Q
+    /// factor of a normal matrix as Keras's `Orthogonal` (for recurrent kernels).
+    Orthogonal {
+        rows: usize,
+        cols: usize,
+    },
 }
 
 impl Init {
@@ -36,9 +42,49 @@ impl Init {
                 (-limit, limit)
             }
             Init::Uniform { lo, hi } => (lo, hi),
+            Init::Orthogonal { rows, cols } => return orthogonal(rows, cols, n, uniform),
         };
         (0..n).map(|_| uniform(lo, hi)).collect()
     }
+}
+
+/// `n` values of [`Init::Orthogonal`]: Gram–Schmidt on the columns of a `max × min` matrix of
+/// standard normal draws (Box–Muller) gives the Q factor whose R has a positive diagonal, as
+/// Keras's sign correction does; it is transposed when there are fewer rows than columns.
+/// Values beyond `rows × cols` (none for a well-formed parameter) are zeros.
+fn orthogonal(
+    rows: usize,
+    cols: usize,
+    n: usize,
+    uniform: &mut dyn FnMut(f32, f32) -> f32,
+) -> Vec<f32> {
+    let (m, k) = (rows.max(cols), rows.min(cols));
+    let mut normal = || {
+        let u = 1.0 - f64::from(uniform(0.0, 1.0));
+        let angle = std::f64::consts::TAU * f64::from(uniform(0.0, 1.0));
+        (-2.0 * u.ln()).sqrt() * angle.cos()
+    };
+    // Column j of the m × k matrix is q[j].
+    let mut q: Vec<Vec<f64>> = (0..k).map(|_| (0..m).map(|_| normal()).collect()).collect();
+    for j in 0..k {
+        let (done, rest) = q.split_at_mut(j);
+        let v = &mut rest[0];
+        for qi in done.iter() {
+            let r: f64 = qi.iter().zip(v.iter()).map(|(a, b)| a * b).sum();
+            v.iter_mut().zip(qi).for_each(|(x, q)| *x -= r * q);
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+    }
+    let mut out = vec![0.0; n];
+    for (i, o) in out.iter_mut().enumerate().take(rows * cols) {
+        let (r, c) = (i / cols, i % cols);
+        // rows ≥ cols: Q itself (row r, column c); otherwise Qᵀ.
+        *o = if rows >= cols { q[c][r] } else { q[r][c] } as f32;
+    }
+    out
 }
 
 /// A parameter a layer declared: a trainable weight, or state the optimizer leaves alone

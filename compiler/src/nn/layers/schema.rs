@@ -89,6 +89,8 @@ pub enum Initializer {
     GlorotUniform,
     /// Keras's `"uniform"`: `RandomUniform(-0.05, 0.05)` (embedding tables).
     Uniform,
+    /// Keras's `Orthogonal` (recurrent kernels).
+    Orthogonal,
 }
 
 impl Initializer {
@@ -99,6 +101,7 @@ impl Initializer {
             Initializer::Ones => "ones",
             Initializer::GlorotUniform => "glorot_uniform",
             Initializer::Uniform => "uniform",
+            Initializer::Orthogonal => "orthogonal",
         }
     }
 
@@ -121,6 +124,11 @@ impl Initializer {
             Initializer::Uniform => Init::Uniform {
                 lo: -0.05,
                 hi: 0.05,
+            },
+            // Keras flattens all leading axes into the rows.
+            Initializer::Orthogonal => Init::Orthogonal {
+                rows: shape.iter().rev().skip(1).product(),
+                cols: shape.last().copied().unwrap_or(1),
             },
         }
     }

@@ -213,3 +213,49 @@ fn every_layer_is_found_by_name_and_keras_class() {
         Layer::linear(10)
     );
 }
+
+#[test]
+fn orthogonal_kernels_have_orthonormal_rows_or_columns() {
+    let mut rng = 1u64;
+    // A small deterministic generator stands in for the runtime's seeded one.
+    let mut uniform = |lo: f32, hi: f32| {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + (hi - lo) * ((rng >> 40) as f32 / (1u64 << 24) as f32)
+    };
+    // `[units, G·units]` recurrent kernels (rows orthonormal), a tall and a square matrix.
+    for shape in [[5, 15], [7, 28], [9, 4], [6, 6]] {
+        let init = Initializer::Orthogonal.init(&shape);
+        let (rows, cols) = (shape[0], shape[1]);
+        assert_eq!(init, Init::Orthogonal { rows, cols });
+        let u = init.values(rows * cols, &mut uniform);
+        let at = |r: usize, c: usize| f64::from(u[r * cols + c]);
+        // U·Uᵀ = I when rows ≤ cols, else Uᵀ·U = I.
+        let (k, dot): (usize, Box<dyn Fn(usize, usize) -> f64>) = if rows <= cols {
+            (
+                rows,
+                Box::new(|i, j| (0..cols).map(|c| at(i, c) * at(j, c)).sum()),
+            )
+        } else {
+            (
+                cols,
+                Box::new(|i, j| (0..rows).map(|r| at(r, i) * at(r, j)).sum()),
+            )
+        };
+        for i in 0..k {
+            for j in 0..k {
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!(
+                    (dot(i, j) - want).abs() < 1e-5,
+                    "{shape:?}: ({i}, {j}) is {}",
+                    dot(i, j)
+                );
+            }
+        }
+    }
+    assert_eq!(
+        Initializer::Orthogonal.init(&[2, 3, 4]),
+        Init::Orthogonal { rows: 6, cols: 4 }
+    );
+}
