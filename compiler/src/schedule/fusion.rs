@@ -13,7 +13,9 @@
 //!   reductions of those per-row results to a scalar (softmax, log-softmax with cross-entropy,
 //!   normalisations): one outer loop over rows, a few passes along each row.
 //! - **Contraction**: a matmul and its elementwise epilogue (bias, activation, residual add),
-//!   applied to each output value as it is stored.
+//!   applied to each output value as it is stored; and a zero-padded window that the matmul
+//!   reads (through reshapes) as its A operand and reads alone, which the matmul's packer
+//!   gathers from the window's input (implicit GEMM: the window is never stored).
 //!
 //! A member read by a kernel outside its group is stored (never recomputed: no producer is
 //! computed twice), as is every member that is a result of the program; so a group may have

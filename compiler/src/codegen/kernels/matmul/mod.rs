@@ -33,6 +33,13 @@
 //! full panels of a row-major B when `M` is so small that packing would cost more than the
 //! product (see [`Plan::new`] for the measurements behind both choices).
 //!
+//! A of a convolution is a window (implicit GEMM, see [`gather`]): the kernel reads the
+//! window's input, and each A block is first gathered into a block-sized buffer in scratch
+//! (zeros for padding), which the packers read like any operand. No matrix of the whole
+//! batch's windows (im2col) exists. The forward product reads the window as A, the weight
+//! gradient as a transposed A (`windowᵀ · dY`), and the input gradient is rewritten into a
+//! forward product by `passes::transposed_conv`.
+//!
 //! A matmul large enough to gain from threads runs as several parts (see [`parts`]): they share
 //! out the batch items or, for fewer items than parts, the `ic` row blocks of each item (then
 //! `mc` is capped so that every part gets one). Each part packs into scratch of its own; no part
