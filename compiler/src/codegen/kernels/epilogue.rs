@@ -3,7 +3,7 @@
 //! one element at an edge) right before it is stored, reading their other operands at the same
 //! output position. Members that other kernels read are stored there too. A window member
 //! the matmul reads as its A operand is gathered by the packer (implicit GEMM, see
-//! [`super::matmul::WindowedA`]).
+//! `matmul::WindowedA`).
 #![deny(clippy::wildcard_enum_match_arm)]
 
 use super::elementwise::{lane_type, member_value};
