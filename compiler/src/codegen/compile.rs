@@ -333,11 +333,20 @@ fn simplify<'g>(
     if !options.simplify {
         return Ok(roots);
     }
-    let simplified = passes::simplify_observed(&roots.graph, &roots.all, |pass, g| {
+    let mut simplified = passes::simplify_observed(&roots.graph, &roots.all, |pass, g| {
         if options.dump_graphs {
             graphs.push((format!("after_{pass}"), g.to_dot()));
         }
     })?;
+    if options.fusion {
+        let roots = roots
+            .all
+            .iter()
+            .map(|r| simplified.get(*r))
+            .collect::<Result<Vec<_>>>()?;
+        let unshared = passes::unshare_windows(&simplified.graph, &roots)?;
+        simplified = simplified.then(unshared);
+    }
     let map = |n: &NodeId| simplified.get(*n);
     let outputs = roots.outputs.iter().map(map).collect::<Result<Vec<_>>>()?;
     let updates = roots

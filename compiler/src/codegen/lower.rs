@@ -268,6 +268,7 @@ impl KernelAt<'_> {
                     graph,
                     nodes,
                     matmul: *matmul,
+                    batch: place.batch,
                     inputs: &inputs,
                     outputs,
                     scratch: self.scratch,

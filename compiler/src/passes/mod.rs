@@ -14,13 +14,20 @@
 //! - [`fold_constants`]: evaluate small all-constant computations with the interpreter;
 //! - [`identities`]: arithmetic identities that hold bit for bit (`x * 1 → x`, …);
 //! - [`movement`]: identity movements and chains of reshapes, permutes or broadcasts;
-//! - [`log_softmax`]: `log(softmax(x))` to the stable `(x − max) − log Σ exp(x − max)`.
+//! - [`log_softmax`]: `log(softmax(x))` to the stable `(x − max) − log Σ exp(x − max)`;
+//! - [`transposed_conv`]: a convolution's input gradient (col2im of `dY · Wᵀ`) to a
+//!   convolution of `dY` with the flipped kernel, so that it runs as an implicit GEMM.
 //!
 //! [`simplify`] runs them in that order, dead code last, until a round changes nothing. All
 //! rewrites preserve the interpreter's [`Precision::F32`](crate::interp::Precision) results bit
 //! for bit (NaNs as NaNs, any payload), except [`log_softmax`], which rounds differently (and
-//! is finite where the original underflowed to `-inf`).
+//! is finite where the original underflowed to `-inf`), and [`transposed_conv`], which sums the
+//! same terms in another order.
+//!
+//! [`unshare_windows`] is not a simplification (it undoes what common subexpressions merge):
+//! compilation runs it after [`simplify`] when fusion is on.
 
+mod conv;
 mod cse;
 mod dead_code;
 mod fold;
@@ -29,6 +36,7 @@ mod log_softmax;
 mod movement;
 mod rewrite;
 
+pub use conv::{transposed_conv, unshare_windows};
 pub use cse::common_subexpressions;
 pub use dead_code::dead_code;
 pub use fold::{fold_constants, MAX_FOLDED_ELEMENTS};
@@ -78,7 +86,7 @@ impl Rewritten {
     }
 
     /// This rewrite followed by `next` (a rewrite of this one's graph).
-    fn then(self, next: Rewritten) -> Rewritten {
+    pub fn then(self, next: Rewritten) -> Rewritten {
         let map = self
             .map
             .iter()
@@ -98,18 +106,19 @@ impl Rewritten {
 pub type Pass = fn(&Graph, &[NodeId]) -> Result<Rewritten>;
 
 /// One round of [`simplify`], in order.
-pub const PASSES: [Pass; 6] = [
+pub const PASSES: [Pass; 7] = [
     common_subexpressions,
     fold_constants,
     identities,
     movement,
     log_softmax,
+    transposed_conv,
     dead_code,
 ];
 
 /// Runs [`PASSES`] round after round until a round changes nothing. Every rule either removes
 /// a node, replaces one by a constant or an existing node, or shortens a chain of movements
-/// ([`log_softmax`] fires once per pattern), so this terminates.
+/// ([`log_softmax`] and [`transposed_conv`] fire once per pattern), so this terminates.
 pub fn simplify(graph: &Graph, roots: &[NodeId]) -> Result<Rewritten> {
     simplify_observed(graph, roots, |_, _| {})
 }

@@ -13,7 +13,9 @@
 //!   reductions of those per-row results to a scalar (softmax, log-softmax with cross-entropy,
 //!   normalisations): one outer loop over rows, a few passes along each row.
 //! - **Contraction**: a matmul and its elementwise epilogue (bias, activation, residual add),
-//!   applied to each output value as it is stored.
+//!   applied to each output value as it is stored; and a zero-padded window that the matmul
+//!   reads (through reshapes) as its A operand and reads alone, which the matmul's packer
+//!   gathers from the window's input (implicit GEMM: the window is never stored).
 //!
 //! A member read by a kernel outside its group is stored (never recomputed: no producer is
 //! computed twice), as is every member that is a result of the program; so a group may have
@@ -35,6 +37,49 @@ pub enum Kind {
     Rows(RowDomain),
     /// A matmul (the node) and its elementwise epilogue.
     Contraction(NodeId),
+}
+
+/// The window member of a matmul group that the matmul reads as its A operand (through
+/// reshapes): the matmul's packer gathers it from the window's input (implicit GEMM), so it
+/// is never stored.
+pub fn prologue_window(graph: &Graph, nodes: &[NodeId], matmul: NodeId) -> Option<NodeId> {
+    let a = through_reshapes(graph, graph.operands(matmul)[0]);
+    (nodes.contains(&a) && matches!(graph.node(a).op, Op::Window { .. })).then_some(a)
+}
+
+/// Checks that the window `w` is an A operand the packer can gather: zero padding over an
+/// f32 input in memory, read as the 2-D matrix whose rows are the output positions
+/// `[N·O…]` and whose depth is the taps `[K…·C]`.
+fn implicit_gemm(graph: &Graph, nodes: &[NodeId], matmul: NodeId, w: NodeId) -> Result<(), String> {
+    let Op::Window { window, value } = &graph.node(w).op else {
+        unreachable!("a window")
+    };
+    if value.to_bits() != 0 {
+        return Err(format!(
+            "a window padded with {value} is not gathered (only with 0)"
+        ));
+    }
+    let x = graph.operands(w)[0];
+    if nodes.contains(&through_reshapes(graph, x)) {
+        return Err("the window's input must be in memory".into());
+    }
+    if graph.dtype(x) != DType::F32 {
+        return Err("only an f32 window is gathered".into());
+    }
+    let windowed = graph.shape(w).dims();
+    let taps = &windowed[1 + window.rank()..];
+    let depth = taps.iter().try_fold(1, |acc, d| match d {
+        Dim::Fixed(n) => Ok(acc * n),
+        Dim::Batch(_) => Err("a window's taps and channels must be fixed".to_string()),
+    })?;
+    let a = graph.shape(graph.operands(matmul)[0]).dims();
+    if a.len() != 2 || a[1] != Dim::Fixed(depth) {
+        return Err(format!(
+            "the matmul reads the window as {:?}, not as rows of its {depth} taps",
+            a
+        ));
+    }
+    Ok(())
 }
 
 /// The domain of a rows kernel: its full shape and how many leading axes are kept (the rows).
@@ -145,8 +190,14 @@ pub fn classify(graph: &Graph, nodes: &[NodeId]) -> Result<Kind, String> {
             | FusionClass::Contraction
             | FusionClass::Opaque => false,
         });
-    if let Some(bad) = ops().find(|op| !op.fusion_class().fuses()) {
+    let windows = ops().filter(|op| matches!(op, Op::Window { .. })).count();
+    if let Some(bad) =
+        ops().find(|op| !op.fusion_class().fuses() && !matches!(op, Op::Window { .. }))
+    {
         return Err(format!("{} does not fuse", bad.name()));
+    }
+    if windows > 0 && (matmuls.len() != 1 || has_rows) {
+        return Err("a window fuses only into the matmul it feeds".into());
     }
     match (matmuls.as_slice(), has_rows) {
         ([], false) => elementwise(graph, nodes).map(|()| Kind::Elementwise),
@@ -193,10 +244,16 @@ fn contraction(graph: &Graph, nodes: &[NodeId], matmul: NodeId) -> Result<(), St
         return Err("only 2-D matmuls take epilogues".into());
     }
     let in_group = |o: NodeId| nodes.contains(&through_reshapes(graph, o));
-    if graph.operands(matmul).into_iter().any(in_group) {
-        return Err("the matmul's operands must be in memory (no prologue fusion)".into());
+    let operands = graph.operands(matmul);
+    if in_group(operands[1]) {
+        return Err("the matmul's B operand must be in memory".into());
     }
-    for &n in nodes {
+    let window = prologue_window(graph, nodes, matmul);
+    if in_group(operands[0]) {
+        let w = window.ok_or("the matmul's A operand must be in memory or a window")?;
+        implicit_gemm(graph, nodes, matmul, w)?;
+    }
+    for &n in nodes.iter().filter(|&&n| Some(n) != window) {
         let node = graph.node(n);
         if node.shape != *shape || node.dtype != DType::F32 {
             return Err(format!(
@@ -586,6 +643,15 @@ impl Planner<'_> {
             .into_iter()
             .filter(|u| !candidate.contains(u))
             .collect();
+        if matches!(self.graph.node(producer).op, Op::Window { .. }) {
+            if let Some(u) = outside.first() {
+                return Err(format!(
+                    "a window gathered by a matmul is not stored, but {} (node {}) reads it",
+                    self.graph.node(*u).op.name(),
+                    u.index()
+                ));
+            }
+        }
         let scalar = self.graph.shape(producer).count().coefficient == 1
             && !self.graph.shape(producer).has_batch();
         let larger = self.graph.shape(group[group.len() - 1]).count().coefficient > 1;

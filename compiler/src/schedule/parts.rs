@@ -5,6 +5,7 @@
 
 use super::fusion::Kind;
 use super::kernels::{Body, Planned};
+use crate::codegen::kernels::matmul::{self, WindowedA};
 use crate::codegen::kernels::{self, rows, Buf, Region};
 use crate::codegen::target::Target;
 use crate::error::Result;
@@ -66,7 +67,17 @@ fn work_of(
         Body::Group(group) => match &group.kind {
             Kind::Contraction(m) => {
                 let ins: Vec<Buf> = graph.operands(*m).into_iter().map(shaped).collect();
-                contraction(&graph.node(*m).op, &ins, &shaped(*m))
+                match WindowedA::of(graph, &group.nodes, *m, batch) {
+                    None => contraction(&graph.node(*m).op, &ins, &shaped(*m)),
+                    Some(w) => {
+                        let op = &graph.node(*m).op;
+                        let parts = matmul::parts(op, &ins, target, threads, Some(&w));
+                        Work {
+                            parts,
+                            scratch_bytes: matmul::scratch_bytes(op, &ins, target, parts, Some(&w)),
+                        }
+                    }
+                }
             }
             Kind::Rows(domain) => {
                 let parts = rows::parts(graph, &group.nodes, domain, batch, threads)?;

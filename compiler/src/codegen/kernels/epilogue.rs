@@ -1,17 +1,19 @@
 //! A matmul with its elementwise epilogue (bias, activation, residual add) in one kernel: the
 //! epilogue members are evaluated on each finished output value (a vector of four columns, or
 //! one element at an edge) right before it is stored, reading their other operands at the same
-//! output position. Members that other kernels read are stored there too.
+//! output position. Members that other kernels read are stored there too. A window member
+//! the matmul reads as its A operand is gathered by the packer (implicit GEMM, see
+//! `matmul::WindowedA`).
 #![deny(clippy::wildcard_enum_match_arm)]
 
 use super::elementwise::{lane_type, member_value};
-use super::matmul::{lower_with_epilogue, Epilogue};
+use super::matmul::{lower_with_epilogue, Epilogue, WindowedA};
 use super::movement::broadcast_strides;
 use super::{Bases, Buf, KernelSpec};
 use crate::codegen::emit::{mem_readonly, Emit};
 use crate::error::Result;
 use crate::ir::{strides, DType, Graph, NodeId, Op};
-use crate::schedule::fusion::through_reshapes;
+use crate::schedule::fusion::{prologue_window, through_reshapes};
 use cranelift_codegen::ir::{InstBuilder, Value};
 use std::collections::HashMap;
 
@@ -21,6 +23,8 @@ pub struct EpilogueSpec<'a> {
     /// Members in topological order, the matmul among them.
     pub nodes: &'a [NodeId],
     pub matmul: NodeId,
+    /// The concrete batch size.
+    pub batch: usize,
     /// The buffer of every operand that is not a member.
     pub inputs: &'a HashMap<NodeId, Buf>,
     /// The members stored, with their buffers.
@@ -28,6 +32,35 @@ pub struct EpilogueSpec<'a> {
     pub scratch: usize,
     pub status: usize,
     pub status_code: u32,
+}
+
+impl EpilogueSpec<'_> {
+    /// The members applied to the matmul's finished values: all but the matmul and the window
+    /// it gathers.
+    fn epilogue(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let window = prologue_window(self.graph, self.nodes, self.matmul);
+        self.nodes
+            .iter()
+            .copied()
+            .filter(move |&m| m != self.matmul && Some(m) != window)
+    }
+
+    /// The buffers of the matmul's operands: for a gathered window, its input's buffer with
+    /// the window matrix's dims stands for A.
+    fn operands(&self) -> Vec<Buf> {
+        let g = self.graph;
+        let window = prologue_window(g, self.nodes, self.matmul);
+        g.operands(self.matmul)
+            .into_iter()
+            .map(|o| match window {
+                Some(w) if !self.inputs.contains_key(&o) => Buf {
+                    dims: g.shape(o).concrete(self.batch),
+                    ..self.inputs[&g.operands(w)[0]].clone()
+                },
+                _ => self.inputs[&o].clone(),
+            })
+            .collect()
+    }
 }
 
 pub fn lower(e: &mut Emit, arena: Bases, spec: &EpilogueSpec) -> Result<()> {
@@ -47,7 +80,7 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &EpilogueSpec) -> Result<()> {
         .expect("the group stores its root");
     let n_cols = c_buf.dims[1];
     let mut reads = Vec::new();
-    for &m in spec.nodes.iter().filter(|&&m| m != spec.matmul) {
+    for m in spec.epilogue() {
         for (slot, o) in g.operands(m).into_iter().enumerate() {
             let Some(buf) = spec.inputs.get(&o) else {
                 continue;
@@ -78,19 +111,16 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &EpilogueSpec) -> Result<()> {
         reads,
         others,
     };
+    let windowed = WindowedA::of(g, spec.nodes, spec.matmul, spec.batch);
     let matmul_spec = KernelSpec {
         op: &g.node(spec.matmul).op,
-        inputs: g
-            .operands(spec.matmul)
-            .into_iter()
-            .map(|o| spec.inputs[&o].clone())
-            .collect(),
+        inputs: spec.operands(),
         output: c_buf,
         scratch: spec.scratch,
         status: spec.status,
         status_code: spec.status_code,
     };
-    lower_with_epilogue(e, arena, &matmul_spec, Some(&epilogue))
+    lower_with_epilogue(e, arena, &matmul_spec, Some(&epilogue), windowed.as_ref())
 }
 
 /// A read of a non-member operand: (member, operand slot), its buffer's first element, its
@@ -142,7 +172,7 @@ impl Epilogue for Fused<'_> {
         let g = self.spec.graph;
         let offset = |(rs, cs): (usize, usize)| ((r * rs + c * cs) * 4) as i64;
         let mut values: HashMap<NodeId, Value> = HashMap::from([(self.spec.matmul, acc)]);
-        for &m in self.spec.nodes.iter().filter(|&&m| m != self.spec.matmul) {
+        for m in self.spec.epilogue() {
             let mut args = Vec::new();
             for (slot, o) in g.operands(m).into_iter().enumerate() {
                 let inside = through_reshapes(g, o);

@@ -88,7 +88,7 @@ pub fn scratch_bytes(
     parts: usize,
 ) -> usize {
     match op.fusion_class() {
-        FusionClass::Contraction => matmul::scratch_bytes(op, inputs, target, parts),
+        FusionClass::Contraction => matmul::scratch_bytes(op, inputs, target, parts, None),
         FusionClass::Reduction => reduce::scratch_bytes(op, &inputs[0], output),
         FusionClass::Data
         | FusionClass::Generator
@@ -109,7 +109,7 @@ const MIN_PARALLEL_ELEMENTS: usize = 1 << 15;
 /// whole.
 pub fn parts(op: &Op, inputs: &[Buf], output: &Buf, target: &Target, threads: usize) -> usize {
     match op.fusion_class() {
-        FusionClass::Contraction => matmul::parts(op, inputs, target, threads),
+        FusionClass::Contraction => matmul::parts(op, inputs, target, threads, None),
         FusionClass::Elementwise => elementwise_parts(output.len(), threads),
         FusionClass::Data
         | FusionClass::Generator

@@ -33,6 +33,13 @@
 //! full panels of a row-major B when `M` is so small that packing would cost more than the
 //! product (see [`Plan::new`] for the measurements behind both choices).
 //!
+//! A of a convolution is a window (implicit GEMM, see [`gather`]): the kernel reads the
+//! window's input, and each A block is first gathered into a block-sized buffer in scratch
+//! (zeros for padding), which the packers read like any operand. No matrix of the whole
+//! batch's windows (im2col) exists. The forward product reads the window as A, the weight
+//! gradient as a transposed A (`windowᵀ · dY`), and the input gradient is rewritten into a
+//! forward product by `passes::transposed_conv`.
+//!
 //! A matmul large enough to gain from threads runs as several parts (see [`parts`]): they share
 //! out the batch items or, for fewer items than parts, the `ic` row blocks of each item (then
 //! `mc` is capped so that every part gets one). Each part packs into scratch of its own; no part
@@ -46,6 +53,7 @@
 
 #[cfg(any(test, feature = "counters"))]
 mod counters;
+mod gather;
 mod microkernel;
 mod native;
 mod pack;
@@ -54,6 +62,7 @@ mod tests;
 
 #[cfg(any(test, feature = "counters"))]
 pub use counters::{credit_native_calls, native_call_counts, native_calls};
+pub(crate) use gather::WindowedA;
 
 use super::{Bases, Buf, KernelSpec};
 use crate::codegen::emit::{Emit, LANES};
@@ -120,12 +129,45 @@ struct Plan {
     /// Parts the kernel runs as (see [`Emit::share`]): each packs into scratch of its own and
     /// writes its own rows of `C`, so the sum behind every output is the same for any count.
     parts: usize,
+    /// How A is gathered, when it is a window (implicit GEMM).
+    gather: Option<GatherPlan>,
+}
+
+/// How a window operand A is gathered (see [`gather`]): into a buffer of `bytes` whose rows
+/// are `ld` floats apart, `run` floats per copy. Without `transpose_a` the buffer holds the A
+/// block (`mc` output positions × `kc` taps, `kc` whole taps or an equal part of one, so
+/// that no run straddles two taps); with it, `kc` output positions × all the taps, gathered
+/// once per depth block for all row blocks.
+#[derive(Debug, Clone, Copy)]
+struct GatherPlan {
+    run: usize,
+    ld: usize,
+    bytes: usize,
+}
+
+/// The depth of a block of the window matrix of `w` for blocks of at most `max`: whole taps
+/// of `C` channels, or the largest divisor of `C` that fits.
+fn window_depth(w: &WindowedA, max: usize) -> usize {
+    let c = w.channels();
+    if c <= max {
+        c * balanced(w.depth() / c, max / c, 1)
+    } else {
+        (1..=max).rev().find(|d| c.is_multiple_of(*d)).unwrap_or(1)
+    }
 }
 
 impl Plan {
     /// The plan for the operands `a` and `b` of `op` on `target` (with the widest microkernel
-    /// path contractions may take), split into `parts` (see [`parts`]).
-    fn new(op: &Op, a: &Buf, b: &Buf, target: &Target, parts: usize) -> Plan {
+    /// path contractions may take), split into `parts` (see [`parts`]); `windowed` when A is
+    /// gathered from a window (`a` then has the window matrix's shape).
+    fn new(
+        op: &Op,
+        a: &Buf,
+        b: &Buf,
+        target: &Target,
+        parts: usize,
+        windowed: Option<&WindowedA>,
+    ) -> Plan {
         let Op::MatMul {
             transpose_a,
             transpose_b,
@@ -163,7 +205,12 @@ impl Plan {
         // The B panel [kc × NR] the A panels stream past, plus two A panels [MR × kc] (the one
         // in use and the next), fit in L1: 680 on a 48 KiB L1 with the 5 × 8 tile.
         let kc_max = (l1 / (4 * (nr + 2 * mr))).clamp(64, 1024);
-        let kc = balanced(k, kc_max, 1);
+        let kc = match windowed {
+            None => balanced(k, kc_max, 1),
+            Some(w) if !transpose_a => window_depth(w, kc_max),
+            // The buffer of kc output positions × all taps takes at most half of L2.
+            Some(w) => balanced(k, (l2 / 2 / (4 * w.depth())).clamp(8, kc_max), 1),
+        };
         // The A block [mc × kc] takes an eighth of L2 and the B block [kc × nc] a quarter, so
         // both stay in L2 with room to spare (95 rows, 192 columns at depth 680 on a 2 MiB L2).
         // Blocking hardly matters at f32x4 speed (the microkernel reads 52 bytes per 10 FMAs):
@@ -175,6 +222,19 @@ impl Plan {
             mc_max = mc_max.min(m.div_ceil(parts).div_ceil(mr) * mr);
         }
         let nc_max = (l2 / 4 / (4 * kc)).max(nr) / nr * nr;
+        let mc = balanced(m, mc_max, mr);
+        let gather = windowed.map(|w| match transpose_a {
+            false => GatherPlan {
+                run: kc.min(w.channels()),
+                ld: kc,
+                bytes: mc * kc * 4,
+            },
+            true => GatherPlan {
+                run: w.channels(),
+                ld: w.depth(),
+                bytes: kc * w.depth() * 4,
+            },
+        });
         Plan {
             batch,
             m,
@@ -184,7 +244,7 @@ impl Plan {
             transpose_b,
             path,
             kc,
-            mc: balanced(m, mc_max, mr),
+            mc,
             nc: balanced(n, nc_max, nr),
             // A row-major A is read in place by the Cranelift microkernel: its rows are
             // contiguous along k, so a tile's broadcasts are MR sequential streams, and packing
@@ -192,9 +252,11 @@ impl Plan {
             // element is reused only 8 times). A transposed A is strided along k (a new cache
             // line, often a new page, every step) and is packed unless at most one full panel
             // of columns would reuse it.
-            pack_a: path != Isa::Baseline || (transpose_a && n > nr + LANES),
+            // A gathered window is always packed (from the gather buffer).
+            pack_a: gather.is_some() || path != Isa::Baseline || (transpose_a && n > nr + LANES),
             pack_b,
             parts,
+            gather,
         }
     }
 
@@ -274,13 +336,19 @@ impl Plan {
         (self.b_offset() + self.b_bytes()).div_ceil(64) * 64
     }
 
-    /// Scratch bytes of one part (cache-line aligned, so each part's starts on its own line).
-    fn part_scratch_bytes(&self) -> usize {
+    /// Where the gather buffer of a window operand starts in scratch (after the B block or
+    /// the tile buffer).
+    fn gather_offset(&self) -> usize {
         let bytes = match self.path {
             Isa::Baseline => self.b_offset() + self.b_bytes(),
             Isa::Avx2 | Isa::Avx512 => self.tile_offset() + self.mr() * self.nr() * 4,
         };
         bytes.div_ceil(64) * 64
+    }
+
+    /// Scratch bytes of one part (cache-line aligned, so each part's starts on its own line).
+    fn part_scratch_bytes(&self) -> usize {
+        (self.gather_offset() + self.gather.map_or(0, |g| g.bytes)).div_ceil(64) * 64
     }
 
     fn scratch_bytes(&self) -> usize {
@@ -293,8 +361,16 @@ impl Plan {
     }
 }
 
-pub(super) fn scratch_bytes(op: &Op, inputs: &[Buf], target: &Target, parts: usize) -> usize {
-    Plan::new(op, &inputs[0], &inputs[1], target, parts).scratch_bytes()
+/// Scratch bytes of the matmul `op` of `inputs` (A gathered from a window when `windowed`),
+/// run as `parts`.
+pub(crate) fn scratch_bytes(
+    op: &Op,
+    inputs: &[Buf],
+    target: &Target,
+    parts: usize,
+    windowed: Option<&WindowedA>,
+) -> usize {
+    Plan::new(op, &inputs[0], &inputs[1], target, parts, windowed).scratch_bytes()
 }
 
 /// Floating-point operations of the matmul `op` of `inputs` into `output`: two per multiply-add.
@@ -318,8 +394,14 @@ const MIN_PARALLEL_FLOPS: usize = 1 << 22;
 /// How many parts (at most `threads`) the matmul `op` of `inputs` runs as: the batch items, or
 /// the register-tile rows of each item, shared by up to `threads` parts when it is large
 /// enough to gain from them.
-pub(crate) fn parts(op: &Op, inputs: &[Buf], target: &Target, threads: usize) -> usize {
-    let p = Plan::new(op, &inputs[0], &inputs[1], target, 1);
+pub(crate) fn parts(
+    op: &Op,
+    inputs: &[Buf],
+    target: &Target,
+    threads: usize,
+    windowed: Option<&WindowedA>,
+) -> usize {
+    let p = Plan::new(op, &inputs[0], &inputs[1], target, 1, windowed);
     let units = if p.batch >= threads {
         p.batch
     } else {
@@ -333,18 +415,21 @@ pub(crate) fn parts(op: &Op, inputs: &[Buf], target: &Target, threads: usize) ->
 }
 
 pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
-    lower_with_epilogue(e, arena, spec, None)
+    lower_with_epilogue(e, arena, spec, None, None)
 }
 
 /// Lowers the matmul of `spec`, passing every output value through `epilogue` (see
 /// [`Epilogue`]) right before it is stored, once its sum over all of `K` is complete. The
 /// epilogue runs exactly once per output element; its code is emitted once per store variant
 /// (full and edge tiles, and the last of several depth blocks), so it should be small.
+/// With `windowed`, A is the window matrix over the input at `spec.inputs[0]` (whose dims are
+/// the matrix's), gathered while packing.
 pub(crate) fn lower_with_epilogue(
     e: &mut Emit,
     arena: Bases,
     spec: &KernelSpec,
     epilogue: Option<&dyn Epilogue>,
+    windowed: Option<&WindowedA>,
 ) -> Result<()> {
     let plan = Plan::new(
         spec.op,
@@ -352,13 +437,21 @@ pub(crate) fn lower_with_epilogue(
         &spec.inputs[1],
         &e.target,
         e.parts,
+        windowed,
     );
-    emit(e, arena, spec, plan, epilogue);
+    emit(e, arena, spec, plan, epilogue, windowed);
     Ok(())
 }
 
 /// Emits the loop nest of `p` (its scratch space, [`Plan::scratch_bytes`], at `spec.scratch`).
-fn emit(e: &mut Emit, arena: Bases, spec: &KernelSpec, p: Plan, epilogue: Option<&dyn Epilogue>) {
+fn emit(
+    e: &mut Emit,
+    arena: Bases,
+    spec: &KernelSpec,
+    p: Plan,
+    epilogue: Option<&dyn Epilogue>,
+    windowed: Option<&WindowedA>,
+) {
     let a_base = spec.inputs[0].ptr(e, arena);
     let b_base = spec.inputs[1].ptr(e, arena);
     let c_base = spec.output.ptr(e, arena);
@@ -370,6 +463,7 @@ fn emit(e: &mut Emit, arena: Bases, spec: &KernelSpec, p: Plan, epilogue: Option
     };
     let b_pack = e.b.ins().iadd_imm_s(a_pack, p.b_offset() as i64);
     let tile = e.b.ins().iadd_imm_s(a_pack, p.tile_offset() as i64);
+    let gathered = e.b.ins().iadd_imm_s(a_pack, p.gather_offset() as i64);
     let native = p.path.native().map(|(to_tile, to_c)| {
         let mut call = |params: usize, address: usize| {
             let mut sig = Signature::new(e.b.func.signature.call_conv);
@@ -389,6 +483,7 @@ fn emit(e: &mut Emit, arena: Bases, spec: &KernelSpec, p: Plan, epilogue: Option
         tile,
         native,
         epilogue,
+        window: windowed.map(|w| (w, gathered)),
     };
     // The parts share the batch items or the row blocks of each (see `Plan::splits_batch`).
     let (items, blocks) = match p.parts {
@@ -422,6 +517,9 @@ fn emit(e: &mut Emit, arena: Bases, spec: &KernelSpec, p: Plan, epilogue: Option
                     kc,
                 };
                 pack::b_block(e, &ctx, &block);
+                if p.transpose_a {
+                    gather_positions(e, &ctx, &block);
+                }
                 let rows = blocks.map(|(first, last)| {
                     let begin = e.b.ins().imul_imm_s(first, p.mc as i64);
                     let end = e.b.ins().imul_imm_s(last, p.mc as i64);
@@ -430,7 +528,7 @@ fn emit(e: &mut Emit, arena: Bases, spec: &KernelSpec, p: Plan, epilogue: Option
                 });
                 ranged(e, rows, m, p.mc, |e, ic| {
                     if p.pack_a {
-                        pack::a_block(e, &ctx, &block, ic);
+                        pack_a(e, &ctx, &block, ic);
                     }
                     microkernel::tiles(e, &ctx, &block, ic);
                 });
@@ -450,6 +548,57 @@ struct Ctx<'a> {
     /// The native microkernels, when the path has them: to the tile buffer and to `C`.
     native: Option<(NativeCall, NativeCall)>,
     epilogue: Option<&'a dyn Epilogue>,
+    /// When A is a window: its geometry and the gather buffer in scratch.
+    window: Option<(&'a WindowedA, Value)>,
+}
+
+/// Packs the A block of `blk` at row `ic`: from A, or gathered from the window first.
+fn pack_a(e: &mut Emit, ctx: &Ctx, blk: &Block, ic: Value) {
+    let p = ctx.p;
+    let (Some((w, buf)), Some(g)) = (ctx.window, p.gather) else {
+        return pack::a_block(e, ctx, blk, ic);
+    };
+    if p.transpose_a {
+        // `gather_positions` holds the depth block's positions × all taps: rows of A.
+        let src = e.addr(buf, ic, 4);
+        return pack::a_block_from(e, ctx, src, (1, g.ld), blk.kc, ic);
+    }
+    let end = microkernel::block_end(e, ic, p.mc, p.m);
+    let rows = e.b.ins().isub(end, ic);
+    let runs = e.b.ins().udiv_imm_u(blk.kc, g.run as i64);
+    let spec = gather::Gather {
+        src: blk.a,
+        dst: buf,
+        row0: ic,
+        rows,
+        depth0: blk.pc,
+        runs,
+        run: g.run,
+        ld: g.ld,
+    };
+    gather::gather(e, w, &spec);
+    pack::a_block_from(e, ctx, buf, (g.ld, 1), blk.kc, ic);
+}
+
+/// For a transposed window A (the weight gradient `windowᵀ · dY`), gathers the output
+/// positions of the depth block of `blk` with all their taps into the gather buffer.
+fn gather_positions(e: &mut Emit, ctx: &Ctx, blk: &Block) {
+    let (Some((w, buf)), Some(g)) = (ctx.window, ctx.p.gather) else {
+        return;
+    };
+    let zero = e.i64(0);
+    let runs = e.i64((w.depth() / g.run) as i64);
+    let spec = gather::Gather {
+        src: blk.a,
+        dst: buf,
+        row0: blk.pc,
+        rows: blk.kc,
+        depth0: zero,
+        runs,
+        run: g.run,
+        ld: g.ld,
+    };
+    gather::gather(e, w, &spec);
 }
 
 /// A native microkernel (see [`native`] for its signature and safety contract): its address

@@ -56,17 +56,31 @@ pub(super) fn b_block(e: &mut Emit, ctx: &Ctx, blk: &Block) {
 
 /// Packs the A block of `blk` starting at row `ic` into panels at `ctx.a_pack`.
 pub(super) fn a_block(e: &mut Emit, ctx: &Ctx, blk: &Block, ic: Value) {
-    let p = ctx.p;
-    let mr = p.mr();
-    let edge = p.m % mr;
-    let (ms, ks) = p.a_strides();
+    let (ms, ks) = ctx.p.a_strides();
     let src = e.b.ins().imul_imm_s(blk.pc, (ks * 4) as i64);
     let src = e.b.ins().iadd(blk.a, src);
     let src = e.addr(src, ic, (ms * 4) as i64);
+    a_block_from(e, ctx, src, (ms, ks), blk.kc, ic);
+}
+
+/// Packs `kc` depths of the A block starting at row `ic` into panels at `ctx.a_pack`, reading
+/// its first element at `src` and the others at element `strides` along `m` and `k`.
+pub(super) fn a_block_from(
+    e: &mut Emit,
+    ctx: &Ctx,
+    src: Value,
+    strides: (usize, usize),
+    kc: Value,
+    ic: Value,
+) {
+    let p = ctx.p;
+    let mr = p.mr();
+    let edge = p.m % mr;
+    let ms = strides.0;
     let full_end = block_end(e, ic, p.mc, p.m - edge);
     let panel = p.a_panel_bytes() as i64;
     let (_, v) = e.for_range(ic, full_end, mr as i64, &[src, ctx.a_pack], |e, _, v| {
-        a_panel(e, ctx, v[0], v[1], blk.kc, mr);
+        a_panel(e, ctx, [v[0], v[1]], strides, kc, mr);
         vec![
             e.b.ins().iadd_imm_s(v[0], (mr * ms * 4) as i64),
             e.b.ins().iadd_imm_s(v[1], panel),
@@ -74,7 +88,9 @@ pub(super) fn a_block(e: &mut Emit, ctx: &Ctx, blk: &Block, ic: Value) {
     });
     if edge != 0 {
         let last = is_last_block(e, ic, p.mc, p.m);
-        when(e, last, |e| a_panel(e, ctx, v[0], v[1], blk.kc, edge));
+        when(e, last, |e| {
+            a_panel(e, ctx, [v[0], v[1]], strides, kc, edge)
+        });
     }
 }
 
@@ -151,11 +167,17 @@ fn b_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, cols: usi
     });
 }
 
-/// Packs `kc` depths of the `rows` (≤ `MR`) rows of A at `src` into the panel at `dst`.
-fn a_panel(e: &mut Emit, ctx: &Ctx, src: Value, dst: Value, kc: Value, rows: usize) {
-    let p = ctx.p;
-    let mr = p.mr();
-    let (ms, ks) = p.a_strides();
+/// Packs `kc` depths of the `rows` (≤ `MR`) rows of A at `src` (element `strides` along `m`
+/// and `k`) into the panel at `dst`.
+fn a_panel(
+    e: &mut Emit,
+    ctx: &Ctx,
+    [src, dst]: [Value; 2],
+    (ms, ks): (usize, usize),
+    kc: Value,
+    rows: usize,
+) {
+    let mr = ctx.p.mr();
     let zero = e.i64(0);
     let row = (mr * 4) as i64;
     if ms == 1 {

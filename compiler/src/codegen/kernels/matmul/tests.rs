@@ -152,7 +152,7 @@ fn max_error(plan: Plan, with_epilogue: bool) -> f64 {
     let epi: Option<&dyn Epilogue> = with_epilogue.then_some(&TestEpilogue);
     let id = jit
         .define("matmul", plan.parts, |e, arena| {
-            emit(e, arena, &spec, plan, epi);
+            emit(e, arena, &spec, plan, epi, None);
             Ok(())
         })
         .unwrap();
@@ -251,6 +251,7 @@ fn every_block_boundary_edge_and_layout_on_every_path() {
                             // One, two (sharing the batch items) or three parts (sharing the
                             // row blocks), in turn.
                             parts: 1 + cases / 2 % 3,
+                            gather: None,
                         };
                         for with_epilogue in [false, true] {
                             let err = max_error(plan, with_epilogue);
@@ -288,6 +289,7 @@ fn empty_contraction_stores_zeros_through_the_epilogue() {
                 pack_a: native,
                 pack_b: pack_b || native,
                 parts: 1,
+                gather: None,
             };
             assert_eq!(max_error(plan, false), 0.0);
             assert_eq!(max_error(plan, true), 0.0);
