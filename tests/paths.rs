@@ -67,8 +67,13 @@ fn train(setup: &Setup, options: CompileOptions) -> (Vec<f64>, f64) {
     let arch = &setup.arch;
     let model = Model::new(arch.clone(), 0).unwrap();
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
-    let step =
-        loss_graph(arch, &loss, &[Metric::Accuracy], Some(&Adam::default().into())).unwrap();
+    let step = loss_graph(
+        arch,
+        &loss,
+        &[Metric::Accuracy],
+        Some(&Adam::default().into()),
+    )
+    .unwrap();
     let outputs = [step.loss, step.metrics[0].1];
     let mut training = Program::with_options(
         &step.forward.graph,
@@ -140,10 +145,7 @@ fn every_path_trains_like_the_default_path(setup: &Setup, rtol: f64, min_accurac
                 );
             }
             assert!(losses.windows(2).all(|w| w[1] < w[0]), "{what}: {losses:?}");
-            assert!(
-                accuracy > min_accuracy,
-                "{what}: test accuracy {accuracy}"
-            );
+            assert!(accuracy > min_accuracy, "{what}: test accuracy {accuracy}");
         }
     }
 }

@@ -104,13 +104,19 @@ fn train(net: &Net, threads: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<usize>
 fn same_bits_on_any_thread_count(what: &str, net: &Net, split: usize) {
     let runs: Vec<_> = THREADS.iter().map(|&t| train(net, t)).collect();
     let (losses, parameters, parts) = &runs[0];
-    assert!(parts.iter().all(|&p| p == 1), "{what}, one thread: {parts:?}");
+    assert!(
+        parts.iter().all(|&p| p == 1),
+        "{what}, one thread: {parts:?}"
+    );
     for (t, (l, p, parts)) in THREADS.iter().zip(&runs).skip(1) {
         assert!(
             parts.iter().filter(|&&p| p == *t).count() >= split,
             "{what}, {t} threads: fewer than {split} kernels split: {parts:?}"
         );
-        assert_eq!(l, losses, "{what}, {t} threads: losses differ from one thread's");
+        assert_eq!(
+            l, losses,
+            "{what}, {t} threads: losses differ from one thread's"
+        );
         assert_eq!(
             p, parameters,
             "{what}, {t} threads: parameters differ from one thread's"
