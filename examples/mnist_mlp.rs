@@ -2,8 +2,9 @@
 //! trained with Adam on handwritten digits.
 //!
 //! ```sh
-//! cargo run --release --example mnist_mlp                    # shipped 8×8 digits, 30 epochs
-//! cargo run --release --example mnist_mlp -- --data DIR      # real MNIST IDX files in DIR
+//! cargo run --release --example mnist_mlp                    # 5,000 real MNIST digits, 30 epochs
+//! cargo run --release --example mnist_mlp -- --data DIR      # full MNIST IDX files in DIR
+//! cargo run --release --example mnist_mlp -- --data data/digits   # the 8×8 digits, quick
 //! cargo run --release --example mnist_mlp -- --epochs 5 --seed 3 --batch-size 128
 //! ```
 //!
@@ -14,10 +15,10 @@ use kiln::prelude::*;
 use std::time::Instant;
 
 model! {
-    /// The seed MLP for the shipped 8×8 digits (64 pixels).
+    /// The seed MLP for the 8×8 digits of `data/digits` (64 pixels).
     pub DigitsMlp(x: [64]) -> dense(64, relu) -> dense(64, relu) -> dense(10, softmax)
 
-    /// The seed MLP for real 28×28 MNIST (784 pixels).
+    /// The seed MLP for real 28×28 MNIST (784 pixels, as `data/mnist5k`).
     pub MnistMlp(x: [784]) -> dense(64, relu) -> dense(64, relu) -> dense(10, softmax)
 }
 
@@ -33,7 +34,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
-        data: concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits").to_string(),
+        data: concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist5k").to_string(),
         epochs: 30,
         batch_size: 32,
         seed: 0,

@@ -419,3 +419,51 @@ fn conv2d_is_one_matmul_gathering_its_window_with_bias_and_relu_in_its_epilogue(
         tol(1e-5, 1e-5),
     );
 }
+
+#[test]
+fn max_pool_forward_is_one_kernel() {
+    // MaxPooling2D(2) on 8×10×3 images: windows that tile the input are a reduction over axes
+    // of a reshape of it. (Other windows are a window view and its reduction: two kernels.)
+    let arch = Sequential::new(&[8, 10, 3]).add(Layer::max_pool2d([2, 2]));
+    let forward = kiln::compiler::nn::forward_graph(&arch).unwrap();
+    let (count, report) = kernels(&forward.graph, &[forward.output], true);
+    assert_eq!(count, 1, "{report}");
+    let xv = uniform(&mut rng(5), &[2, 8, 10, 3], -1.0, 1.0);
+    check_graph(
+        "max pool",
+        &forward.graph,
+        &[forward.output],
+        &[("x", &xv)],
+        tol(0.0, 0.0),
+    );
+}
+
+/// BatchNormalization over the channels of `[B, 6, 5, 7]` activations in training: the batch
+/// statistics and the normalisation (the moving statistics' updates are outputs of their own).
+/// Three kernels: the input permuted channels-first, one rows kernel (mean, variance and the
+/// normalisation) and the permute back. Issue 13 asks for at most two; that needs a fusion rule
+/// for reductions over leading axes (a columns kernel): without the permutes the statistics are
+/// such reductions, and today they take five kernels.
+#[test]
+fn batch_norm_forward_in_training_is_three_kernels() {
+    let mut g = Graph::new();
+    let mut b = kiln::compiler::nn::ModelBuilder::new(&mut g, true);
+    let x = b.input("x", &[6, 5, 7], DType::F32).unwrap();
+    let y = Layer::batch_norm(-1, 0.99, 1e-3, true, true)
+        .build(&mut b, Some("bn"), &[x])
+        .unwrap();
+    let (count, report) = kernels(&g, &[y], true);
+    assert_eq!(count, 3, "{report}");
+    assert!(report.contains("rows of [7, B, 6, 5]"), "{report}");
+    let mut r = rng(6);
+    let xv = uniform(&mut r, &[3, 6, 5, 7], -2.0, 2.0);
+    let gv = uniform(&mut r, &[7], 0.5, 1.5);
+    let bv = uniform(&mut r, &[7], -1.0, 1.0);
+    check_graph(
+        "batch norm (training)",
+        &g,
+        &[y],
+        &[("x", &xv), ("bn/gamma", &gv), ("bn/beta", &bv)],
+        tol(1e-5, 1e-4),
+    );
+}

@@ -14,8 +14,8 @@
 
 use kiln::compiler::autodiff;
 use kiln::compiler::nn::layers::{self, ArgKind, ArgValue};
-use kiln::compiler::nn::{forward_graph, loss_graph, Algorithm, ModelBuilder, SAMPLE_WEIGHT};
 use kiln::compiler::nn::TARGET;
+use kiln::compiler::nn::{forward_graph, loss_graph, Algorithm, ModelBuilder, SAMPLE_WEIGHT};
 use kiln::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{Map, Value};
@@ -341,6 +341,9 @@ fn keras_layer(c: &Config) -> CaseResult<Layer> {
         .collect();
     c.ignore(&initializers);
     c.ignore(&["trainable"]);
+    // kiln's layers are channels-last and ungrouped.
+    c.require_default("data_format", "channels_last".into())?;
+    c.require_default("groups", 1.into())?;
     // Only used with `renorm: true`, which `finish` reports as unsupported.
     c.ignore(&["renorm_momentum"]);
     let policy = c
@@ -384,7 +387,7 @@ fn keras_value(c: &Config, key: &str, kind: ArgKind, value: &Value) -> CaseResul
             (None, None) => return c.unsupported(key, value),
         },
         (_, Value::Bool(b)) => ArgValue::Flag(*b),
-        (_, Value::Array(items)) => match items.iter().map(int).collect::<Option<Vec<_>>>() {
+        (_, Value::Array(items)) => match ints(items) {
             Some(v) => ArgValue::Ints(v.into()),
             None => return c.unsupported(key, value),
         },
@@ -395,6 +398,19 @@ fn keras_value(c: &Config, key: &str, kind: ArgKind, value: &Value) -> CaseResul
         _ => return c.unsupported(key, value),
     };
     kind.check(parsed).or_else(|_| c.unsupported(key, value))
+}
+
+/// The integers of a Keras list, with nested lists (`ZeroPadding2D`'s `[[1, 0], [2, 2]]`)
+/// flattened.
+fn ints(items: &[Value]) -> Option<Vec<usize>> {
+    let mut flat = Vec::new();
+    for item in items {
+        match item {
+            Value::Array(inner) => flat.extend(ints(inner)?),
+            v => flat.push(usize::try_from(v.as_u64()?).ok()?),
+        }
+    }
+    Some(flat)
 }
 
 /// kiln's name for the Keras weight `keras` of layer `layer` (named `layer_name` in kiln).

@@ -1,6 +1,7 @@
-//! Programs split their large kernels into parts that run on the worker pool: results are
-//! bitwise the same for 1, 2 and 3 threads (every part computes its share the same way, and no
-//! sum is split), they match the interpreter, and worker threads really run parts.
+//! Programs split their large kernels into parts that run on the worker pool: results (an MLP's
+//! and the seed CNN's training steps, and single kernels) are bitwise the same for 1, 2 and 3
+//! threads (every part computes its share the same way, and no sum is split), they match the
+//! interpreter, and worker threads really run parts.
 //!
 //! One test function, so that no other test of this binary holds the pool while it counts the
 //! parts the workers ran.
@@ -27,17 +28,46 @@ fn bits(tensors: &[Tensor]) -> Vec<Vec<u32>> {
     tensors.iter().map(Tensor::to_bits).collect()
 }
 
-/// Five Adam steps of an MLP whose matmuls and update loop are large enough to be split, from
-/// seed 0 on generated data; returns the losses and the final parameters, as bits, and how
-/// many parts each kernel of the step ran as.
-fn train(threads: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<usize>) {
+/// A model whose step is large enough to be split, and the shape of its batches.
+struct Net {
+    arch: Sequential,
+    batch: Vec<usize>,
+}
+
+/// An MLP whose matmuls and update loop are large enough to be split.
+fn mlp() -> Net {
     let arch = Sequential::new(&[300])
         .add(Layer::dense(256, Activation::Relu))
         .add(Layer::dense(10, Activation::Softmax));
-    let model = Model::new(arch.clone(), 0).unwrap();
+    Net {
+        arch,
+        batch: vec![96, 300],
+    }
+}
+
+/// The seed CNN on batches of 8 images of 28×28.
+fn seed_cnn() -> Net {
+    let arch = Sequential::new(&[28, 28, 1])
+        .add(Layer::conv2d(32, [3, 3], Activation::Relu))
+        .add(Layer::max_pool2d([2, 2]))
+        .add(Layer::conv2d(64, [3, 3], Activation::Relu))
+        .add(Layer::max_pool2d([2, 2]))
+        .add(Layer::flatten())
+        .add(Layer::dense(128, Activation::Relu))
+        .add(Layer::dense(10, Activation::Softmax));
+    Net {
+        arch,
+        batch: vec![8, 28, 28, 1],
+    }
+}
+
+/// Five Adam steps of `net` from seed 0 on generated data; returns the losses and the final
+/// parameters, as bits, and how many parts each kernel of the step ran as.
+fn train(net: &Net, threads: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<usize>) {
+    let model = Model::new(net.arch.clone(), 0).unwrap();
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
     let adam = Optimizer::from(Adam::default());
-    let step = loss_graph(&arch, &loss, &[], Some(&adam)).unwrap();
+    let step = loss_graph(&net.arch, &loss, &[], Some(&adam)).unwrap();
     let mut program = Program::with_options(
         &step.forward.graph,
         &[step.loss],
@@ -55,9 +85,10 @@ fn train(threads: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<usize>) {
     let mut r = rng(7);
     let mut losses = Vec::new();
     for _ in 0..5 {
-        let x = uniform(&mut r, &[96, 300], -1.0, 1.0);
-        let y = indices(&mut r, &[96], 10);
-        let ones = Tensor::from_f32(&[96], vec![1.0; 96]).unwrap();
+        let x = uniform(&mut r, &net.batch, -1.0, 1.0);
+        let y = indices(&mut r, &net.batch[..1], 10);
+        let n = net.batch[0];
+        let ones = Tensor::from_f32(&[n], vec![1.0; n]).unwrap();
         let feeds = [("x", &x), (TARGET, &y), (SAMPLE_WEIGHT, &ones)];
         losses.extend(bits(&program.run(&feeds).unwrap()));
     }
@@ -66,13 +97,38 @@ fn train(threads: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<usize>) {
         .map(|(name, _)| program.parameter(name).unwrap().to_bits())
         .collect();
     let parts = program
-        .executable(96)
+        .executable(net.batch[0])
         .unwrap()
         .kernels
         .iter()
         .map(|k| k.parts)
         .collect();
     (losses, parameters, parts)
+}
+
+/// Trains `net` on each of `THREADS`: the losses and parameters are the same bits as one
+/// thread's, and at least `split` kernels ran as as many parts as there are threads.
+fn same_bits_on_any_thread_count(what: &str, net: &Net, split: usize) {
+    let runs: Vec<_> = THREADS.iter().map(|&t| train(net, t)).collect();
+    let (losses, parameters, parts) = &runs[0];
+    assert!(
+        parts.iter().all(|&p| p == 1),
+        "{what}, one thread: {parts:?}"
+    );
+    for (t, (l, p, parts)) in THREADS.iter().zip(&runs).skip(1) {
+        assert!(
+            parts.iter().filter(|&&p| p == *t).count() >= split,
+            "{what}, {t} threads: fewer than {split} kernels split: {parts:?}"
+        );
+        assert_eq!(
+            l, losses,
+            "{what}, {t} threads: losses differ from one thread's"
+        );
+        assert_eq!(
+            p, parameters,
+            "{what}, {t} threads: parameters differ from one thread's"
+        );
+    }
 }
 
 /// A batched matmul (split over its batch items), one with a single item (split over row
@@ -114,21 +170,10 @@ fn split_kernels_give_the_same_bits_on_any_thread_count_and_workers_run_parts() 
     std::env::set_var("KILN_THREADS", "3");
     assert_eq!(pool::workers(), 2);
     let before = pool::worker_parts();
-    // Each run's parts: the serial run has one per kernel, the others split the large kernels.
-    let runs: Vec<_> = THREADS.iter().map(|&t| train(t)).collect();
-    let (losses, parameters, parts) = &runs[0];
-    assert!(parts.iter().all(|&p| p == 1), "one thread: {parts:?}");
-    for (t, (l, p, split)) in THREADS.iter().zip(&runs).skip(1) {
-        assert!(
-            split.iter().filter(|&&p| p == *t).count() >= 3,
-            "{t} threads: the two large matmuls and the update loop are split: {split:?}"
-        );
-        assert_eq!(l, losses, "{t} threads: losses differ from one thread's");
-        assert_eq!(
-            p, parameters,
-            "{t} threads: parameters differ from one thread's"
-        );
-    }
+    // The serial run has one part per kernel; the others split the two large matmuls and
+    // the update loop of the MLP, and the CNN's convolutions, dense layers and update loop.
+    same_bits_on_any_thread_count("MLP", &mlp(), 3);
+    same_bits_on_any_thread_count("seed CNN", &seed_cnn(), 3);
 
     let (g, outputs) = split_graph();
     let mut r = rng(3);

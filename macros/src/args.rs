@@ -39,6 +39,12 @@ pub fn parse(kind: ArgKind, tokens: &TokenStream) -> Result<ArgValue, String> {
             [one] if int(tokens).is_some() => ArgValue::Int(*one),
             _ => ArgValue::Ints(v.into()),
         }),
+        ArgKind::Padding(_) => ints(tokens)
+            .or_else(|| pairs(tokens))
+            .map(|v| match v.as_slice() {
+                [one] if int(tokens).is_some() => ArgValue::Int(*one),
+                _ => ArgValue::Ints(v.into()),
+            }),
         ArgKind::Choice(words) => return word(tokens, words).ok_or_else(mistyped)?,
         ArgKind::Layer => None,
     };
@@ -65,6 +71,25 @@ fn ints(tokens: &TokenStream) -> Option<Vec<usize>> {
     };
     let items = tuple.parse2(tokens.clone()).ok()?;
     items.iter().map(|i| i.base10_parse().ok()).collect()
+}
+
+/// `((1, 0), (2, 2))`: `(before, after)` pairs, flattened.
+fn pairs(tokens: &TokenStream) -> Option<Vec<usize>> {
+    let pair = |input: ParseStream| -> syn::Result<[usize; 2]> {
+        let inner;
+        syn::parenthesized!(inner in input);
+        let before = inner.parse::<LitInt>()?.base10_parse()?;
+        inner.parse::<Token![,]>()?;
+        let after = inner.parse::<LitInt>()?.base10_parse()?;
+        Ok([before, after])
+    };
+    let tuple = |input: ParseStream| {
+        let content;
+        syn::parenthesized!(content in input);
+        Punctuated::<[usize; 2], Token![,]>::parse_terminated_with(&content, pair)
+    };
+    let items = tuple.parse2(tokens.clone()).ok()?;
+    Some(items.into_iter().flatten().collect())
 }
 
 /// `2` or `-1`.

@@ -159,6 +159,18 @@ mod tests {
     }
 
     #[test]
+    fn padding_is_an_integer_a_tuple_or_before_after_pairs() {
+        let ints = |v: &[usize]| Ok(ArgValue::Ints(v.to_vec().into()));
+        let padding = ArgKind::Padding(2);
+        assert_eq!(parsed(padding, "0"), ints(&[0, 0]));
+        assert_eq!(parsed(padding, "(1, 2)"), ints(&[1, 2]));
+        assert_eq!(parsed(padding, "((1, 0), (2, 3))"), ints(&[1, 0, 2, 3]));
+        assert!(parsed(padding, "(1, 2, 3)").is_err());
+        assert!(parsed(padding, "((1, 0), (2, 3), (4, 5))").is_err());
+        assert!(parsed(padding, "((1, 0, 2), (2, 3))").is_err());
+    }
+
+    #[test]
     fn layers_become_code_that_rebuilds_them() {
         let code = tokens(&Layer::linear(10)).to_string();
         assert_eq!(

@@ -48,6 +48,43 @@ CASES = {
     "dot_rank3_axes_1_2": (lambda: keras.layers.Dot(axes=(1, 2)), [(3, 5, 4), (3, 6, 5)]),
     "dot_rank3_normalize": (lambda: keras.layers.Dot(axes=2, normalize=True),
                             [(3, 5, 4), (3, 6, 4)]),
+    "batch_norm_nhwc_inference": (lambda: keras.layers.BatchNormalization(), [(3, 4, 5, 6)],
+                                  {"training": False}),
+    # Convolutions: every Conv1D padding, strides and dilation; Conv2D dilation.
+    "conv1d_valid": (lambda: keras.layers.Conv1D(4, 3), [(2, 9, 3)]),
+    "conv1d_same": (lambda: keras.layers.Conv1D(4, 4, padding="same"), [(2, 9, 3)]),
+    "conv1d_causal": (lambda: keras.layers.Conv1D(4, 3, padding="causal"), [(2, 9, 3)]),
+    "conv1d_s2": (lambda: keras.layers.Conv1D(4, 3, strides=2, padding="same"), [(2, 10, 3)]),
+    "conv1d_d2": (lambda: keras.layers.Conv1D(4, 3, dilation_rate=2, padding="causal"),
+                  [(2, 9, 3)]),
+    "conv2d_d2_valid": (lambda: keras.layers.Conv2D(4, 3, dilation_rate=2), [(2, 8, 7, 3)]),
+    "conv2d_d2_same": (lambda: keras.layers.Conv2D(5, (3, 2), dilation_rate=2, padding="same",
+                                                   activation="relu"), [(2, 7, 8, 3)]),
+    # Pooling: `same` averages divide by the count of in-bounds elements.
+    "averagepooling2d_p3_s2_same": (lambda: keras.layers.AveragePooling2D(3, 2, padding="same"),
+                                    [(2, 7, 6, 3)]),
+    "averagepooling2d_p2_s1_same": (lambda: keras.layers.AveragePooling2D(2, 1, padding="same"),
+                                    [(2, 5, 4, 3)]),
+    "maxpooling1d_p2_s2_valid": (lambda: keras.layers.MaxPooling1D(2), [(2, 9, 3)]),
+    "maxpooling1d_p3_s1_same": (lambda: keras.layers.MaxPooling1D(3, 1, padding="same"),
+                                [(2, 8, 3)]),
+    "averagepooling1d_p2_s2_valid": (lambda: keras.layers.AveragePooling1D(2), [(2, 9, 3)]),
+    "averagepooling1d_p3_s2_same": (lambda: keras.layers.AveragePooling1D(3, 2, padding="same"),
+                                    [(2, 8, 3)]),
+    # Windows that tile the input exactly (kiln reduces a reshape of the input instead).
+    "maxpooling2d_p2_s2_tiled": (lambda: keras.layers.MaxPooling2D(2), [(2, 6, 8, 3)]),
+    "averagepooling2d_p3_s3_tiled": (lambda: keras.layers.AveragePooling2D(3), [(2, 6, 9, 3)]),
+    "maxpooling1d_p2_s2_tiled": (lambda: keras.layers.MaxPooling1D(2), [(2, 8, 3)]),
+    "averagepooling1d_p4_s4_tiled": (lambda: keras.layers.AveragePooling1D(4), [(2, 8, 3)]),
+    "global_avg_pool1d": (lambda: keras.layers.GlobalAveragePooling1D(), [(2, 7, 3)]),
+    "global_max_pool1d": (lambda: keras.layers.GlobalMaxPooling1D(), [(2, 7, 3)]),
+    "global_avg_pool2d": (lambda: keras.layers.GlobalAveragePooling2D(), [(2, 5, 4, 3)]),
+    "global_max_pool2d": (lambda: keras.layers.GlobalMaxPooling2D(), [(2, 5, 4, 3)]),
+    # ZeroPadding2D in its three forms (Keras's config always holds the third).
+    "zero_padding2d_int": (lambda: keras.layers.ZeroPadding2D(2), [(2, 3, 4, 3)]),
+    "zero_padding2d_pair": (lambda: keras.layers.ZeroPadding2D((1, 2)), [(2, 3, 4, 3)]),
+    "zero_padding2d_full": (lambda: keras.layers.ZeroPadding2D(((1, 0), (2, 3))),
+                            [(2, 3, 4, 3)]),
 }
 
 # The optimizer cases' tolerances (float32 against float64 references), as the shared ones.
@@ -99,6 +136,14 @@ def merged(layer, inputs, **call):
     return layer(inputs, **call)
 
 
+def weight_value(weight, rng):
+    """0.5 · normal; a variance is 0.5 + |that|, so that inference divides by a real root."""
+    value = 0.5 * rng.standard_normal(weight.shape)
+    if "variance" in weight.name:
+        value = 0.5 + np.abs(value)
+    return value.astype(np.float32)
+
+
 def layer_case(name, make, shapes, call=None):
     call = call or {}
     rng = np.random.default_rng(zlib.crc32(name.encode()))
@@ -106,8 +151,7 @@ def layer_case(name, make, shapes, call=None):
     inputs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     apply = merged if isinstance(layer, keras.src.layers.merging.base_merge.Merge) else spread
     apply(layer, inputs)  # builds the weights
-    weights = [(w.name, (0.5 * rng.standard_normal(w.shape)).astype(np.float32))
-               for w in layer.weights]
+    weights = [(w.name, weight_value(w, rng)) for w in layer.weights]
     config = layer.get_config()
     spec = {"class": type(layer).__name__, **config, **call}
 

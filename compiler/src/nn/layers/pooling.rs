@@ -1,10 +1,11 @@
 //! Keras pooling on channels-last values: a max or average over each window of the input (a
-//! reduction over the window's tap axes), or over all spatial axes (global pooling).
+//! reduction over the window's tap axes; windows that tile the input exactly, over axes of a
+//! reshape of it), or over all spatial axes (global pooling).
 
 use super::conv::layer_window;
 use super::{ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Layer, LayerSpec, Masking};
 use crate::error::{Error, Result};
-use crate::ir::{DType, Dim, Graph, NodeId, ReduceOp, Shape};
+use crate::ir::{DType, Dim, Graph, NodeId, ReduceOp, Shape, Window};
 use crate::tensor::Tensor;
 use crate::nn::ModelBuilder;
 use std::borrow::Cow;
@@ -121,27 +122,61 @@ fn rank(call: &Call) -> usize {
     }
 }
 
-/// A max (`op` Max) or average (`op` Mean) over each window: the max reads `-inf` in the
-/// padding, the average divides the window's sum by its count of input elements.
+/// A max (`op` Max) or average (`op` Mean) over each window.
 fn pool(b: &mut ModelBuilder, call: &Call, op: ReduceOp) -> Result<Vec<NodeId>> {
     let x = call.inputs[0];
     let shape = b.graph.shape(x).clone();
     let (w, spatial) = layer_window(call, &shape, "pool_size", None)?;
-    let taps: Vec<usize> = (1 + w.rank()..1 + 2 * w.rank()).collect();
-    let y = b.graph.scoped(call.name, |g| -> Result<NodeId> {
-        if op == ReduceOp::Max {
-            let windows = g.window(x, &w, f32::NEG_INFINITY)?;
-            return g.reduce(ReduceOp::Max, windows, &taps);
-        }
-        let windows = g.window(x, &w, 0.0)?;
-        let sum = g.sum(windows, &taps)?;
-        let ones = [&[1][..], &spatial, &[1]].concat();
-        let ones = g.constant(Tensor::from_f32(&ones, vec![1.0; ones.iter().product()])?)?;
-        let in_bounds = g.window(ones, &w, 0.0)?;
-        let count = g.sum(in_bounds, &taps)?;
-        g.div(sum, count)
+    let y = b.graph.scoped(call.name, |g| match tiles(&w, &spatial) {
+        true => tiled(g, x, &w, &spatial, op),
+        false => windowed(g, x, &w, &spatial, op),
     })?;
     Ok(vec![y])
+}
+
+/// Whether the windows tile the input of spatial sizes `spatial` exactly: strides equal to the
+/// pool size, no padding (the defaults) and sizes that are multiples of it.
+fn tiles(w: &Window, spatial: &[usize]) -> bool {
+    let no_padding = w.pad_low.iter().chain(&w.pad_high).all(|&p| p == 0);
+    let whole = spatial.iter().zip(&w.kernel).all(|(&n, &k)| n % k == 0);
+    w.strides == w.kernel && no_padding && whole
+}
+
+/// Windows that tile `[B, S…, C]`: the input viewed as `[B, S₀/k₀, k₀, S₁/k₁, k₁, …, C]` and
+/// reduced over the `k` axes, one reduction kernel that reads the input in place.
+fn tiled(g: &mut Graph, x: NodeId, w: &Window, spatial: &[usize], op: ReduceOp) -> Result<NodeId> {
+    let dims = g.shape(x).dims().to_vec();
+    let mut view = vec![dims[0]];
+    for (&n, &k) in spatial.iter().zip(&w.kernel) {
+        view.extend([Dim::Fixed(n / k), Dim::Fixed(k)]);
+    }
+    view.push(dims[dims.len() - 1]);
+    let taps: Vec<usize> = (0..w.rank()).map(|a| 2 + 2 * a).collect();
+    let view = g.reshape(x, Shape(view))?;
+    g.reduce(op, view, &taps)
+}
+
+/// Any windows, through the input's window view: the max reads `-inf` in the padding, the
+/// average divides the window's sum by its count of input elements.
+fn windowed(
+    g: &mut Graph,
+    x: NodeId,
+    w: &Window,
+    spatial: &[usize],
+    op: ReduceOp,
+) -> Result<NodeId> {
+    let taps: Vec<usize> = (1 + w.rank()..1 + 2 * w.rank()).collect();
+    if op == ReduceOp::Max {
+        let windows = g.window(x, w, f32::NEG_INFINITY)?;
+        return g.reduce(ReduceOp::Max, windows, &taps);
+    }
+    let windows = g.window(x, w, 0.0)?;
+    let sum = g.sum(windows, &taps)?;
+    let ones = [&[1][..], spatial, &[1]].concat();
+    let ones = g.constant(Tensor::from_f32(&ones, vec![1.0; ones.iter().product()])?)?;
+    let in_bounds = g.window(ones, w, 0.0)?;
+    let count = g.sum(in_bounds, &taps)?;
+    g.div(sum, count)
 }
 
 /// A max or mean over all spatial axes of `[B, S…, C]`.

@@ -27,12 +27,13 @@ pub(super) const SPECS: &[LayerSpec] = &[
     LayerSpec {
         name: "zero_padding2d",
         keras: "ZeroPadding2D",
-        doc: "`[B, H, W, C] → [B, H + 2·ph, W + 2·pw, C]` with zeros around",
+        doc: "`[B, H, W, C] → [B, top + H + bottom, left + W + right, C]` with zeros around",
         args: &[ArgSpec {
             name: "padding",
-            kind: ArgKind::Ints(2),
+            kind: ArgKind::Padding(2),
             default: Default::Value(ArgValue::Ints(Cow::Borrowed(&[1, 1]))),
-            doc: "the zero rows (top and bottom) and columns (left and right) added",
+            doc: "the zero rows and columns added: `p` on every side, `(rows, columns)` on both \
+                  sides, or `((top, bottom), (left, right))`",
         }],
         inputs: Arity::Exactly(1),
         dtype: DType::F32,
@@ -52,7 +53,13 @@ impl Layer {
 
     /// `ZeroPadding2D` of `padding` rows and columns on each side.
     pub fn zero_padding2d(padding: [usize; 2]) -> Self {
-        let padding = ArgValue::Ints(padding.to_vec().into());
+        let [(top, bottom), (left, right)] = padding.map(|p| (p, p));
+        Layer::zero_padding2d_sides([[top, bottom], [left, right]])
+    }
+
+    /// `ZeroPadding2D` of `((top, bottom), (left, right))` rows and columns.
+    pub fn zero_padding2d_sides(padding: [[usize; 2]; 2]) -> Self {
+        let padding = ArgValue::Ints(padding.concat().into());
         Layer::typed(&SPECS[1], vec![("padding", padding)])
     }
 }
@@ -84,10 +91,15 @@ fn zero_padding(b: &mut ModelBuilder, call: &Call) -> Result<Vec<NodeId>> {
     if shape.rank() != 4 {
         return Err(shape_error(call, format!("expected an input [B, H, W, C], found {shape}")));
     }
-    let pads = call.ints("padding").to_vec();
+    // `(rows, columns)` on both sides, or `(top, bottom, left, right)`.
+    let sides = match *call.ints("padding") {
+        [rows, columns] => [rows, rows, columns, columns],
+        [top, bottom, left, right] => [top, bottom, left, right],
+        ref other => unreachable!("padding is checked to be 2 or 4 integers, found {other:?}"),
+    };
     let y = b.graph.scoped(call.name, |g| -> Result<NodeId> {
-        let rows = g.pad(x, 1, pads[0], pads[0], 0.0)?;
-        g.pad(rows, 2, pads[1], pads[1], 0.0)
+        let rows = g.pad(x, 1, sides[0], sides[1], 0.0)?;
+        g.pad(rows, 2, sides[2], sides[3], 0.0)
     })?;
     Ok(vec![y])
 }

@@ -162,6 +162,9 @@ pub enum ArgKind {
     Ints(usize),
     /// Any number of positive integers (`shared_axes = (1, 2)`); Keras `None` is `()`.
     IntList,
+    /// Zero-padding of `n` axes: one integer for all sides, `n` of them (the same before and
+    /// after), or `n` `(before, after)` pairs, kept as the `n` or `2n` integers given.
+    Padding(usize),
     /// One of these words (`padding = same`).
     Choice(&'static [&'static str]),
     /// A layer (`bidirectional(lstm(64))`).
@@ -205,6 +208,10 @@ impl ArgKind {
             }
             ArgKind::Ints(n) => format!("a positive integer or a tuple of {n} of them"),
             ArgKind::IntList => "a tuple of positive integers such as `(1, 2)`".into(),
+            ArgKind::Padding(n) => format!(
+                "an integer, a tuple of {n} of them, or {n} `(before, after)` pairs such as \
+                 `((1, 0), (2, 2))`"
+            ),
             ArgKind::Choice(words) => format!("one of {}", quoted(words)),
             ArgKind::Layer => "a layer such as `dense(8)`".into(),
         }
@@ -239,6 +246,10 @@ impl ArgKind {
                 ArgValue::Ints(v)
             }
             (ArgKind::IntList, ArgValue::Ints(v)) if positive(&v) => ArgValue::Ints(v),
+            (ArgKind::Padding(n), ArgValue::Int(k)) => ArgValue::Ints(vec![k; n].into()),
+            (ArgKind::Padding(n), ArgValue::Ints(v)) if v.len() == n || v.len() == 2 * n => {
+                ArgValue::Ints(v)
+            }
             (ArgKind::Choice(_), ArgValue::Choice(w)) if self.choice(w).is_some() => {
                 ArgValue::Choice(w)
             }
