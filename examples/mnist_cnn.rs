@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --release --example mnist_cnn                    # 10 epochs, batch 128
-//! cargo run --release --example mnist_cnn -- --epochs 2 --data DIR
+//! cargo run --release --example mnist_cnn -- --epochs 2 --seed 1 --data DIR
 //! ```
 //!
 //! The last line is machine-readable:
@@ -30,35 +30,37 @@ const BATCH_SIZE: usize = 128;
 
 fn main() {
     let mut data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist5k").to_string();
-    let mut epochs = 10;
+    let (mut epochs, mut seed) = (10, 0);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match (flag.as_str(), it.next()) {
             ("--data", Some(v)) => data = v,
             ("--epochs", Some(v)) => epochs = v.parse().unwrap_or_else(|_| usage()),
+            ("--seed", Some(v)) => seed = v.parse().unwrap_or_else(|_| usage()),
             _ => usage(),
         }
     }
-    if let Err(e) = run(&data, epochs) {
+    if let Err(e) = run(&data, epochs, seed) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: mnist_cnn [--data DIR] [--epochs N]");
+    eprintln!("usage: mnist_cnn [--data DIR] [--epochs N] [--seed N]");
     std::process::exit(2);
 }
 
-fn run(data: &str, epochs: usize) -> kiln::Result<()> {
+fn run(data: &str, epochs: usize, seed: u64) -> kiln::Result<()> {
     let (train, test) = kiln::data::idx_dir(data)?;
-    let mut model: Model = MnistCnn::new(0).into();
+    let mut model: Model = MnistCnn::new(seed).into();
     print!("{}", model.summary());
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
     model.compile(Adam::default(), loss, &[Metric::Accuracy])?;
     let fit = Fit {
         epochs,
         batch_size: BATCH_SIZE,
+        seed,
         ..Fit::default()
     };
     let started = Instant::now();
