@@ -152,3 +152,50 @@ fn per_token_labels_train_a_per_token_loss() {
         [128, 8, 10]
     );
 }
+
+/// The per-token model of tools/reference/masked_loss.py with its weights.
+fn keras_tagger(mask_zero: bool) -> Model {
+    let arch = Sequential::tokens(&[3])
+        .add(Layer::embedding(6, 3, mask_zero))
+        .add(Layer::dense(4, Activation::Softmax));
+    let mut model = Model::new(arch, 0).unwrap();
+    let table: Vec<f32> = (0..18).map(|i| (i as f32 - 8.0) / 10.0).collect();
+    let kernel: Vec<f32> = (0..12).map(|i| ((i % 5) as f32 - 2.0) / 4.0).collect();
+    let weights = [
+        (
+            "embedding/embeddings",
+            Tensor::from_f32(&[6, 3], table).unwrap(),
+        ),
+        ("dense/kernel", Tensor::from_f32(&[3, 4], kernel).unwrap()),
+        (
+            "dense/bias",
+            Tensor::from_f32(&[4], vec![0.1, -0.2, 0.0, 0.3]).unwrap(),
+        ),
+    ];
+    let weights: Vec<(String, Tensor)> = weights.map(|(n, t)| (n.to_string(), t)).to_vec();
+    model.set_weights(&weights).unwrap();
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
+    model.compile(Sgd::default(), loss, &[]).unwrap();
+    model
+}
+
+#[test]
+fn a_masked_per_token_loss_is_keras_s() {
+    let data = Dataset::new(
+        Tensor::from_i32(&[2, 3], vec![1, 2, 0, 3, 0, 0]).unwrap(),
+        Tensor::from_i32(&[2, 3], vec![0, 1, 2, 3, 0, 1]).unwrap(),
+    )
+    .unwrap();
+    let loss = |mask_zero| {
+        let logs = keras_tagger(mask_zero).evaluate(&data).unwrap();
+        logs.get("loss").unwrap()
+    };
+    // Keras 3.15 (tools/reference/masked_loss.py): the mean over the 3 valid tokens.
+    let masked = loss(true);
+    assert!((masked - 1.4051949).abs() < 1e-6, "masked loss {masked}");
+    let unmasked = loss(false);
+    assert!(
+        (unmasked - masked).abs() > 1e-3,
+        "the mask changed nothing: {unmasked}"
+    );
+}

@@ -3,7 +3,7 @@
 
 use super::{log_softmax, Activation, ModelBuilder};
 use crate::error::{Error, Result};
-use crate::ir::{DType, Graph, NodeId, ReduceOp, Shape, UnaryOp};
+use crate::ir::{BinaryOp, DType, Graph, NodeId, ReduceOp, Shape, UnaryOp};
 
 /// Keras's fuzz factor for losses computed from probabilities.
 const EPSILON: f32 = 1e-7;
@@ -76,6 +76,11 @@ impl Loss {
     /// The loss with a weight per sample (`weight`: f32 `[B]`), reduced as Keras's
     /// `sum_over_batch_size`: the sum of the weighted losses divided by their number (not by
     /// the sum of the weights). With every weight 1 it is [`Loss::build`].
+    ///
+    /// When the prediction carries a Keras mask of the losses' shape (per-token outputs after
+    /// an `embedding` with `mask_zero`), masked positions count for nothing, as in Keras: the
+    /// weighted losses of the valid positions are summed and divided by the number of valid
+    /// positions (0 when there is none).
     pub fn build_weighted(
         &self,
         b: &mut ModelBuilder,
@@ -84,10 +89,23 @@ impl Loss {
         weight: NodeId,
     ) -> Result<NodeId> {
         let losses = self.elementwise(b, prediction, target)?;
+        let mask = b
+            .mask(prediction)
+            .filter(|&m| b.graph.shape(m) == b.graph.shape(losses));
         b.graph.scoped("loss", |g| {
             let w = g.broadcast(weight, g.shape(losses).clone(), &[0])?;
             let weighted = g.mul(losses, w)?;
-            mean_all(g, weighted)
+            let Some(mask) = mask else {
+                return mean_all(g, weighted);
+            };
+            let kept = g.mul(weighted, mask)?;
+            let sum = g.sum_all(kept)?;
+            // Mask entries are 0 or 1: a count of at least one valid position is ≥ 1, and
+            // with none the sum is 0 too (Keras's divide_no_nan).
+            let valid = g.sum_all(mask)?;
+            let one = g.scalar(1.0)?;
+            let valid = g.binary(BinaryOp::Max, valid, one)?;
+            g.div(sum, valid)
         })
     }
 
