@@ -5,6 +5,8 @@
 //! `cargo run --release --example mnist_cnn`; this test trains on the first `TRAIN` of them for
 //! `EPOCHS` epochs so that it stays well under a minute in a debug build on two cores.
 
+mod common;
+
 use kiln::prelude::*;
 
 /// Training digits used (of 4,000; the file is shuffled, so a prefix has every class).
@@ -17,18 +19,6 @@ const BATCH: usize = 32;
 /// learned no more than a dense network fails, and it leaves the CNN some margin for
 /// rounding differences between machines.
 const CNN_THRESHOLD: f64 = 0.91;
-
-fn seed_cnn() -> Sequential {
-    Sequential::new(&[784])
-        .add(Layer::reshape(&[28, 28, 1]))
-        .add(Layer::conv2d(32, [3, 3], Activation::Relu))
-        .add(Layer::max_pool2d([2, 2]))
-        .add(Layer::conv2d(64, [3, 3], Activation::Relu))
-        .add(Layer::max_pool2d([2, 2]))
-        .add(Layer::flatten())
-        .add(Layer::dense(128, Activation::Relu))
-        .add(Layer::dense(10, Activation::Softmax))
-}
 
 fn seed_mlp() -> Sequential {
     Sequential::new(&[784])
@@ -69,7 +59,7 @@ fn the_seed_cnn_beats_the_seed_mlp_with_the_same_data_and_budget() {
         kiln::data::idx_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist5k")).unwrap();
     let (train, _) = all.split_at(TRAIN).unwrap();
     let mlp = test_accuracy(seed_mlp(), &train, &test);
-    let cnn = test_accuracy(seed_cnn(), &train, &test);
+    let cnn = test_accuracy(common::seed_cnn(), &train, &test);
     println!("test accuracy after {EPOCHS} epochs of {TRAIN} digits: MLP {mlp:.4}, CNN {cnn:.4}");
     assert!(
         mlp < CNN_THRESHOLD,

@@ -203,19 +203,6 @@ fn the_transposed_conv_rewrite_matches_the_interpreter_and_removes_window_sum() 
     assert!(rewritten >= 20, "only {rewritten} stride-1 geometries");
 }
 
-/// The seed CNN (examples/mnist_cnn.rs) with Adam and sparse categorical cross-entropy.
-fn seed_cnn() -> Sequential {
-    Sequential::new(&[784])
-        .add(Layer::reshape(&[28, 28, 1]))
-        .add(Layer::conv2d(32, [3, 3], Activation::Relu))
-        .add(Layer::max_pool2d([2, 2]))
-        .add(Layer::conv2d(64, [3, 3], Activation::Relu))
-        .add(Layer::max_pool2d([2, 2]))
-        .add(Layer::flatten())
-        .add(Layer::dense(128, Activation::Relu))
-        .add(Layer::dense(10, Activation::Softmax))
-}
-
 fn largest_buffer_floats(exe: &Executable) -> usize {
     exe.buffers
         .iter()

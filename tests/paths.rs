@@ -4,6 +4,8 @@
 //! (The contraction kernels themselves are tested on every path in
 //! `compiler/src/codegen/kernels/matmul/tests.rs` and `tests/ops.rs`.)
 
+mod common;
+
 use kiln::compiler::codegen::{native_calls, CompileOptions, Isa};
 use kiln::compiler::nn::{loss_graph, SAMPLE_WEIGHT, TARGET};
 use kiln::prelude::*;
@@ -43,17 +45,8 @@ fn seed_cnn() -> Setup {
     let (all, _) = data("mnist5k");
     let (train, rest) = all.split_at(64).unwrap();
     let (test, _) = rest.split_at(64).unwrap();
-    let arch = Sequential::new(&[784])
-        .add(Layer::reshape(&[28, 28, 1]))
-        .add(Layer::conv2d(32, [3, 3], Activation::Relu))
-        .add(Layer::max_pool2d([2, 2]))
-        .add(Layer::conv2d(64, [3, 3], Activation::Relu))
-        .add(Layer::max_pool2d([2, 2]))
-        .add(Layer::flatten())
-        .add(Layer::dense(128, Activation::Relu))
-        .add(Layer::dense(10, Activation::Softmax));
     Setup {
-        arch,
+        arch: common::seed_cnn(),
         train,
         test,
         epochs: 3,

@@ -45,19 +45,11 @@ fn mlp() -> Net {
     }
 }
 
-/// The seed CNN on batches of 8 images of 28×28.
+/// The seed CNN on batches of 8 images of 28×28 pixels.
 fn seed_cnn() -> Net {
-    let arch = Sequential::new(&[28, 28, 1])
-        .add(Layer::conv2d(32, [3, 3], Activation::Relu))
-        .add(Layer::max_pool2d([2, 2]))
-        .add(Layer::conv2d(64, [3, 3], Activation::Relu))
-        .add(Layer::max_pool2d([2, 2]))
-        .add(Layer::flatten())
-        .add(Layer::dense(128, Activation::Relu))
-        .add(Layer::dense(10, Activation::Softmax));
     Net {
-        arch,
-        batch: vec![8, 28, 28, 1],
+        arch: common::seed_cnn(),
+        batch: vec![8, 784],
     }
 }
 

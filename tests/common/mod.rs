@@ -8,6 +8,20 @@ use kiln::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+/// The seed CNN of examples/mnist_cnn.rs on 784-pixel items: conv 32 3×3 relu → max pool 2 →
+/// conv 64 3×3 relu → max pool 2 → flatten → dense 128 relu → dense 10 softmax.
+pub fn seed_cnn() -> Sequential {
+    Sequential::new(&[784])
+        .add(Layer::reshape(&[28, 28, 1]))
+        .add(Layer::conv2d(32, [3, 3], Activation::Relu))
+        .add(Layer::max_pool2d([2, 2]))
+        .add(Layer::conv2d(64, [3, 3], Activation::Relu))
+        .add(Layer::max_pool2d([2, 2]))
+        .add(Layer::flatten())
+        .add(Layer::dense(128, Activation::Relu))
+        .add(Layer::dense(10, Activation::Softmax))
+}
+
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }
