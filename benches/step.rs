@@ -38,7 +38,8 @@ pub struct Figures {
 pub fn measure(arch: &Sequential, threads: usize) -> kiln::Result<Figures> {
     std::env::set_var("KILN_THREADS", threads.to_string());
     let mut rng = StdRng::seed_from_u64(0);
-    let batch = |n: usize| [&[n][..], &arch.input].concat();
+    let item = Shape(arch.input.clone()).concrete(1);
+    let batch = |n: usize| [&[n][..], &item].concat();
     let x = random(&batch(BATCH), &mut rng);
     let y = Tensor::from_i32(&[BATCH], (0..BATCH).map(|_| rng.gen_range(0..10)).collect())?;
     let mut model = Model::new(arch.clone(), 0)?;

@@ -842,7 +842,10 @@ fn run_model(case: &mut Case, check: &mut Checker) -> CaseResult<()> {
     let x = case.take("input.0")?;
     let y = case.take("input.1")?;
     let arch = Sequential {
-        input: item_shape(&x, "input.0")?,
+        input: item_shape(&x, "input.0")?
+            .into_iter()
+            .map(Dim::Fixed)
+            .collect(),
         dtype: x.dtype(),
         layers,
     };

@@ -28,8 +28,8 @@
 
 use crate::error::{Error, Result};
 use crate::ir::{
-    strides, BinaryOp, CompareOp, DType, Dim, Graph, Node, NodeId, Op, ReduceOp, Shape, UnaryOp,
-    Window,
+    strides, BinaryOp, CompareOp, DType, Dim, Graph, Node, NodeId, Op, ReduceOp, Shape, Sym,
+    UnaryOp, Window,
 };
 use crate::tensor::{Tensor, TensorData};
 use std::f64::consts::FRAC_2_SQRT_PI;
@@ -114,12 +114,20 @@ pub fn evaluate(
         )));
     }
     let shapes: Vec<(&str, &[usize])> = feeds.iter().map(|(n, a)| (*n, &a.shape[..])).collect();
-    let batch = infer_batch(graph, &shapes)?;
+    let sizes = infer_sizes(graph, &shapes)?;
+    let bound;
+    let graph = if sizes.open.is_empty() {
+        graph
+    } else {
+        bound = graph.bind(&sizes.open)?;
+        &bound
+    };
+    let batch = sizes.batch;
     // No value beyond the allocation limit (counted in 4-byte elements; the interpreter holds
     // f64, so its own buffers are up to twice that).
     crate::limits::check_graph(graph, batch)?;
     for (name, array) in feeds {
-        let id = graph.find(name).expect("infer_batch checked the name");
+        let id = graph.find(name).expect("infer_sizes checked the name");
         check_feed(graph.node(id), name, array, batch)?;
     }
 
@@ -170,16 +178,45 @@ pub fn evaluate(
         .collect())
 }
 
-/// Infers the batch size from feeds (shared with evaluate; pub so the runtime's input checks can
-/// reuse it).
-///
-/// Checks each fed shape fully against its Input or Parameter node: rank, fixed dims, and every
-/// `Dim::Batch(k)` dim being `k × B` for one `B` across all feeds. If no feed has a batch dim
-/// the batch is 1. Errors: an unknown name ([`Error::UnknownTensor`]), a name fed twice
-/// ([`Error::InvalidArgument`]), any shape mismatch ([`Error::InputMismatch`]).
-pub fn infer_batch(graph: &Graph, feeds: &[(&str, &[usize])]) -> Result<usize> {
-    // The batch, and the feed that set it.
-    let mut batch: Option<(usize, &str)> = None;
+impl From<usize> for Sizes {
+    /// The sizes of a graph without open dimensions, at this batch size.
+    fn from(batch: usize) -> Self {
+        Sizes {
+            batch,
+            open: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for Sizes {
+    /// `batch size 32, T = 7`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "batch size {}", self.batch)?;
+        for (s, n) in &self.open {
+            write!(f, ", {} = {n}", s.name())?;
+        }
+        Ok(())
+    }
+}
+
+/// The run-time sizes of a graph's symbolic dimensions, as its feeds give them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sizes {
+    /// The batch size (1 for a graph without batch dimensions).
+    pub batch: usize,
+    /// The size of each open dimension the feeds have, in order of first appearance.
+    pub open: Vec<(Sym, usize)>,
+}
+
+/// Infers the batch size and the open dimensions' sizes from feeds (shared with evaluate; pub
+/// so the runtime's input checks can use it before any kernel runs): each feed's rank and
+/// fixed dims must match its node, every `Dim::Batch(k)` dim being `k × B` for one `B` across
+/// all feeds, and each open dimension one size of at least 1 wherever it appears. If no feed
+/// has a batch dim the batch is 1. Errors: an unknown name ([`Error::UnknownTensor`]), a name
+/// fed twice ([`Error::InvalidArgument`]), or a shape mismatch ([`Error::InputMismatch`], which
+/// names the feed that set a conflicting size).
+pub fn infer_sizes(graph: &Graph, feeds: &[(&str, &[usize])]) -> Result<Sizes> {
+    let mut seen = Seen::default();
     for (i, &(name, found)) in feeds.iter().enumerate() {
         if feeds[..i].iter().any(|(n, _)| *n == name) {
             return Err(Error::InvalidArgument(format!("`{name}` is fed twice")));
@@ -188,39 +225,107 @@ pub fn infer_batch(graph: &Graph, feeds: &[(&str, &[usize])]) -> Result<usize> {
             .find(name)
             .ok_or_else(|| Error::UnknownTensor(name.to_string()))?;
         let shape = &graph.node(id).shape;
-        let mismatch = |batch: Option<(usize, &str)>| {
-            let mut expected = describe_shape(shape, batch.map(|(b, _)| b));
-            match batch {
-                Some((_, from)) if from != name && shape.has_batch() => {
-                    expected += &format!(", set by `{from}`");
-                }
-                _ => {}
-            }
-            Error::InputMismatch {
-                name: name.to_string(),
-                expected,
-                found: format!("{found:?}"),
-            }
+        let conflict = |seen: &Seen, why: Option<String>| Error::InputMismatch {
+            name: name.to_string(),
+            expected: seen.describe(shape, name)
+                + &why.map_or(String::new(), |w| format!(" ({w})")),
+            found: format!("{found:?}"),
         };
         if shape.rank() != found.len() {
-            return Err(mismatch(batch));
+            return Err(conflict(&seen, None));
         }
         for (&dim, &n) in shape.dims().iter().zip(found) {
-            match dim {
-                Dim::Fixed(d) if d != n => return Err(mismatch(batch)),
-                Dim::Fixed(_) => {}
-                Dim::Batch(0) if n != 0 => return Err(mismatch(batch)),
-                Dim::Batch(0) => {}
-                Dim::Batch(k) if n % k != 0 => return Err(mismatch(batch)),
-                Dim::Batch(k) => match batch {
-                    None => batch = Some((n / k, name)),
-                    Some((b, _)) if b != n / k => return Err(mismatch(batch)),
-                    Some(_) => {}
-                },
-            }
+            seen.set(dim, n, name).map_err(|why| conflict(&seen, why))?;
         }
     }
-    Ok(batch.map_or(1, |(b, _)| b))
+    Ok(Sizes {
+        batch: seen.batch.map_or(1, |(b, _)| b),
+        open: seen.open.iter().map(|&(s, n, _)| (s, n)).collect(),
+    })
+}
+
+/// The symbolic sizes found so far, each with the feed that set it.
+#[derive(Default)]
+struct Seen<'a> {
+    batch: Option<(usize, &'a str)>,
+    open: Vec<(Sym, usize, &'a str)>,
+}
+
+impl<'a> Seen<'a> {
+    /// Records that `dim` is `n` in the feed `name`; `Err` if it conflicts (with a reason when
+    /// the shape alone does not tell it).
+    fn set(
+        &mut self,
+        dim: Dim,
+        n: usize,
+        name: &'a str,
+    ) -> std::result::Result<(), Option<String>> {
+        match dim {
+            Dim::Fixed(d) | Dim::Batch(d @ 0) => (d == n).then_some(()).ok_or(None),
+            Dim::Batch(k) if n % k != 0 => Err(None),
+            Dim::Batch(k) => match self.batch {
+                None => {
+                    self.batch = Some((n / k, name));
+                    Ok(())
+                }
+                Some((b, _)) if b != n / k => Err(None),
+                Some(_) => Ok(()),
+            },
+            Dim::BatchOpen(..) => Err(Some(
+                "an input cannot fold the batch with an open dimension".to_string(),
+            )),
+            Dim::Open(s) if n == 0 => {
+                Err(Some(format!("`{}` must have at least one step", s.name())))
+            }
+            Dim::Open(s) => match self.open.iter().find(|(o, ..)| *o == s) {
+                None => {
+                    self.open.push((s, n, name));
+                    Ok(())
+                }
+                Some(&(_, m, _)) if m != n => Err(None),
+                Some(_) => Ok(()),
+            },
+        }
+    }
+
+    /// The shape expected of the feed `name`, with the sizes known so far (and the other feeds
+    /// that set them): `[B, 3] = [2, 3] at batch 2, set by `x``.
+    fn describe(&self, shape: &Shape, name: &str) -> String {
+        let by = |from: &str| match from == name {
+            true => String::new(),
+            false => format!(", set by `{from}`"),
+        };
+        let mut known = Vec::new();
+        let mut concrete = Vec::new();
+        for &d in shape.dims() {
+            let size = match d {
+                Dim::Fixed(n) => Some(n),
+                Dim::Batch(k) => self.batch.map(|(b, _)| k * b),
+                Dim::Open(s) => self.open.iter().find(|o| o.0 == s).map(|o| o.1),
+                Dim::BatchOpen(k, s) => self.batch.and_then(|(b, _)| {
+                    let n = self.open.iter().find(|o| o.0 == s)?.1;
+                    Some(k * b * n)
+                }),
+            };
+            concrete.push(size);
+        }
+        if let Some((b, from)) = self.batch.filter(|_| shape.has_batch()) {
+            known.push(format!("batch {b}{}", by(from)));
+        }
+        for &(s, n, from) in &self.open {
+            if shape.open_dims().contains(&s) {
+                known.push(format!("{} = {n}{}", s.name(), by(from)));
+            }
+        }
+        match (
+            known.is_empty(),
+            concrete.into_iter().collect::<Option<Vec<_>>>(),
+        ) {
+            (true, _) => shape.to_string(),
+            (false, Some(c)) => format!("{shape} = {c:?} at {}", known.join(", ")),
+            (false, None) => format!("{shape} at {}", known.join(", ")),
+        }
+    }
 }
 
 /// `[B, 3]`, or `[B, 3] = [4, 3] at batch 4` once the batch is known.
@@ -233,7 +338,7 @@ fn describe_shape(shape: &Shape, batch: Option<usize>) -> String {
     }
 }
 
-/// Checks a feed's dtype and data (its shape was checked by [`infer_batch`]).
+/// Checks a feed's dtype and data (its shape was checked by [`infer_sizes`]).
 fn check_feed(node: &Node, name: &str, a: &Array, batch: usize) -> Result<()> {
     let mismatch = |found: String| Error::InputMismatch {
         name: name.to_string(),

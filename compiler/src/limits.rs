@@ -88,7 +88,9 @@ pub fn check_graph(graph: &Graph, batch: usize) -> Result<()> {
             .iter()
             .map(|d| match *d {
                 Dim::Fixed(n) => Some(n),
-                Dim::Batch(k) => k.checked_mul(batch),
+                Dim::Batch(k) | Dim::BatchOpen(k, _) => k.checked_mul(batch),
+                // Per step of an open length; checked again once the graph is bound.
+                Dim::Open(_) => Some(1),
             })
             .collect();
         let bytes = dims.and_then(|d| bytes_of(&d, node.dtype.size()));

@@ -1,6 +1,6 @@
 //! The reference interpreter against hand-computed values, and every error path.
 
-use kiln_compiler::interp::{evaluate, infer_batch, random_bits, random_uniform, Array, Precision};
+use kiln_compiler::interp::{evaluate, infer_sizes, random_bits, random_uniform, Array, Precision};
 use kiln_compiler::ir::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
 use kiln_compiler::{DType, Dim, Error, Graph, NodeId, Result, Shape, Tensor};
 use std::f64::consts::{E, LN_2, SQRT_2};
@@ -806,12 +806,17 @@ fn symbolic_batch_graphs() {
         &[11.0, 12.0, 23.0, 24.0],
     );
 
-    assert_eq!(infer_batch(&g, &[("z", &[6]), ("x", &[3])]).unwrap(), 3);
-    assert_eq!(infer_batch(&g, &[]).unwrap(), 1);
-    let (g, _) = batch_mean_graph();
-    assert_eq!(infer_batch(&g, &[("w", &[3, 2])]).unwrap(), 1);
     assert_eq!(
-        infer_batch(&g, &[("w", &[3, 2]), ("x", &[7, 3])]).unwrap(),
+        infer_sizes(&g, &[("z", &[6]), ("x", &[3])]).unwrap().batch,
+        3
+    );
+    assert_eq!(infer_sizes(&g, &[]).unwrap().batch, 1);
+    let (g, _) = batch_mean_graph();
+    assert_eq!(infer_sizes(&g, &[("w", &[3, 2])]).unwrap().batch, 1);
+    assert_eq!(
+        infer_sizes(&g, &[("w", &[3, 2]), ("x", &[7, 3])])
+            .unwrap()
+            .batch,
         7
     );
 }
@@ -961,7 +966,7 @@ fn inconsistent_batch_is_rejected() {
     g.input("y", Shape::batched(&[]), DType::I32).unwrap();
     g.input("z", Shape(vec![Dim::Batch(2)]), DType::F32)
         .unwrap();
-    let (name, expected, found) = match infer_batch(&g, &[("x", &[2, 3]), ("y", &[3])]) {
+    let (name, expected, found) = match infer_sizes(&g, &[("x", &[2, 3]), ("y", &[3])]) {
         Err(Error::InputMismatch {
             name,
             expected,
@@ -974,11 +979,11 @@ fn inconsistent_batch_is_rejected() {
     assert_eq!(found, "[3]");
     // `2B` must be even, and agree with `B`.
     assert!(matches!(
-        infer_batch(&g, &[("z", &[3])]),
+        infer_sizes(&g, &[("z", &[3])]),
         Err(Error::InputMismatch { .. })
     ));
     assert!(matches!(
-        infer_batch(&g, &[("y", &[2]), ("z", &[2])]),
+        infer_sizes(&g, &[("y", &[2]), ("z", &[2])]),
         Err(Error::InputMismatch { name, .. }) if name == "z"
     ));
     let x = f32s(&[2, 3], &[0.0; 6]);
@@ -1101,4 +1106,58 @@ fn argmax_over_an_empty_batch_axis_is_an_error() {
         DType::F32,
         &[inf, inf],
     );
+}
+
+#[test]
+fn open_dimensions_are_unified_inferred_and_bound() {
+    use kiln_compiler::ir::Sym;
+    let mut g = Graph::new();
+    let (t1, t2) = (Sym::fresh(), Sym::fresh());
+    let a = g
+        .input("a", Shape(vec![Dim::BATCH, Dim::Open(t1)]), DType::F32)
+        .unwrap();
+    let b = g
+        .input("b", Shape(vec![Dim::BATCH, Dim::Open(t2)]), DType::F32)
+        .unwrap();
+    // An elementwise rule needs the two lengths equal: they become one dimension, everywhere.
+    let sum = g.add(a, b).unwrap();
+    assert_eq!(g.shape(a), g.shape(b));
+    assert_eq!(g.shape(sum), g.shape(a));
+    assert_eq!(g.open_dims().len(), 1);
+    // An open dimension never equals a fixed size.
+    let fixed = g.input("c", Shape::batched(&[4]), DType::F32).unwrap();
+    let err = g.add(sum, fixed).unwrap_err().to_string();
+    assert!(err.contains("[B, None]") && err.contains("[B, 4]"), "{err}");
+
+    let sizes = infer_sizes(&g, &[("a", &[2, 3]), ("b", &[2, 3])]).unwrap();
+    assert_eq!((sizes.batch, sizes.open.len(), sizes.open[0].1), (2, 1, 3));
+    let bound = g.bind(&sizes.open).unwrap();
+    assert_eq!(bound.shape(sum), &Shape(vec![Dim::BATCH, Dim::Fixed(3)]));
+    // Unified lengths are checked when fed, naming the feed that set them.
+    match infer_sizes(&g, &[("a", &[2, 3]), ("b", &[2, 5])]) {
+        Err(Error::InputMismatch { name, expected, .. }) => {
+            assert_eq!(name, "b");
+            assert_eq!(
+                expected,
+                "[B, None] = [2, 3] at batch 2, set by `a`, None = 3, set by `a`"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // An empty sequence is an error naming the input.
+    match infer_sizes(&g, &[("a", &[2, 0])]) {
+        Err(Error::InputMismatch { name, expected, .. }) => {
+            assert_eq!(name, "a");
+            assert!(expected.contains("at least one step"), "{expected}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let x = f32s(&[1, 3], &[1.0, 2.0, 3.0]);
+    let y = f32s(&[1, 3], &[10.0, 20.0, 30.0]);
+    let out = evaluate(&g, &[("a", &x), ("b", &y)], &[sum], Precision::F64).unwrap();
+    assert_array(&out[0], &[1, 3], DType::F32, &[11.0, 22.0, 33.0]);
+    // Named dimensions are the same dimension wherever the name appears.
+    assert_eq!(Sym::named("T"), Sym::named("T"));
+    assert_ne!(Sym::named("T"), Sym::named("S"));
+    assert_ne!(Sym::fresh(), Sym::fresh());
 }

@@ -4,11 +4,24 @@
 //! skipped; independent branches are still checked.
 
 use crate::resolve::{Plan, Step};
+use crate::syntax::InputDim;
+use kiln_compiler::ir::{Dim, Sym};
 use kiln_compiler::nn::ModelBuilder;
 use kiln_compiler::{Error as CompilerError, Graph, NodeId};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use syn::Error;
+
+/// The compiler's dimension for an input's (a name is leaked: the macro's process is short).
+fn dim(d: &InputDim) -> Dim {
+    match d {
+        InputDim::Size(n) => Dim::Fixed(*n),
+        InputDim::Open(None) => Dim::Open(Sym::fresh()),
+        InputDim::Open(Some(name)) => {
+            Dim::Open(Sym::named(Box::leak(name.clone().into_boxed_str())))
+        }
+    }
+}
 
 /// Builds `plan` as the runtime will (in training mode, so that dropout is built too),
 /// pushing an error for each input or layer the compiler rejects.
@@ -17,7 +30,8 @@ pub fn check(plan: &Plan, errors: &mut Vec<Error>) {
     let mut builder = ModelBuilder::new(&mut graph, true);
     let mut nodes: Vec<Option<NodeId>> = Vec::new();
     for input in &plan.inputs {
-        let node = builder.input(&input.name.to_string(), &input.dims, input.dtype);
+        let dims: Vec<Dim> = input.dims.iter().map(dim).collect();
+        let node = builder.input(&input.name.to_string(), &dims, input.dtype);
         nodes.push(
             node.map_err(|e| errors.push(Error::new(input.name.span(), e)))
                 .ok(),

@@ -3,7 +3,7 @@
 
 use crate::check;
 use crate::resolve::{self, Plan, Value};
-use crate::syntax::{self, ModelDef};
+use crate::syntax::{self, InputDim, ModelDef};
 use kiln_compiler::DType;
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
@@ -51,7 +51,13 @@ fn var(value: Value) -> Ident {
 /// The body of the generated `Architecture::build`.
 fn build_body(plan: &Plan, builder: &Ident) -> TokenStream {
     let inputs = plan.inputs.iter().enumerate().map(|(i, input)| {
-        let (v, name, dims) = (var(Value(i)), input.name.to_string(), &input.dims);
+        let (v, name) = (var(Value(i)), input.name.to_string());
+        let ir = quote!(::kiln::compiler::ir);
+        let dims = input.dims.iter().map(|d| match d {
+            InputDim::Size(n) => quote!(#ir::Dim::Fixed(#n)),
+            InputDim::Open(None) => quote!(#ir::Dim::Open(#ir::Sym::fresh())),
+            InputDim::Open(Some(name)) => quote!(#ir::Dim::Open(#ir::Sym::named(#name))),
+        });
         let dtype = match input.dtype {
             DType::F32 => quote!(F32),
             DType::I32 => quote!(I32),

@@ -5,7 +5,7 @@
 
 use crate::layers::{self, Built};
 use crate::suggest::closest;
-use crate::syntax::{Flow, LayerCall, ModelDef, Source};
+use crate::syntax::{Flow, InputDim, LayerCall, ModelDef, Source};
 use kiln_compiler::nn::TARGET;
 use kiln_compiler::DType;
 use proc_macro2::{Ident, Span, TokenStream};
@@ -22,7 +22,7 @@ pub struct Plan {
 /// A model input: its name, item shape (without the batch axis) and element type.
 pub struct PlannedInput {
     pub name: Ident,
-    pub dims: Vec<usize>,
+    pub dims: Vec<InputDim>,
     pub dtype: DType,
 }
 

@@ -33,8 +33,18 @@ pub struct Input {
 
 /// An input's item shape (without the batch axis) and element type (`f32` unless `as i32`).
 pub struct InputType {
-    pub dims: Vec<usize>,
+    pub dims: Vec<InputDim>,
     pub dtype: DType,
+}
+
+/// One dimension of an input's item shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputDim {
+    /// A size: `784`.
+    Size(usize),
+    /// An open length, known only when fed: `None` (Keras's; each its own, until a layer needs
+    /// two equal) or a name (`T`: inputs using the same name have the same length).
+    Open(Option<String>),
 }
 
 /// `let name = flow;`
@@ -213,19 +223,32 @@ fn input_dtype(input: ParseStream, shape: &Group) -> syn::Result<DType> {
 }
 
 /// The dimensions in `[…]`.
-fn input_dims(group: &Group) -> syn::Result<Vec<usize>> {
+fn input_dims(group: &Group) -> syn::Result<Vec<InputDim>> {
     let mut errors = Vec::new();
     let dims = list(group.stream(), &mut errors, "a dimension")
         .into_iter()
         .filter_map(|tokens| {
             let positive = |lit: LitInt| lit.base10_parse::<usize>().ok().filter(|&d| d > 0);
-            let dim = syn::parse2::<LitInt>(tokens.clone())
+            let size = syn::parse2::<LitInt>(tokens.clone())
                 .ok()
-                .and_then(positive);
+                .and_then(positive)
+                .map(InputDim::Size);
+            let open = || {
+                syn::parse2::<Ident>(tokens.clone())
+                    .ok()
+                    .map(|id| match id.to_string() {
+                        none if none == "None" => InputDim::Open(None),
+                        name => InputDim::Open(Some(name)),
+                    })
+            };
+            let dim = size.or_else(open);
             if dim.is_none() {
                 errors.push(Error::new_spanned(
                     &tokens,
-                    format!("expected a dimension (a positive integer), found `{tokens}`"),
+                    format!(
+                        "expected a dimension (a positive integer, or `None` or a name such as \
+                         `T` for a length known only when fed), found `{tokens}`"
+                    ),
                 ));
             }
             dim

@@ -93,6 +93,8 @@ pub(crate) fn check_cast_indices(
         let Some(bound) = (match u.bound {
             Dim::Fixed(n) => Some(n),
             Dim::Batch(k) => k.checked_mul(batch),
+            // Tables, scatter rows and one-hot depths have fixed sizes (their shape rules).
+            Dim::Open(_) | Dim::BatchOpen(..) => None,
         }) else {
             continue;
         };

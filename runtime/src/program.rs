@@ -1,7 +1,9 @@
 //! A compiled program: validated inputs in, kernels run in order, outputs out.
 //!
-//! A program is specialised lazily for each batch size it sees (each specialisation has its own
-//! work arena); all specialisations share one state arena holding parameters and optimizer
+//! A program is specialised lazily for each batch size and set of sequence lengths (the sizes of
+//! its open dimensions) it sees: the graph is bound to those sizes and compiled, through the
+//! process-wide cache, and each specialisation has its own work arena; all specialisations
+//! share one state arena holding parameters and optimizer
 //! state, so training on a last partial batch or evaluating at another batch size sees the
 //! same weights. Kernels split into parts (large matmuls, elementwise and rows kernels) run on
 //! the process's worker pool (see [`crate::pool`]), the others on the calling thread.
@@ -12,14 +14,14 @@ use crate::dump::{DumpConfig, Profile};
 use crate::float_mode::FlushSubnormals;
 use crate::pool::Pool;
 use kiln_compiler::codegen::{CompileOptions, Executable, Slot, StateLayout};
-use kiln_compiler::interp::infer_batch;
+use kiln_compiler::interp::{infer_sizes, Sizes};
 use kiln_compiler::ir::{Graph, NodeId, Op};
 use kiln_compiler::{Error, Result, Tensor};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// One batch size's executable (shared through the cache), work memory and profile.
+/// One set of sizes' executable (shared through the cache), work memory and profile.
 struct Specialisation {
     exe: Arc<Executable>,
     work: Arena,
@@ -36,7 +38,7 @@ pub struct Program {
     options: CompileOptions,
     layout: StateLayout,
     state: Arena,
-    specialisations: HashMap<usize, Specialisation>,
+    specialisations: HashMap<Sizes, Specialisation>,
     /// f32 inputs cast to indices, checked by `run` (see [`crate::guard`]).
     cast_indices: Vec<crate::guard::IndexUse>,
 }
@@ -107,19 +109,23 @@ impl Program {
         Ok(p)
     }
 
-    /// Compiles (once) the specialisation for `batch` and returns it.
-    pub fn specialise(&mut self, batch: usize) -> Result<&Executable> {
-        if !self.specialisations.contains_key(&batch) {
-            kiln_compiler::limits::check_graph(&self.graph, batch)?;
-            let exe = get_or_compile(
-                &self.graph,
-                &self.outputs,
-                &self.updates,
-                batch,
-                &self.options,
-            )?;
+    /// Compiles (once) the specialisation for these sizes (a batch size alone for a program
+    /// without open dimensions) and returns it.
+    pub fn specialise(&mut self, sizes: impl Into<Sizes>) -> Result<&Executable> {
+        let sizes = sizes.into();
+        if !self.specialisations.contains_key(&sizes) {
+            let batch = sizes.batch;
+            let bound;
+            let graph = if sizes.open.is_empty() {
+                &self.graph
+            } else {
+                bound = self.graph.bind(&sizes.open)?;
+                &bound
+            };
+            kiln_compiler::limits::check_graph(graph, batch)?;
+            let exe = get_or_compile(graph, &self.outputs, &self.updates, batch, &self.options)?;
             let mut work = Arena::new(exe.work_bytes, || {
-                format!("the work arena of `{}` at batch size {batch}", self.name)
+                format!("the work arena of `{}` at {sizes}", self.name)
             })?;
             for (offset, words) in &exe.constants {
                 work.write_words(*offset, words);
@@ -130,27 +136,34 @@ impl Program {
                 time: vec![Duration::ZERO; exe.kernels.len()],
             };
             self.specialisations
-                .insert(batch, Specialisation { exe, work, profile });
+                .insert(sizes.clone(), Specialisation { exe, work, profile });
         }
-        Ok(&self.specialisations[&batch].exe)
+        Ok(&self.specialisations[&sizes].exe)
     }
 
-    /// The batch sizes specialised so far, ascending.
+    /// The sizes specialised so far, by batch size and then lengths.
+    pub fn specialisations(&self) -> Vec<Sizes> {
+        let mut sizes: Vec<Sizes> = self.specialisations.keys().cloned().collect();
+        sizes.sort_unstable_by_key(|s| (s.batch, s.open.iter().map(|o| o.1).collect::<Vec<_>>()));
+        sizes
+    }
+
+    /// The batch sizes specialised so far, ascending, without repeats.
     pub fn batch_sizes(&self) -> Vec<usize> {
-        let mut batches: Vec<usize> = self.specialisations.keys().copied().collect();
-        batches.sort_unstable();
+        let mut batches: Vec<usize> = self.specialisations().iter().map(|s| s.batch).collect();
+        batches.dedup();
         batches
     }
 
-    /// The specialisation compiled for `batch`, if any.
-    pub fn executable(&self, batch: usize) -> Option<&Executable> {
-        self.specialisations.get(&batch).map(|s| &*s.exe)
+    /// The specialisation compiled for these sizes, if any.
+    pub fn executable(&self, sizes: impl Into<Sizes>) -> Option<&Executable> {
+        self.specialisations.get(&sizes.into()).map(|s| &*s.exe)
     }
 
     /// The per-kernel time profile of each specialisation's runs so far (kernels are timed only
     /// when `KILN_DUMP` includes `profile`).
     pub fn profile_report(&self) -> String {
-        self.batch_sizes()
+        self.specialisations()
             .into_iter()
             .map(|b| {
                 let s = &self.specialisations[&b];
@@ -228,7 +241,8 @@ impl Program {
             }
         }
         let shapes: Vec<(&str, &[usize])> = feeds.iter().map(|(n, t)| (*n, t.shape())).collect();
-        let batch = infer_batch(&self.graph, &shapes)?;
+        let sizes = infer_sizes(&self.graph, &shapes)?;
+        let batch = sizes.batch;
         if batch == 0 {
             let (name, t) = feeds
                 .iter()
@@ -240,10 +254,10 @@ impl Program {
                 found: describe(t.shape(), t.dtype()),
             });
         }
-        self.specialise(batch)?;
+        self.specialise(sizes.clone())?;
         let spec = self
             .specialisations
-            .get_mut(&batch)
+            .get_mut(&sizes)
             .expect("specialised above");
         let exe = &spec.exe;
         let feed = |slot: &Slot| -> Result<&Tensor> {

@@ -63,7 +63,7 @@ pub(crate) fn layers(model: &Model) -> String {
     s
 }
 
-/// One row per compiled specialisation (batch size) of each `(name, program)`: its kernel
+/// One row per compiled specialisation (batch size and sequence lengths) of each `(name, program)`: its kernel
 /// count, compile time, planned work arena, state arena (parameters and optimizer state) and
 /// their sum, the program's peak memory. `None` when no program is compiled yet.
 pub(crate) fn programs(programs: &[(&str, Option<&Program>)]) -> Option<String> {
@@ -83,8 +83,15 @@ pub(crate) fn programs(programs: &[(&str, Option<&Program>)]) -> Option<String> 
     let _ = writeln!(s, "{}", "─".repeat(83));
     for (name, program) in compiled {
         let state = program.state_layout().bytes;
-        for batch in program.batch_sizes() {
-            let exe = program.executable(batch).expect("a compiled batch size");
+        for sizes in program.specialisations() {
+            let exe = program
+                .executable(sizes.clone())
+                .expect("a compiled specialisation");
+            // The batch size, then each sequence length: `32 T=7`.
+            let batch: String = std::iter::once(sizes.batch.to_string())
+                .chain(sizes.open.iter().map(|(s, n)| format!("{}={n}", s.name())))
+                .collect::<Vec<_>>()
+                .join(" ");
             let _ = writeln!(
                 s,
                 "{name:<10} {batch:>6} {:>8} {:>6} {:>7.1} ms {:>12} {:>12} {:>12}",

@@ -29,11 +29,7 @@ pub fn model(model: &Model, path: impl AsRef<Path>) -> Result<()> {
 
 /// The SVG text of the picture.
 fn svg(model: &Model) -> String {
-    let inputs: Vec<String> = model
-        .input_shapes()
-        .iter()
-        .map(|s| format!("{s:?}"))
-        .collect();
+    let inputs: Vec<String> = model.input_shapes().iter().map(|s| s.to_string()).collect();
     let input = (
         "input".to_string(),
         format!("item shape {}", inputs.join(", ")),

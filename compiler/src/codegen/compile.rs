@@ -295,6 +295,16 @@ fn validate(
             "a program needs a batch size of at least 1".into(),
         ));
     }
+    if let Some(s) = graph
+        .ids()
+        .find_map(|n| graph.shape(n).open_dims().first().copied())
+    {
+        return Err(Error::InvalidArgument(format!(
+            "the open dimension `{}` has no size: a program compiles a graph bound to the lengths \
+             it is fed (Graph::bind)",
+            s.name()
+        )));
+    }
     // No buffer beyond the allocation limit, and no size arithmetic below can overflow.
     crate::limits::check_graph(graph, batch)?;
     let target = Target::host().with_isa(options.isa)?;

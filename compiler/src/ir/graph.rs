@@ -5,7 +5,7 @@
 //! well-shaped.
 #![deny(clippy::wildcard_enum_match_arm)]
 
-use super::{BinaryOp, CompareOp, DType, Dim, Leaf, Op, ReduceOp, Shape, UnaryOp, Window};
+use super::{BinaryOp, CompareOp, DType, Dim, Leaf, Op, ReduceOp, Shape, Sym, UnaryOp, Window};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -134,13 +134,21 @@ impl Graph {
             .iter()
             .map(|&o| (&self.g[o].shape, self.g[o].dtype))
             .collect();
-        let (shape, dtype) = op.infer(&shapes).map_err(|e| self.in_scope(e))?;
-        // Every size computed from a node's shape (per batch item) must fit in a `usize`.
+        let inferred = op.infer(&shapes).map_err(|e| self.in_scope(e))?;
+        let (mut op, mut shape, dtype) = (op, inferred.shape, inferred.dtype);
+        if !inferred.unified.is_empty() {
+            let rename = self.unify(&inferred.unified);
+            op.map_shapes(|s| s.map_open(&rename));
+            shape = shape.map_open(&rename);
+        }
+        // Every size computed from a node's shape (per batch item and unit of each open
+        // dimension) must fit in a `usize`.
         let item_bytes = shape
             .dims()
             .iter()
             .try_fold(dtype.size(), |acc, d| match *d {
-                Dim::Fixed(n) | Dim::Batch(n) => acc.checked_mul(n),
+                Dim::Fixed(n) | Dim::Batch(n) | Dim::BatchOpen(n, _) => acc.checked_mul(n),
+                Dim::Open(_) => Some(acc),
             });
         if item_bytes.is_none() {
             return Err(self.in_scope(Error::shape(
@@ -163,6 +171,74 @@ impl Graph {
             self.g.add_edge(o, id, slot as u32);
         }
         Ok(id)
+    }
+
+    /// Makes each pair of open dimensions one (a named symbol is kept over an anonymous one)
+    /// in every node, and returns the renaming applied.
+    fn unify(&mut self, pairs: &[(Sym, Sym)]) -> impl Fn(Sym) -> Dim {
+        let mut renames: Vec<(Sym, Sym)> = Vec::new();
+        let resolve = |renames: &[(Sym, Sym)], mut s: Sym| {
+            while let Some(&(_, to)) = renames.iter().find(|(from, _)| *from == s) {
+                s = to;
+            }
+            s
+        };
+        for &(a, b) in pairs {
+            let (a, b) = (resolve(&renames, a), resolve(&renames, b));
+            if a != b {
+                let (keep, drop) = if a.name() == "None" { (b, a) } else { (a, b) };
+                renames.push((drop, keep));
+            }
+        }
+        let rename = move |s: Sym| Dim::Open(resolve(&renames, s));
+        for node in self.g.node_weights_mut() {
+            node.shape = node.shape.map_open(&rename);
+            node.op.map_shapes(|s| s.map_open(&rename));
+        }
+        rename
+    }
+
+    /// The open dimensions of the graph's inputs, in order of first appearance.
+    pub fn open_dims(&self) -> Vec<Sym> {
+        let mut syms: Vec<Sym> = Vec::new();
+        for node in self.g.node_weights() {
+            if let Op::Input { shape, .. } = &node.op {
+                for s in shape.open_dims() {
+                    if !syms.contains(&s) {
+                        syms.push(s);
+                    }
+                }
+            }
+        }
+        syms
+    }
+
+    /// A copy of the graph with each open dimension fixed to its size in `sizes`: the graph a
+    /// program compiles for the lengths it is fed (node ids are kept).
+    pub fn bind(&self, sizes: &[(Sym, usize)]) -> Result<Graph> {
+        let mut unbound = None;
+        let fix = |s: Sym| match sizes.iter().find(|(k, _)| *k == s) {
+            Some(&(_, n)) => Dim::Fixed(n),
+            None => {
+                unbound = Some(s);
+                Dim::Open(s)
+            }
+        };
+        let fix = std::cell::RefCell::new(fix);
+        let mut bound = self.clone();
+        for node in bound.g.node_weights_mut() {
+            node.shape = node.shape.map_open(|s| (fix.borrow_mut())(s));
+            node.op
+                .map_shapes(|s| s.map_open(|s| (fix.borrow_mut())(s)));
+        }
+        drop(fix);
+        match unbound {
+            Some(s) => Err(Error::Graph(format!(
+                "the open dimension `{}` has no size: feed the inputs that have it",
+                s.name()
+            ))),
+            None => Ok(bound),
+        }
     }
 
     fn in_scope(&self, e: Error) -> Error {
@@ -385,11 +461,14 @@ impl Graph {
         self.check_ids(&xs)?;
         let rank = xs.iter().map(|&x| self.shape(x).rank()).max().unwrap_or(0);
         let mut out = vec![Dim::Fixed(1); rank];
+        let mut unified = Vec::new();
         for &x in &xs {
             let s = self.shape(x).clone();
             for (i, &d) in s.0.iter().enumerate() {
                 let o = &mut out[rank - s.rank() + i];
-                if *o == Dim::Fixed(1) {
+                if let (Dim::Open(a), Dim::Open(b)) = (*o, d) {
+                    unified.push((a, b));
+                } else if *o == Dim::Fixed(1) {
                     *o = d;
                 } else if d != Dim::Fixed(1) && d != *o {
                     let shapes: Vec<String> =
@@ -400,6 +479,10 @@ impl Graph {
                     )));
                 }
             }
+        }
+        if !unified.is_empty() {
+            let rename = self.unify(&unified);
+            out = Shape(out).map_open(rename).0;
         }
         let out = Shape(out);
         let mut res = xs;

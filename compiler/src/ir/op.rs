@@ -18,9 +18,10 @@
 //! | parts, scratch, flops | `kernels::{parts, scratch_bytes, flops}` in `crate::codegen` |
 #![deny(clippy::wildcard_enum_match_arm)]
 
-use super::{DType, Dim, Scan, ScanOutput, Shape, Window};
+use super::{DType, Dim, Scan, ScanOutput, Shape, Sym, Window};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 /// Elementwise functions of one f32 operand.
@@ -517,41 +518,67 @@ impl Op {
         }
     }
 
-    /// The shape rule: the output shape and dtype for the given operands, or an error that
-    /// shows what was expected and what was found.
-    pub fn infer(&self, operands: &[(&Shape, DType)]) -> Result<(Shape, DType)> {
+    /// Applies `f` to every shape the op holds (leaves, reshapes and broadcasts).
+    pub fn map_shapes(&mut self, f: impl Fn(&Shape) -> Shape) {
+        match self {
+            Op::Input { shape, .. }
+            | Op::Parameter { shape, .. }
+            | Op::ElementCount(shape)
+            | Op::Iota { shape, .. }
+            | Op::RandomUniform { shape }
+            | Op::Reshape(shape)
+            | Op::Broadcast { shape, .. } => *shape = f(shape),
+            _ => {}
+        }
+    }
+
+    /// The shape rule: the output shape and dtype for the given operands, with the pairs of
+    /// open dimensions the rule needed equal (to unify), or an error that shows what was
+    /// expected and what was found.
+    pub fn infer(&self, operands: &[(&Shape, DType)]) -> Result<Inferred> {
         let c = Check {
             name: self.name(),
             operands,
+            unified: RefCell::new(Vec::new()),
         };
+        let (shape, dtype) = self.infer_checked(&c)?;
+        Ok(Inferred {
+            shape,
+            dtype,
+            unified: c.unified.into_inner(),
+        })
+    }
+
+    fn infer_checked(&self, c: &Check) -> Result<(Shape, DType)> {
+        let operands = c.operands;
         match self {
             Op::Input { .. }
             | Op::Parameter { .. }
             | Op::Constant(_)
             | Op::ElementCount(_)
             | Op::Iota { .. }
-            | Op::RandomUniform { .. } => self.infer_leaf(&c),
+            | Op::RandomUniform { .. } => self.infer_leaf(c),
             Op::Unary(_)
             | Op::Clip { .. }
             | Op::Binary(_)
             | Op::Compare(_)
             | Op::Select
-            | Op::Cast(_) => self.infer_elementwise(&c),
-            Op::Reduce { .. } | Op::ArgMax { .. } => self.infer_reduction(&c),
+            | Op::Cast(_) => self.infer_elementwise(c),
+            Op::Reduce { .. } | Op::ArgMax { .. } => self.infer_reduction(c),
             Op::Reshape(_)
             | Op::Permute(_)
             | Op::Broadcast { .. }
             | Op::Slice { .. }
             | Op::Pad { .. }
-            | Op::Concat { .. } => self.infer_movement(&c),
+            | Op::Concat { .. } => self.infer_movement(c),
             Op::Window { window, .. } => {
                 let s = c.operands.first().map(|o| o.0);
                 let spatial = s.map_or(Ok(vec![]), |s| window.spatial_of(s));
-                infer_window(&c, window, &spatial.map_err(|m| c.err(m))?, true)
+                infer_window(c, window, &spatial.map_err(|m| c.err(m))?, true)
             }
-            Op::WindowSum { window, spatial } => infer_window(&c, window, spatial, false),
+            Op::WindowSum { window, spatial } => infer_window(c, window, spatial, false),
             Op::MatMul { .. } | Op::Gather | Op::ScatterAdd { .. } | Op::OneHot { .. } => {
-                self.infer_indexing(&c)
+                self.infer_indexing(c)
             }
             Op::Scan { scan, output } => scan.infer(*output, operands).map_err(|m| c.err(m)),
         }
@@ -566,9 +593,9 @@ impl Op {
             }
             Op::Parameter { shape, .. } => {
                 c.arity(0)?;
-                if shape.has_batch() {
+                if !shape.count().is_fixed() {
                     return Err(c.err(format!(
-                        "a parameter cannot depend on the batch size: {shape}"
+                        "a parameter must have a fixed shape (no batch or open dimension): {shape}"
                     )));
                 }
                 Ok((shape.clone(), DType::F32))
@@ -758,7 +785,7 @@ impl Op {
                     if i > 0 && axes[i - 1] >= a {
                         return Err(c.err(format!("axes {axes:?} must be increasing")));
                     }
-                    if s.0[i] != Dim::Fixed(1) && s.0[i] != shape.0[a] {
+                    if s.0[i] != Dim::Fixed(1) && !c.same_dim(s.0[i], shape.0[a]) {
                         return Err(c.err(format!(
                             "cannot broadcast {s} to {shape}: dimension {i} is {} but output axis {a} is {}",
                             s.0[i], shape.0[a]
@@ -772,7 +799,9 @@ impl Op {
                 let s = c.operands[0].0;
                 c.axis_in(*axis, s.rank())?;
                 let Dim::Fixed(n) = s.0[*axis] else {
-                    return Err(c.err(format!("cannot slice the batch axis {axis} of {s}")));
+                    return Err(c.err(format!(
+                        "cannot slice axis {axis} of {s}: its size is not fixed"
+                    )));
                 };
                 if start > end || *end > n {
                     return Err(c.err(format!(
@@ -791,7 +820,9 @@ impl Op {
                 let s = c.operands[0].0;
                 c.axis_in(*axis, s.rank())?;
                 let Dim::Fixed(n) = s.0[*axis] else {
-                    return Err(c.err(format!("cannot pad the batch axis {axis} of {s}")));
+                    return Err(c.err(format!(
+                        "cannot pad axis {axis} of {s}: its size is not fixed"
+                    )));
                 };
                 let mut d = s.0.clone();
                 d[*axis] = Dim::Fixed(n + low + high);
@@ -807,7 +838,7 @@ impl Op {
                 for (i, (s, dt)) in c.operands.iter().enumerate() {
                     c.dtype_is(i, c.operands[0].1).map(|_| *dt)?;
                     let compatible = s.rank() == first.rank()
-                        && (0..s.rank()).all(|a| a == *axis || s.0[a] == first.0[a]);
+                        && (0..s.rank()).all(|a| a == *axis || c.same_dim(s.0[a], first.0[a]));
                     if !compatible {
                         return Err(c.err(format!(
                             "operand {i} has shape {s}, incompatible with {first} outside axis {axis}"
@@ -815,10 +846,10 @@ impl Op {
                     }
                     match s.0[*axis] {
                         Dim::Fixed(n) => total += n,
-                        Dim::Batch(_) => {
-                            return Err(
-                                c.err(format!("cannot concatenate along the batch axis {axis}"))
-                            )
+                        Dim::Batch(_) | Dim::Open(_) | Dim::BatchOpen(..) => {
+                            return Err(c.err(format!(
+                                "cannot concatenate along axis {axis} of {s}: its size is not fixed"
+                            )))
                         }
                     }
                 }
@@ -857,7 +888,7 @@ impl Op {
                     )));
                 }
                 let r = a.rank();
-                if a.0[..r - 2] != b.0[..r - 2] {
+                if !c.same_dims(&a.0[..r - 2], &b.0[..r - 2]) {
                     return Err(c.err(format!("batch dimensions differ: {a} and {b}")));
                 }
                 let (m, ka) = if *transpose_a {
@@ -870,7 +901,7 @@ impl Op {
                 } else {
                     (b.0[r - 2], b.0[r - 1])
                 };
-                if ka != kb {
+                if !c.same_dim(ka, kb) {
                     return Err(c.err(format!(
                         "contraction dimensions differ: {a}{} · {b}{} contracts {ka} with {kb}",
                         if *transpose_a { "ᵀ" } else { "" },
@@ -886,9 +917,9 @@ impl Op {
                 c.arity(2)?;
                 c.dtype_is(1, DType::I32)?;
                 let table = c.operands[0].0;
-                if table.rank() == 0 || table.has_batch() {
+                if table.rank() == 0 || !table.count().is_fixed() {
                     return Err(c.err(format!(
-                        "the table must have rank ≥ 1 and no batch axis, found {table}"
+                        "the table must have rank ≥ 1 and a fixed shape, found {table}"
                     )));
                 }
                 let mut d = c.operands[1].0 .0.clone();
@@ -900,15 +931,15 @@ impl Op {
                 c.dtype_is(0, DType::F32)?;
                 c.dtype_is(1, DType::I32)?;
                 let (upd, idx) = (c.operands[0].0, c.operands[1].0);
-                if upd.rank() < idx.rank() || upd.0[..idx.rank()] != idx.0[..] {
+                if upd.rank() < idx.rank() || !c.same_dims(&upd.0[..idx.rank()], &idx.0) {
                     return Err(c.err(format!(
                         "updates {upd} must start with the index shape {idx}"
                     )));
                 }
                 let mut d = vec![Dim::Fixed(*rows)];
                 d.extend_from_slice(&upd.0[idx.rank()..]);
-                if d.iter().any(|d| matches!(d, Dim::Batch(_))) {
-                    return Err(c.err(format!("the row shape of {upd} cannot depend on the batch")));
+                if d.iter().any(|d| d.fixed().is_none()) {
+                    return Err(c.err(format!("the row shape of {upd} must be fixed")));
                 }
                 Ok((Shape(d), DType::F32))
             }
@@ -971,10 +1002,21 @@ fn infer_window(
     Ok((Shape(result), DType::F32))
 }
 
-/// An op's operands as its shape rule checks them, and the errors it reports.
+/// What a shape rule found: the output's shape and dtype, and the pairs of open dimensions it
+/// needed equal, which the graph unifies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inferred {
+    pub shape: Shape,
+    pub dtype: DType,
+    pub unified: Vec<(Sym, Sym)>,
+}
+
+/// An op's operands as its shape rule checks them, the errors it reports and the open
+/// dimensions it unifies.
 struct Check<'a> {
     name: String,
     operands: &'a [(&'a Shape, DType)],
+    unified: RefCell<Vec<(Sym, Sym)>>,
 }
 
 impl Check<'_> {
@@ -1006,10 +1048,29 @@ impl Check<'_> {
         }
     }
 
+    /// Whether `a` and `b` can be the same size: equal dimensions are, and two open ones are
+    /// (recorded for unification); an open dimension never equals a fixed one.
+    fn same_dim(&self, a: Dim, b: Dim) -> bool {
+        if !a.unifiable(b) {
+            return false;
+        }
+        if let (Some(x), Some(y)) = (a.open(), b.open()) {
+            if x != y {
+                self.unified.borrow_mut().push((x, y));
+            }
+        }
+        true
+    }
+
+    /// [`Check::same_dim`] for each pair of dimensions, and equal ranks.
+    fn same_dims(&self, a: &[Dim], b: &[Dim]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| self.same_dim(x, y))
+    }
+
     fn same_shapes(&self) -> Result<()> {
         let first = self.operands[0].0;
         for (i, (s, _)) in self.operands.iter().enumerate().skip(1) {
-            if *s != first {
+            if !self.same_dims(&s.0, &first.0) {
                 return Err(self.err(format!(
                     "operands must have equal shapes: operand 0 is {first}, operand {i} is {s}"
                 )));

@@ -90,7 +90,9 @@ impl Window {
             .iter()
             .map(|d| match d {
                 Dim::Fixed(n) => Ok(*n),
-                Dim::Batch(_) => Err(format!("the spatial axes of {s} cannot be the batch")),
+                Dim::Batch(_) | Dim::Open(_) | Dim::BatchOpen(..) => {
+                    Err(format!("the spatial axes of {s} must have fixed sizes"))
+                }
             })
             .collect()
     }

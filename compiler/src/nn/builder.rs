@@ -4,7 +4,7 @@
 use super::layers::{Masking, Weight};
 use super::Activation;
 use crate::error::{Error, Result};
-use crate::ir::{DType, Graph, NodeId, Shape};
+use crate::ir::{DType, Dim, Graph, NodeId, Shape};
 use std::collections::{HashMap, HashSet};
 
 /// How a parameter is initialised (realised from a seed by the runtime).
@@ -153,9 +153,16 @@ impl<'g> ModelBuilder<'g> {
         }
     }
 
-    /// Declares a model input `[B, item...]`.
-    pub fn input(&mut self, name: &str, item: &[usize], dtype: DType) -> Result<NodeId> {
-        let x = self.graph.input(name, Shape::batched(item), dtype)?;
+    /// Declares a model input `[B, item...]`; item dimensions are sizes or open dimensions
+    /// ([`Dim::Open`], a length known only when fed).
+    pub fn input<D: Into<Dim> + Copy>(
+        &mut self,
+        name: &str,
+        item: &[D],
+        dtype: DType,
+    ) -> Result<NodeId> {
+        let dims = std::iter::once(Dim::BATCH).chain(item.iter().map(|&d| d.into()));
+        let x = self.graph.input(name, Shape(dims.collect()), dtype)?;
         self.inputs.push(x);
         Ok(x)
     }

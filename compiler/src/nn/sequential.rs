@@ -2,13 +2,13 @@
 
 use super::{Architecture, Layer, ModelBuilder};
 use crate::error::Result;
-use crate::ir::{DType, NodeId};
+use crate::ir::{DType, Dim, NodeId};
 
 /// A model whose layers each take the previous layer's output. Its input is named `x`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sequential {
-    /// The shape of one input item (without the batch axis).
-    pub input: Vec<usize>,
+    /// The shape of one input item (without the batch axis; a dimension may be open).
+    pub input: Vec<Dim>,
     /// The input's element type: f32, or i32 token ids ([`Sequential::tokens`]).
     pub dtype: DType,
     /// The layers in order, each with an optional user-given name.
@@ -16,17 +16,17 @@ pub struct Sequential {
 }
 
 impl Sequential {
-    /// An empty model taking f32 items of shape `input`.
-    pub fn new(input: &[usize]) -> Self {
+    /// An empty model taking f32 items of shape `input` (sizes, or [`Dim`]s with open ones).
+    pub fn new<D: Into<Dim> + Copy>(input: &[D]) -> Self {
         Sequential {
-            input: input.to_vec(),
+            input: input.iter().map(|&d| d.into()).collect(),
             dtype: DType::F32,
             layers: Vec::new(),
         }
     }
 
     /// An empty model taking items of i32 token ids of shape `input` (for an `embedding`).
-    pub fn tokens(input: &[usize]) -> Self {
+    pub fn tokens<D: Into<Dim> + Copy>(input: &[D]) -> Self {
         Sequential {
             dtype: DType::I32,
             ..Sequential::new(input)

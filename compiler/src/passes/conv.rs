@@ -128,6 +128,9 @@ fn times(d: Dim, k: usize) -> Dim {
     match d {
         Dim::Fixed(n) => Dim::Fixed(n * k),
         Dim::Batch(b) => Dim::Batch(b * k),
+        Dim::Open(s) | Dim::BatchOpen(_, s) => {
+            unreachable!("passes run on bound graphs, not on `{}`", s.name())
+        }
     }
 }
 

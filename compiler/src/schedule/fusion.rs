@@ -70,7 +70,9 @@ fn implicit_gemm(graph: &Graph, nodes: &[NodeId], matmul: NodeId, w: NodeId) -> 
     let taps = &windowed[1 + window.rank()..];
     let depth = taps.iter().try_fold(1, |acc, d| match d {
         Dim::Fixed(n) => Ok(acc * n),
-        Dim::Batch(_) => Err("a window's taps and channels must be fixed".to_string()),
+        Dim::Batch(_) | Dim::Open(_) | Dim::BatchOpen(..) => {
+            Err("a window's taps and channels must be fixed".to_string())
+        }
     })?;
     let a = graph.shape(graph.operands(matmul)[0]).dims();
     if a.len() != 2 || a[1] != Dim::Fixed(depth) {

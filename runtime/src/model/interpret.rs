@@ -114,7 +114,15 @@ impl Model {
         Ok(Attribution {
             program,
             inputs: forward.input_names(),
-            output_item: output_shape.concrete(1)[1..].to_vec(),
+            output_item: output_shape.dims()[1..]
+                .iter()
+                .map(|d| d.fixed())
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "attributions need a model output of fixed item shape, not {output_shape}"
+                    ))
+                })?,
         })
     }
 }

@@ -20,6 +20,7 @@ use crate::init::initialise;
 use crate::logs::History;
 use crate::program::Program;
 use crate::summary;
+use kiln_compiler::ir::Shape;
 use kiln_compiler::nn::{forward_graph, Architecture, LayerInfo};
 use kiln_compiler::{Error, Result, Tensor};
 use predict::Predictor;
@@ -74,7 +75,7 @@ pub struct Model {
     /// Whether each parameter is trained by gradient.
     trainable: Vec<bool>,
     layers: Vec<LayerInfo>,
-    input_item: Vec<Vec<usize>>,
+    input_item: Vec<Shape>,
     /// The canonical description of the architecture that checkpoints are checked against.
     description: String,
     predictor: Option<Predictor>,
@@ -97,7 +98,7 @@ impl Model {
         let input_item = forward
             .inputs
             .iter()
-            .map(|&i| forward.graph.shape(i).concrete(1)[1..].to_vec())
+            .map(|&i| Shape(forward.graph.shape(i).dims()[1..].to_vec()))
             .collect();
         Ok(Model {
             arch: Box::new(arch),
@@ -244,8 +245,8 @@ impl Model {
         counts
     }
 
-    /// The item shape of each input (without the batch axis).
-    pub fn input_shapes(&self) -> &[Vec<usize>] {
+    /// The item shape of each input (without the batch axis; open lengths stay symbolic).
+    pub fn input_shapes(&self) -> &[Shape] {
         &self.input_item
     }
 

@@ -1,9 +1,11 @@
-// The seed's functional program adds `Dot(axes=1)`'s [B, 64, 64] to a [B, T, 64] value, which
-// only fits when T = 64: with sequences of 32 ids the `add` is an error naming both shapes.
+// The seed's functional program, as written with Keras's `(None,)` inputs: `Dot(axes=1)` makes
+// the two open lengths one (it contracts over them) and gives [B, 64, 64], which the `add` with
+// a [B, None, 64] value only fits if the length were 64. An open length never equals a fixed
+// size, so the `add` is an error naming both shapes.
 use kiln::prelude::*;
 
 model! {
-    SeedAt32(query: [32] as i32, document: [32] as i32) {
+    Seed(query: [None] as i32, document: [None] as i32) {
         let q = query -> embedding(10000, 64) -> dense(64, relu);
         let d = document -> embedding(10000, 64) -> dense(64, relu);
         let similarity = (q, d) -> dot(axes = 1);

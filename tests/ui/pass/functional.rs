@@ -15,7 +15,7 @@ model! {
 
 fn main() {
     let model = Agreement::new(7);
-    assert_eq!(model.input_shapes(), [vec![8], vec![8]]);
+    assert_eq!(model.input_shapes(), [Shape::fixed(&[8]), Shape::fixed(&[8])]);
     let layers: Vec<(&str, String)> = model
         .layers()
         .iter()

@@ -8,7 +8,7 @@ model! {
 
 fn main() {
     let model = Mlp::new(0);
-    assert_eq!(model.input_shapes(), [vec![784]]);
+    assert_eq!(model.input_shapes(), [Shape::fixed(&[784])]);
     assert_eq!(model.parameter_count(), (784 * 64 + 64) + (64 * 64 + 64) + (64 * 10 + 10));
     let names: Vec<&str> = model.layers().iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["dense", "dense_1", "dense_2"]);

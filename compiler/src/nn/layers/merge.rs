@@ -120,7 +120,7 @@ fn build_dot(b: &mut ModelBuilder, call: &Call) -> Result<Vec<NodeId>> {
         && (1..rank).contains(ax)
         && (1..rank).contains(ay)
         && sx.dims()[0] == sy.dims()[0]
-        && sx.dims()[*ax] == sy.dims()[*ay];
+        && sx.dims()[*ax].unifiable(sy.dims()[*ay]);
     if !valid {
         return Err(Error::shape(
             format!("dot layer `{name}`"),
