@@ -199,3 +199,61 @@ fn a_masked_per_token_loss_is_keras_s() {
         "the mask changed nothing: {unmasked}"
     );
 }
+
+model! {
+    /// A class per token (per-token labels), after an embedding whose id 0 is padding.
+    PerToken(tokens: [5] as i32) -> embedding(10, 4, mask_zero = true) -> dense(3, softmax)
+}
+
+#[test]
+fn metrics_ignore_masked_positions_as_keras_does() {
+    // Eight sequences with 1..=5 real ids and zero padding; labels `id mod 3` (padding 0).
+    let mut ids = Vec::new();
+    for r in 0..8 {
+        ids.extend((0..5).map(|t| {
+            if t <= r % 5 {
+                1 + ((r + 2 * t) % 9) as i32
+            } else {
+                0
+            }
+        }));
+    }
+    let labels: Vec<i32> = ids.iter().map(|id| id % 3).collect();
+    let x = Tensor::from_i32(&[8, 5], ids.clone()).unwrap();
+    let data = Dataset::new(
+        x.clone(),
+        Tensor::from_i32(&[8, 5], labels.clone()).unwrap(),
+    )
+    .unwrap();
+    let mut model = PerToken::new(4);
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
+    model
+        .compile(Adam::default(), loss, &[Metric::Accuracy])
+        .unwrap();
+    let accuracy = model.evaluate(&data).unwrap().get("accuracy").unwrap();
+    // The accuracy over the valid positions only, from the predictions.
+    let p = model.predict(&x).unwrap();
+    let p = p.as_f32().unwrap();
+    let (mut hits, mut valid, mut all_hits) = (0, 0, 0);
+    for (i, (&id, &label)) in ids.iter().zip(&labels).enumerate() {
+        let row = &p[3 * i..3 * i + 3];
+        let class = (0..3).fold(0, |best, c| if row[c] > row[best] { c } else { best });
+        let hit = usize::from(class as i32 == label);
+        all_hits += hit;
+        if id != 0 {
+            valid += 1;
+            hits += hit;
+        }
+    }
+    let expected = hits as f64 / valid as f64;
+    assert!(
+        (accuracy - expected).abs() < 1e-6,
+        "{accuracy} vs {expected}"
+    );
+    // The test can tell: counting the padding would give another value here.
+    let unmasked = all_hits as f64 / ids.len() as f64;
+    assert!(
+        (unmasked - expected).abs() > 1e-3,
+        "{unmasked} = {expected}"
+    );
+}

@@ -14,3 +14,11 @@ fn the_seed_functional_program_learns_per_token_labels() {
     assert!(after < before / 4.0, "test loss {before} → {after}");
     assert!(accuracy > 0.9, "per-token test accuracy {accuracy}");
 }
+
+#[test]
+fn the_open_length_program_trains_at_lengths_16_and_48_from_one_definition() {
+    for r in seed_functional::train_open(0, 3, Verbosity::Quiet).unwrap() {
+        assert!(r.loss < r.loss_before / 2.0, "{r:?}");
+        assert!(r.accuracy > 0.6, "{r:?}");
+    }
+}

@@ -123,19 +123,29 @@ impl Metric {
 
     /// The per-batch statistics of the metric for `prediction` against `target` (the loss's
     /// target): nodes whose values the runtime sums over batches and passes, flattened, to
-    /// [`Metric::result`]. Errors if the metric does not apply to the loss's targets.
+    /// [`Metric::result`]. With the prediction's Keras `mask` (per-token outputs after a
+    /// `mask_zero` embedding), mean metrics count only the valid positions, as Keras's do (the
+    /// mask is their sample weight): the statistics are then the masked sum and the count of
+    /// valid positions. Errors if the metric does not apply to the loss's targets.
     pub fn statistics(
         &self,
         g: &mut Graph,
         loss: &Loss,
         prediction: NodeId,
         target: NodeId,
+        mask: Option<NodeId>,
     ) -> Result<Vec<NodeId>> {
         self.check_target(g.dtype(target))?;
         g.scoped("metrics", |g| match self.family(loss) {
             Family::Mean(per_sample) => {
                 let values = per_sample.build(g, prediction, target)?;
-                Ok(vec![sum_of_sample_means(g, values)?])
+                match mask.filter(|&m| g.shape(m) == g.shape(values)) {
+                    Some(mask) => {
+                        let kept = g.mul(values, mask)?;
+                        Ok(vec![g.sum_all(kept)?, g.sum_all(mask)?])
+                    }
+                    None => Ok(vec![sum_of_sample_means(g, values)?]),
+                }
             }
             Family::Confusion(summary) => {
                 confusion_counts(g, prediction, target, &summary.thresholds())
@@ -147,6 +157,10 @@ impl Metric {
     /// [`Metric::statistics`] gave them, each flattened) and the number of samples they cover.
     pub fn result(&self, loss: &Loss, statistics: &[Vec<f64>], samples: f64) -> f64 {
         match self.family(loss) {
+            // Masked: the valid positions' sum over their count (0 when none, as Keras).
+            Family::Mean(_) if statistics.len() == 2 => {
+                statistics[0][0] / statistics[1][0].max(1.0)
+            }
             Family::Mean(_) => statistics[0][0] / samples,
             Family::Confusion(summary) => summary.result(statistics),
         }

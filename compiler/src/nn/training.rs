@@ -98,19 +98,19 @@ pub fn loss_graph(
     metrics: &[Metric],
     optimizer: Option<&Optimizer>,
 ) -> Result<LossGraph> {
-    let (mut forward, (target, sample_weight, loss_node)) =
+    let (mut forward, (target, sample_weight, loss_node, mask)) =
         build(arch, optimizer.is_some(), |b, prediction| {
             let (shape, dtype) = loss.target(b.graph.shape(prediction))?;
             let batch = shape.dims()[..1].to_vec();
             let target = b.graph.input(TARGET, shape, dtype)?;
             let weight = b.graph.input(SAMPLE_WEIGHT, Shape(batch), DType::F32)?;
             let loss = loss.build_weighted(b, prediction, target, weight)?;
-            Ok((target, weight, loss))
+            Ok((target, weight, loss, b.mask(prediction)))
         })?;
     let g = &mut forward.graph;
     let metrics = metrics
         .iter()
-        .map(|m| Ok((*m, m.statistics(g, loss, forward.output, target)?)))
+        .map(|m| Ok((*m, m.statistics(g, loss, forward.output, target, mask)?)))
         .collect::<Result<Vec<_>>>()?;
     let updates = match optimizer {
         Some(opt) => {
