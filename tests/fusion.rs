@@ -511,6 +511,9 @@ fn attention_scale_mask_and_softmax_are_one_kernel() {
     assert_eq!(rows.len(), 1, "{report}");
     assert!(rows[0].contains("rows of [B, 3, 7, 7]"), "{report}");
     for op in [":mul", ":select", ":reduce_max", ":reduce_sum", ":div"] {
-        assert!(rows[0].contains(op), "{op} is not in the softmax kernel: {report}");
+        assert!(
+            rows[0].contains(op),
+            "{op} is not in the softmax kernel: {report}"
+        );
     }
 }
