@@ -356,9 +356,73 @@ fn bad_attention_inputs_are_errors_naming_the_layer() {
         let e = build_error(&mha, items);
         assert!(e.contains("`att`") && e.contains(says), "{e}");
     }
+    let dropout = Layer::new(
+        "multi_head_attention",
+        vec![
+            ("num_heads", ArgValue::Int(2)),
+            ("key_dim", ArgValue::Int(4)),
+            ("dropout", ArgValue::Real(1.5)),
+        ],
+    )
+    .unwrap();
+    let e = build_error(&dropout, &[&[5, 8]]);
+    assert!(
+        e.contains("`att`") && e.contains("dropout must be in [0, 1), found 1.5"),
+        "{e}"
+    );
     let norm = build_error(&Layer::layer_norm(0, 1e-3, true, true), &[&[5, 8]]);
     assert!(
         norm.contains("layer_norm layer `att`") && norm.contains("other than the batch axis"),
         "{norm}"
     );
+}
+
+/// `ids [1, T]` → embedding (`mask_zero`) → `block`, evaluated in f64 with parameters drawn
+/// from seed 12 (the same names, so the same values, at any T).
+fn embedded_block(block: &Layer, ids: &[i32]) -> Vec<f64> {
+    let steps = ids.len();
+    let mut g = Graph::new();
+    let mut b = ModelBuilder::new(&mut g, false);
+    let x = b.input("ids", &[steps], DType::I32).unwrap();
+    let e = Layer::embedding(6, 8, true)
+        .build(&mut b, Some("emb"), &[x])
+        .unwrap();
+    let y = block.build(&mut b, Some("block"), &[e]).unwrap();
+    let mut r = rng(12);
+    let values: Vec<(String, Array)> = b
+        .params()
+        .iter()
+        .map(|p| {
+            let value = uniform(&mut r, &p.shape, -0.5, 0.5);
+            (p.name.clone(), Array::from_tensor(&value))
+        })
+        .collect();
+    let ids = Array::from_tensor(&Tensor::from_i32(&[1, steps], ids.to_vec()).unwrap());
+    let mut feeds: Vec<(&str, &Array)> = vec![("ids", &ids)];
+    feeds.extend(values.iter().map(|(n, a)| (n.as_str(), a)));
+    evaluate(&g, &feeds, &[y], Precision::F64).unwrap()[0]
+        .data
+        .clone()
+}
+
+#[test]
+fn transformer_blocks_ignore_the_steps_a_mask_zero_embedding_masks() {
+    // Without positions, a block's output at the valid steps of [3, 1, 4, 0, 0] is its output
+    // on [3, 1, 4]: the padded steps are masked as keys (and the decoder is causal anyway).
+    for block in [
+        Layer::transformer_encoder(16, 2),
+        Layer::transformer_decoder(16, 2),
+    ] {
+        let padded = embedded_block(&block, &[3, 1, 4, 0, 0]);
+        let short = embedded_block(&block, &[3, 1, 4]);
+        for (a, b) in padded[..short.len()].iter().zip(&short) {
+            assert!((a - b).abs() < 1e-12, "{block}: {padded:?} vs {short:?}");
+        }
+        let unmasked = embedded_block(&block, &[3, 1, 4, 5, 5]);
+        let differs = unmasked[..8]
+            .iter()
+            .zip(&short)
+            .any(|(a, b)| (a - b).abs() > 1e-6);
+        assert!(differs || block.kind() == "transformer_decoder", "{block}");
+    }
 }

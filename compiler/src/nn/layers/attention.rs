@@ -145,10 +145,12 @@ pub(super) fn attend(
     let (heads, key_dim) = (call.usize("num_heads"), call.usize("key_dim"));
     let value_dim = call.usize("value_dim");
     let rate = call.f32("dropout");
+    if !(0.0..1.0).contains(&rate) {
+        return Err(error(name, format!("dropout must be in [0, 1), found {rate}")));
+    }
     let key_input = roles.key.unwrap_or(roles.value);
-    let width = |b: &ModelBuilder, x: NodeId| last(b.graph.shape(x));
     let output_dim = match call.ints("output_shape") {
-        [] => width(b, roles.query),
+        [] => last(b.graph.shape(roles.query)),
         [n] => *n,
         more => return Err(error(name, format!("output_shape must be one size, found {more:?}"))),
     };
@@ -158,7 +160,7 @@ pub(super) fn attend(
     let out_kernel = call.weight(b, &WEIGHTS[6], &[heads, value_dim, output_dim])?;
     let out_bias = optional_bias(b, call, 7, &[output_dim])?;
     let mask = attention_mask(b, call, roles, implicit)?;
-    let scores = b.graph.scoped(name, |g| -> Result<NodeId> {
+    let attention = b.graph.scoped(name, |g| -> Result<NodeId> {
         let scores = g.matmul(q, k, false, true)?;
         let scaled = g.scale(scores, 1.0 / (key_dim as f32).sqrt())?;
         let masked = match mask {
@@ -168,8 +170,8 @@ pub(super) fn attend(
         softmax(g, masked)
     })?;
     let probabilities = match b.training && rate > 0.0 {
-        true => Layer::dropout(rate).build_part(b, name, "dropout", &[scores])?,
-        false => scores,
+        true => Layer::dropout(rate).build_part(b, name, "dropout", &[attention])?,
+        false => attention,
     };
     b.graph.scoped(name, |g| -> Result<NodeId> {
         let heads_out = g.matmul(probabilities, v, false, false)?;
