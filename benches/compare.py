@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""The seed MLP's or the seed CNN's training step and inference latency in kiln and its peers,
-interleaved in one run on this machine (the figures drift with the clock, so each round measures
-every framework).
+"""A model's training step and inference latency in kiln and its peers, interleaved in one run
+on this machine (the figures drift with the clock, so each round measures every framework).
 
-    python3 benches/compare.py [--model mlp|cnn] [--rounds N] [--threads 1 2]
+    python3 benches/compare.py [--model mlp|cnn|encoder|mha128|mha512] [--rounds N] [--threads 1 2]
 
 Models: `mlp` (784 → 64 relu → 64 relu → 10) and `cnn` (28×28×1 → conv 32 3×3 relu → max pool 2
-→ conv 64 3×3 relu → max pool 2 → flatten → dense 128 relu → dense 10). Peers: PyTorch eager and
+→ conv 64 3×3 relu → max pool 2 → flatten → dense 128 relu → dense 10) at batch 128; `encoder`
+(two post-norm Transformer encoder blocks, d 128, 4 heads, FFN 512 relu, ε 1e-5, on 64 steps,
+then average pooling and dense 10) at batch 32; `mha128` and `mha512` (multi-head
+self-attention, 4 heads × 32, on 128 or 512 steps of width 128, pooling, dense 10) at batch 32
+and 8; the inference rows are at the model's batch and 1. Peers: PyTorch eager and
 `torch.compile` (`pip install torch`), JAX with `jax.jit` (`pip install jax`) and Keras 3 on
 TensorFlow (`pip install tensorflow keras`); a peer that is not installed is skipped. kiln's
 figures come from `cargo bench --bench mlp_step|cnn_step -- --json --threads N`. Every
@@ -24,9 +27,15 @@ import subprocess
 import sys
 import time
 
-BATCH = 128
-# kiln's benchmark of each model.
-BENCH = {"mlp": "mlp_step", "cnn": "cnn_step"}
+# Each model's batch, item shape, and kiln's benchmark (with its arguments).
+MODELS = {
+    "mlp": (128, (784,), ["--bench", "mlp_step"]),
+    "cnn": (128, (28, 28, 1), ["--bench", "cnn_step"]),
+    "encoder": (32, (64, 128), ["--bench", "encoder_step", "--", "--model", "encoder"]),
+    "mha128": (32, (128, 128), ["--bench", "encoder_step", "--", "--model", "mha128"]),
+    "mha512": (8, (512, 128), ["--bench", "encoder_step", "--", "--model", "mha512"]),
+}
+TRANSFORMERS = ("encoder", "mha128", "mha512")
 
 
 def timed(f, seconds=3.0):
@@ -62,19 +71,21 @@ def torch_figures(model, threads, compiled):
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    batch, item, _ = MODELS[model]
     if model == "mlp":
         net = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
                             nn.Linear(64, 10))
-        item = (784,)
-    else:
+    elif model == "cnn":
         net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
                             nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                             nn.Linear(1600, 128), nn.ReLU(), nn.Linear(128, 10))
         item = (1, 28, 28)
+    else:
+        net = TorchTransformer(model)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = nn.CrossEntropyLoss()
-    x = torch.rand(BATCH, *item)
-    y = torch.randint(0, 10, (BATCH,))
+    x = torch.rand(batch, *item)
+    y = torch.randint(0, 10, (batch,))
     x1 = torch.rand(1, *item)
     forward = torch.compile(net) if compiled else net
 
@@ -89,6 +100,88 @@ def torch_figures(model, threads, compiled):
             return torch.softmax(forward(inputs), -1)
 
     return figures(step, lambda: predict(x), lambda: predict(x1))
+
+
+def torch_transformer_class():
+    """The encoder or attention network in PyTorch (batch first, dropout 0)."""
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+            if model == "encoder":
+                self.body = nn.Sequential(*[
+                    nn.TransformerEncoderLayer(128, 4, 512, dropout=0.0, batch_first=True,
+                                               layer_norm_eps=1e-5) for _ in range(2)])
+            else:
+                self.body = nn.MultiheadAttention(128, 4, batch_first=True)
+            self.head = nn.Linear(128, 10)
+
+        def forward(self, x):
+            if self.model == "encoder":
+                x = self.body(x)
+            else:
+                x, _ = self.body(x, x, x, need_weights=False)
+            return self.head(x.mean(1))
+
+    return Net
+
+
+def TorchTransformer(model):  # noqa: N802 (a class made on first use: torch is optional)
+    return torch_transformer_class()(model)
+
+
+def jax_glorot(jax, key, shape):
+    """A Glorot-uniform array (fans as Keras computes them)."""
+    field = 1
+    for d in shape[:-2]:
+        field *= d
+    limit = (6.0 / (field * (shape[-2] + shape[-1]))) ** 0.5
+    return jax.random.uniform(key, shape, minval=-limit, maxval=limit)
+
+
+def jax_transformer(jax, model):
+    """The encoder or attention network in JAX: its parameters and its logits."""
+    import jax.numpy as jnp
+
+    keys = iter(jax.random.split(jax.random.PRNGKey(0), 64))
+    dense = lambda i, o: (jax_glorot(jax, next(keys), (i, o)), jnp.zeros(o))  # noqa: E731
+    norm = lambda: (jnp.ones(128), jnp.zeros(128))  # noqa: E731
+    attention = lambda: {n: dense(128, 128) for n in "qkvo"}  # noqa: E731
+    if model == "encoder":
+        blocks = [{"attention": attention(), "ln1": norm(), "ffn1": dense(128, 512),
+                   "ffn2": dense(512, 128), "ln2": norm()} for _ in range(2)]
+    else:
+        blocks = [{"attention": attention()}]
+    params = {"head": dense(128, 10), "blocks": blocks}
+
+    def affine(p, x):
+        return x @ p[0] + p[1]
+
+    def layer_norm(p, x):
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        return (x - mean) * jax.lax.rsqrt(var + 1e-5) * p[0] + p[1]
+
+    def mha(p, x):
+        b, t, d = x.shape
+        q, k, v = (affine(p[n], x).reshape(b, t, 4, d // 4) for n in "qkv")
+        scores = jnp.einsum("bthk,bshk->bhts", q, k) / jnp.sqrt(d / 4.0)
+        out = jnp.einsum("bhts,bshk->bthk", jax.nn.softmax(scores), v)
+        return affine(p["o"], out.reshape(b, t, d))
+
+    def logits(ps, x):
+        for block in ps["blocks"]:
+            if model != "encoder":
+                x = mha(block["attention"], x)
+                continue
+            x = layer_norm(block["ln1"], x + mha(block["attention"], x))
+            hidden = jax.nn.relu(affine(block["ffn1"], x))
+            x = layer_norm(block["ln2"], x + affine(block["ffn2"], hidden))
+        return affine(ps["head"], x.mean(1))
+
+    return params, logits
 
 
 def jax_params(jax, model):
@@ -139,7 +232,10 @@ def jax_figures(model):
     import jax
     import jax.numpy as jnp
 
-    logits = jax_logits(jax, model)
+    if model in TRANSFORMERS:
+        params, logits = jax_transformer(jax, model)
+    else:
+        params, logits = jax_params(jax, model), jax_logits(jax, model)
 
     def loss(ps, x, y):
         log_p = jax.nn.log_softmax(logits(ps, x))
@@ -157,12 +253,11 @@ def jax_figures(model):
         ps = jax.tree_util.tree_map(lambda p, m, v: p - alpha * m / (jnp.sqrt(v) + eps), ps, m, v)
         return ps, m, v, t
 
-    params = jax_params(jax, model)
     predict = jax.jit(lambda ps, x: jax.nn.softmax(logits(ps, x)))
-    item = (784,) if model == "mlp" else (28, 28, 1)
+    batch, item, _ = MODELS[model]
     key = jax.random.PRNGKey(1)
-    x = jax.random.uniform(key, (BATCH, *item))
-    y = jax.random.randint(key, (BATCH,), 0, 10)
+    x = jax.random.uniform(key, (batch, *item))
+    y = jax.random.randint(key, (batch,), 0, 10)
     x1 = jax.random.uniform(key, (1, *item))
     zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # noqa: E731
     state = [params, zeros(), zeros(), jnp.float32(0)]
@@ -187,19 +282,29 @@ def keras_figures(model, threads):
     from keras import layers
 
     keras.utils.set_random_seed(0)
+    batch, item, _ = MODELS[model]
     if model == "mlp":
-        item = (784,)
         body = [layers.Dense(64, activation="relu"), layers.Dense(64, activation="relu")]
-    else:
-        item = (28, 28, 1)
+    elif model == "cnn":
         body = [layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
                 layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),
                 layers.Flatten(), layers.Dense(128, activation="relu")]
-    net = keras.Sequential([keras.Input(item), *body, layers.Dense(10, activation="softmax")])
+    elif model == "encoder":
+        import keras_hub
+        body = [keras_hub.layers.TransformerEncoder(512, 4) for _ in range(2)]
+        body.append(layers.GlobalAveragePooling1D())
+    if model in TRANSFORMERS and model != "encoder":
+        inputs = keras.Input(item)
+        attended = layers.MultiHeadAttention(4, 32)(inputs, inputs)
+        pooled = layers.GlobalAveragePooling1D()(attended)
+        net = keras.Model(inputs, layers.Dense(10, activation="softmax")(pooled))
+    else:
+        net = keras.Sequential([keras.Input(item), *body,
+                                layers.Dense(10, activation="softmax")])
     net.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
-    x = rng.random((BATCH, *item), dtype=np.float32)
-    y = rng.integers(0, 10, BATCH).astype(np.int32)
+    x = rng.random((batch, *item), dtype=np.float32)
+    y = rng.integers(0, 10, batch).astype(np.int32)
     x1 = rng.random((1, *item), dtype=np.float32)
     return figures(lambda: net.train_on_batch(x, y), lambda: net.predict_on_batch(x),
                    lambda: net.predict_on_batch(x1))
@@ -212,10 +317,16 @@ def pinned(threads):
     return ["taskset", "-c", f"0-{threads - 1}"]
 
 
+def bench_args(model):
+    """kiln's benchmark of `model`, ready for its own arguments."""
+    args = MODELS[model][2]
+    return args if "--" in args else [*args, "--"]
+
+
 def kiln_figures(model, threads):
     env = dict(os.environ, KILN_THREADS=str(threads))
     out = subprocess.run(
-        pinned(threads) + ["cargo", "bench", "--quiet", "--bench", BENCH[model], "--",
+        pinned(threads) + ["cargo", "bench", "--quiet", *bench_args(model),
                            "--json", "--threads", str(threads)],
         check=True, capture_output=True, text=True, env=env,
     ).stdout
@@ -259,7 +370,7 @@ def available(module):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", choices=sorted(BENCH), default="mlp")
+    parser.add_argument("--model", choices=sorted(MODELS), default="mlp")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+",
                         default=[t for t in (1, 2) if t <= (os.cpu_count() or 1)],
@@ -270,11 +381,12 @@ def main():
         print(json.dumps(PEERS[args.peer](args.model, args.threads[0])))
         return
     peers = [name for name in PEERS if available(NEEDS[name])]
-    print(f"seed {args.model.upper()}; medians in ms; ratio = peer / kiln (> 1: kiln is "
+    batch = MODELS[args.model][0]
+    print(f"{args.model}; medians in ms; ratio = peer / kiln (> 1: kiln is "
           "faster); each run pinned to the first `threads` CPUs")
     print("peers: " + (", ".join(peers) or "none installed"))
-    rows = [("train_step_ms", "train step, batch 128"),
-            ("infer_128_ms", "inference, batch 128"),
+    rows = [("train_step_ms", f"train step, batch {batch}"),
+            ("infer_128_ms", f"inference, batch {batch}"),
             ("infer_1_ms", "inference, batch 1")]
     header = f"{'round':>5} {'threads':>7} {'row':<22} {'kiln':>9}"
     for name in peers:

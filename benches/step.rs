@@ -33,15 +33,15 @@ pub struct Figures {
     pub infer_1: Stats,
 }
 
-/// Measures `arch` with programs compiled for `threads` threads (`KILN_THREADS`, read when a
-/// program is created).
-pub fn measure(arch: &Sequential, threads: usize) -> kiln::Result<Figures> {
+/// Measures `arch` at batch `size` with programs compiled for `threads` threads
+/// (`KILN_THREADS`, read when a program is created); `infer_128` is the inference at `size`.
+pub fn measure(arch: &Sequential, threads: usize, size: usize) -> kiln::Result<Figures> {
     std::env::set_var("KILN_THREADS", threads.to_string());
     let mut rng = StdRng::seed_from_u64(0);
     let item = Shape(arch.input.clone()).concrete(1);
     let batch = |n: usize| [&[n][..], &item].concat();
-    let x = random(&batch(BATCH), &mut rng);
-    let y = Tensor::from_i32(&[BATCH], (0..BATCH).map(|_| rng.gen_range(0..10)).collect())?;
+    let x = random(&batch(size), &mut rng);
+    let y = Tensor::from_i32(&[size], (0..size).map(|_| rng.gen_range(0..10)).collect())?;
     let mut model = Model::new(arch.clone(), 0)?;
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
     model.compile(Adam::default(), loss, &[])?;
@@ -55,7 +55,7 @@ pub fn measure(arch: &Sequential, threads: usize) -> kiln::Result<Figures> {
     let x1 = random(&batch(1), &mut rng);
     let infer_128 = sample(budget, || {
         model
-            .predict_with(&x, &Predict { batch_size: BATCH })
+            .predict_with(&x, &Predict { batch_size: size })
             .unwrap();
     });
     let infer_1 = sample(budget, || {
@@ -95,14 +95,20 @@ pub fn thread_counts() -> kiln::Result<Vec<usize>> {
     })
 }
 
-/// Measures `arch` at each thread count and prints the table (titled `title`, with the
-/// step's `step_flops` as GFLOP/s and a share of `peak`), or with `--json` one JSON object
-/// per thread count (for `benches/compare.py`).
+/// [`run_at`] batch [`BATCH`].
 pub fn run(title: &str, arch: &Sequential, step_flops: u64) -> kiln::Result<()> {
+    run_at(title, arch, step_flops, BATCH)
+}
+
+/// Measures `arch` at batch `size` at each thread count and prints the table (titled
+/// `title`, with the step's `step_flops` as GFLOP/s and a share of `peak`), or with `--json`
+/// one JSON object per thread count (for `benches/compare.py`; `infer_128_ms` is the
+/// inference at `size`).
+pub fn run_at(title: &str, arch: &Sequential, step_flops: u64, size: usize) -> kiln::Result<()> {
     let json = std::env::args().any(|a| a == "--json");
     let peak = if json { None } else { peak() };
     if !json {
-        println!("{title}; random data; batch {BATCH}");
+        println!("{title}; random data; batch {size}");
         match peak {
             Some((gflops, what)) => println!(
                 "training step: {:.2} GFLOP (its contractions); peak {gflops:.1} GFLOP/s per \
@@ -119,12 +125,12 @@ pub fn run(title: &str, arch: &Sequential, step_flops: u64) -> kiln::Result<()> 
             "best ms",
             "GFLOP/s",
             "% peak",
-            "infer 128 ms",
+            format!("infer {size} ms"),
             "infer 1 ms"
         );
     }
     for threads in thread_counts()? {
-        let f = measure(arch, threads)?;
+        let f = measure(arch, threads, size)?;
         if json {
             println!(
                 "{{\"threads\": {threads}, \"train_step_ms\": {:.4}, \"train_step_best_ms\": {:.4}, \"infer_128_ms\": {:.4}, \"infer_1_ms\": {:.5}, \"train_compile_ms\": {:.2}}}",

@@ -467,3 +467,53 @@ fn batch_norm_forward_in_training_is_three_kernels() {
         tol(1e-5, 1e-4),
     );
 }
+
+/// `layer_norm` over the last axis (width 19, not a multiple of the vector width): the
+/// statistics and the normalisation with `gamma` and `beta` are one rows kernel.
+#[test]
+fn layer_norm_forward_is_one_kernel() {
+    let mut g = Graph::new();
+    let mut b = kiln::compiler::nn::ModelBuilder::new(&mut g, false);
+    let x = b.input("x", &[4, 19], DType::F32).unwrap();
+    let y = Layer::layer_norm(-1, 1e-3, true, true)
+        .build(&mut b, Some("ln"), &[x])
+        .unwrap();
+    let (count, report) = kernels(&g, &[y], true);
+    assert_eq!(count, 1, "{report}");
+    let mut r = rng(8);
+    let xv = uniform(&mut r, &[3, 4, 19], -2.0, 2.0);
+    let gv = uniform(&mut r, &[19], 0.5, 1.5);
+    let bv = uniform(&mut r, &[19], -1.0, 1.0);
+    check_graph(
+        "layer_norm",
+        &g,
+        &[y],
+        &[("x", &xv), ("ln/gamma", &gv), ("ln/beta", &bv)],
+        tol(1e-5, 1e-4),
+    );
+}
+
+/// Masked self-attention (the padding mask of a `mask_zero` embedding): the scores' scale,
+/// the mask (a select of -1e9) and the softmax are one rows kernel after the scores' matmul.
+#[test]
+fn attention_scale_mask_and_softmax_are_one_kernel() {
+    let mut g = Graph::new();
+    let mut b = kiln::compiler::nn::ModelBuilder::new(&mut g, false);
+    let ids = b.input("ids", &[7], DType::I32).unwrap();
+    let x = Layer::embedding(9, 6, true)
+        .build(&mut b, Some("emb"), &[ids])
+        .unwrap();
+    let y = Layer::multi_head_attention(3, 2, false)
+        .build(&mut b, Some("att"), &[x])
+        .unwrap();
+    let (_, report) = kernels(&g, &[y], true);
+    let rows: Vec<&str> = report.lines().filter(|l| l.contains(":exp")).collect();
+    assert_eq!(rows.len(), 1, "{report}");
+    assert!(rows[0].contains("rows of [B, 3, 7, 7]"), "{report}");
+    for op in [":mul", ":select", ":reduce_max", ":reduce_sum", ":div"] {
+        assert!(
+            rows[0].contains(op),
+            "{op} is not in the softmax kernel: {report}"
+        );
+    }
+}

@@ -54,6 +54,34 @@ fn seed_cnn() -> Setup {
     }
 }
 
+/// A Transformer encoder block (d 16, 2 heads, FFN 32) over sequences of 6 steps, pooled and
+/// classified: is the sum of channel 0 over the steps positive? 256 sequences to train on, 128
+/// to test, batch 16, 3 epochs: every contraction of attention's step on each path.
+fn encoder() -> Setup {
+    let mut r = common::rng(5);
+    let mut sequences = |n: usize| {
+        let x = common::uniform(&mut r, &[n, 6, 16], -1.0, 1.0);
+        let values = x.to_f64();
+        let labels: Vec<i32> = (0..n)
+            .map(|i| (0..6).map(|t| values[(i * 6 + t) * 16]).sum::<f64>() > 0.0)
+            .map(i32::from)
+            .collect();
+        Dataset::new(x, Tensor::from_i32(&[n], labels).unwrap()).unwrap()
+    };
+    let (train, test) = (sequences(256), sequences(128));
+    let arch = Sequential::new(&[6, 16])
+        .add(Layer::transformer_encoder(32, 2))
+        .add(Layer::global_avg_pool1d())
+        .add(Layer::dense(2, Activation::Softmax));
+    Setup {
+        arch,
+        train,
+        test,
+        epochs: 3,
+        batch: 16,
+    }
+}
+
 /// Trains the setup's model from seed 0 with `options`; returns the mean loss of each epoch and
 /// the test accuracy.
 fn train(setup: &Setup, options: CompileOptions) -> (Vec<f64>, f64) {
@@ -156,4 +184,10 @@ fn every_microkernel_path_trains_the_seed_mlp_like_the_default_path() {
 #[test]
 fn every_microkernel_path_trains_the_seed_cnn_like_the_default_path() {
     every_path_trains_like_the_default_path(&seed_cnn(), 1e-4, 0.3);
+}
+
+/// The encoder's attention, layer norms and feed-forward network on every path.
+#[test]
+fn every_microkernel_path_trains_the_transformer_encoder_like_the_default_path() {
+    every_path_trains_like_the_default_path(&encoder(), 1e-4, 0.7);
 }

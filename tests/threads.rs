@@ -53,6 +53,18 @@ fn seed_cnn() -> Net {
     }
 }
 
+/// A Transformer encoder block (d 64, 4 heads, FFN 256) over 32 steps, pooled, classified.
+fn encoder() -> Net {
+    let arch = Sequential::new(&[32, 64])
+        .add(Layer::transformer_encoder(256, 4))
+        .add(Layer::global_avg_pool1d())
+        .add(Layer::dense(10, Activation::Softmax));
+    Net {
+        arch,
+        batch: vec![32, 32, 64],
+    }
+}
+
 /// Five Adam steps of `net` from seed 0 on generated data; returns the losses and the final
 /// parameters, as bits, and how many parts each kernel of the step ran as.
 fn train(net: &Net, threads: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<usize>) {
@@ -166,6 +178,7 @@ fn split_kernels_give_the_same_bits_on_any_thread_count_and_workers_run_parts() 
     // the update loop of the MLP, and the CNN's convolutions, dense layers and update loop.
     same_bits_on_any_thread_count("MLP", &mlp(), 3);
     same_bits_on_any_thread_count("seed CNN", &seed_cnn(), 3);
+    same_bits_on_any_thread_count("Transformer encoder", &encoder(), 3);
 
     let (g, outputs) = split_graph();
     let mut r = rng(3);

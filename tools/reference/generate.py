@@ -9,7 +9,7 @@ layer) and rounded to float32. Optimizer cases apply the optimizer to float64 co
 float32 variables for a few steps of float32 gradients, and round the result to float32.
 
     python3 -m venv /work/venv-keras
-    /work/venv-keras/bin/pip install tensorflow-cpu keras
+    /work/venv-keras/bin/pip install tensorflow-cpu keras keras-hub
     /work/venv-keras/bin/python tools/reference/generate.py            # every case
     /work/venv-keras/bin/python tools/reference/generate.py prelu      # cases by name
 
@@ -26,6 +26,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -85,6 +86,31 @@ CASES = {
     "zero_padding2d_pair": (lambda: keras.layers.ZeroPadding2D((1, 2)), [(2, 3, 4, 3)]),
     "zero_padding2d_full": (lambda: keras.layers.ZeroPadding2D(((1, 0), (2, 3))),
                             [(2, 3, 4, 3)]),
+    # Normalisation along one axis of each item: RMS, and layer norm on a middle axis.
+    "rms_norm": (lambda: keras.layers.RMSNormalization(), [(3, 4, 6)]),
+    "layer_norm_axis1_no_center": (
+        lambda: keras.layers.LayerNormalization(axis=1, epsilon=1e-5, center=False),
+        [(3, 5, 4)]),
+    # Attention with an explicit mask (one query step fully masked: uniform, not NaN), a key
+    # of another width than the value, heads × key_dim (3 × 3) not a multiple of 4.
+    "mha_attention_mask": (
+        lambda: keras.layers.MultiHeadAttention(num_heads=3, key_dim=3, value_dim=2),
+        [(2, 5, 8), (2, 6, 7), (2, 6, 5), (2, 5, 6)],
+        {"inputs": ["query", "value", "key", "attention_mask"]}),
+    # Self-attention of one step, causal, with an output width of its own.
+    "mha_self_t1": (
+        lambda: keras.layers.MultiHeadAttention(num_heads=2, key_dim=3, output_shape=5),
+        [(3, 1, 6)], {"inputs": ["query"], "use_causal_mask": True}),
+    # KerasHub's position layers and Transformer blocks, with their defaults.
+    "position_embedding": (lambda: keras_hub.layers.PositionEmbedding(sequence_length=7),
+                           [(2, 5, 4)]),
+    "sine_position_encoding": (lambda: keras_hub.layers.SinePositionEncoding(), [(2, 5, 6)]),
+    "transformer_encoder": (
+        lambda: keras_hub.layers.TransformerEncoder(intermediate_dim=16, num_heads=2),
+        [(2, 5, 8)]),
+    "transformer_decoder": (
+        lambda: keras_hub.layers.TransformerDecoder(intermediate_dim=16, num_heads=2),
+        [(2, 5, 8), (2, 6, 8)], {"inputs": ["decoder_sequence", "encoder_sequence"]}),
 }
 
 # The optimizer cases' tolerances (float32 against float64 references), as the shared ones.
@@ -144,14 +170,50 @@ def weight_value(weight, rng):
     return value.astype(np.float32)
 
 
+def weight_names(variables):
+    """Each variable's path below its layer, joined by `.`: its name (`kernel`), or in a layer
+    made of layers the names of the nested layers first (`query.kernel`,
+    `self_attention_layer.query.kernel`, `feedforward_layer_norm.gamma`)."""
+    return [".".join(v.path.split("/")[1:]) for v in variables]
+
+
+def input_value(role, shape, rng):
+    """Random normal, or for an `attention_mask` random 0/1 (1 = attend) with the first query
+    step of the first item fully masked."""
+    if role != "attention_mask":
+        return rng.standard_normal(shape).astype(np.float32)
+    mask = (rng.random(shape) < 0.7).astype(np.float32)
+    mask[0, 0, :] = 0.0
+    return mask
+
+
+def caller(layer, roles):
+    """How the case calls the layer: with its inputs by keyword when the case names their
+    roles (`inputs`: `query`, `value`, `key`, `attention_mask`), else as merges or in order."""
+    if roles:
+        def by_role(layer, inputs, **call):
+            named = {r: (tf.cast(x, "bool") if r == "attention_mask" else x)
+                     for r, x in zip(roles, inputs)}
+            if "query" in named:
+                named.setdefault("value", named["query"])  # self-attention
+            return layer(**named, **call)
+        return by_role
+    return merged if isinstance(layer, keras.src.layers.merging.base_merge.Merge) else spread
+
+
 def layer_case(name, make, shapes, call=None):
-    call = call or {}
+    """`call` holds the call's arguments (`training`, `use_causal_mask`) and optionally
+    `inputs`, the role of each input; all join the spec. A mask input gets a zero gradient."""
+    call = dict(call or {})
+    roles = call.get("inputs")
+    call_args = {k: v for k, v in call.items() if k != "inputs"}
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     layer = make()
-    inputs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
-    apply = merged if isinstance(layer, keras.src.layers.merging.base_merge.Merge) else spread
+    inputs = [input_value((roles or [None] * len(shapes))[i], s, rng)
+              for i, s in enumerate(shapes)]
+    apply = caller(layer, roles)
     apply(layer, inputs)  # builds the weights
-    weights = [(w.name, weight_value(w, rng)) for w in layer.weights]
+    weights = [(n, weight_value(w, rng)) for n, w in zip(weight_names(layer.weights), layer.weights)]
     config = layer.get_config()
     spec = {"class": type(layer).__name__, **config, **call}
 
@@ -162,7 +224,7 @@ def layer_case(name, make, shapes, call=None):
     layer64.set_weights([w.astype(np.float64) for _, w in weights])
     with tf.GradientTape() as tape:
         tape.watch(x64)
-        y = apply(layer64, x64, **call)
+        y = apply(layer64, x64, **call_args)
         r = rng.standard_normal(y.shape).astype(np.float32)
         loss = tf.reduce_sum(y * tf.constant(r, dtype=tf.float64))
     grads = tape.gradient(loss, x64 + list(layer64.trainable_weights))
@@ -172,13 +234,15 @@ def layer_case(name, make, shapes, call=None):
     tensors["output"] = y.numpy().astype(np.float32)
     tensors["grad_output"] = r
     for i, g in enumerate(grads[: len(inputs)]):
-        tensors[f"grad_input.{i}"] = g.numpy().astype(np.float32)
-    trainable = [w.name for w in layer64.trainable_weights]
+        zero = np.zeros_like(inputs[i])  # no gradient reaches a mask
+        tensors[f"grad_input.{i}"] = zero if g is None else g.numpy().astype(np.float32)
+    names64 = dict(zip((id(w) for w in layer64.weights), weight_names(layer64.weights)))
+    trainable = [names64[id(w)] for w in layer64.trainable_weights]
     for n, g in zip(trainable, grads[len(inputs):]):
         tensors[f"grad_param.{n}"] = g.numpy().astype(np.float32)
     # Non-trainable weights (batch-norm moving statistics) after the call.
     for w in layer64.non_trainable_weights:
-        tensors[f"after.{w.name}"] = w.numpy().astype(np.float32)
+        tensors[f"after.{names64[id(w)]}"] = w.numpy().astype(np.float32)
     metadata = {"kind": "layer", "spec": json.dumps(spec, sort_keys=True),
                 "rtol": str(RTOL), "atol": str(ATOL)}
     path = os.path.join(OUT, f"{name}.safetensors")

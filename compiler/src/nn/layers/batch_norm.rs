@@ -3,17 +3,18 @@
 //! moving statistics in inference; then scales by `gamma` and shifts by `beta`.
 
 use super::{ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Initializer, Layer, LayerSpec};
+use super::layer_norm::{moments, Affine};
 use super::{Masking, Weight};
 use crate::error::{Error, Result};
-use crate::ir::{DType, Dim, Graph, NodeId, ReduceOp, Shape, UnaryOp};
+use crate::ir::{DType, Graph, NodeId};
 use crate::nn::ModelBuilder;
 
-const GAMMA: Weight = Weight {
+pub(super) const GAMMA: Weight = Weight {
     name: "gamma",
     init: Initializer::Ones,
     trainable: true,
 };
-const BETA: Weight = Weight {
+pub(super) const BETA: Weight = Weight {
     name: "beta",
     init: Initializer::Zeros,
     trainable: true,
@@ -107,56 +108,32 @@ fn build(b: &mut ModelBuilder, call: &Call) -> Result<Vec<NodeId>> {
         on.then(|| call.weight(b, w, &[channels])).transpose()
     };
     let weights = Weights {
-        gamma: optional(b, call.flag("scale"), &GAMMA)?,
-        beta: optional(b, call.flag("center"), &BETA)?,
+        affine: Affine {
+            gamma: optional(b, call.flag("scale"), &GAMMA)?,
+            beta: optional(b, call.flag("center"), &BETA)?,
+            epsilon: call.f32("epsilon"),
+        },
         moving: [
             call.weight(b, &MOVING_MEAN, &[channels])?,
             call.weight(b, &MOVING_VARIANCE, &[channels])?,
         ],
-        epsilon: call.f32("epsilon"),
     };
     let y = match b.training {
         true => training(b, name, x, axis, &weights, momentum)?,
-        false => b
-            .graph
-            .scoped(name, |g| weights.normalise(g, x, axis, weights.moving))?,
+        false => b.graph.scoped(name, |g| {
+            let moving = weights.moving.map(|m| super::layer_norm::along(g, m, x, axis));
+            let [mean, variance] = moving;
+            weights.affine.normalise(g, x, axis, [mean?, variance?])
+        })?,
     };
     Ok(vec![y])
 }
 
-/// The layer's parameters (`gamma` and `beta` unless switched off, the moving mean and
-/// variance, all `[C]`) and its epsilon.
+/// The layer's `gamma`, `beta` (unless switched off) and epsilon, and its moving mean and
+/// variance (`[C]`).
 struct Weights {
-    gamma: Option<NodeId>,
-    beta: Option<NodeId>,
+    affine: Affine,
     moving: [NodeId; 2],
-    epsilon: f32,
-}
-
-impl Weights {
-    /// `(x - mean) · rsqrt(variance + epsilon) · gamma + beta` (without the absent weights),
-    /// with the channels on axis `at` of `x`.
-    fn normalise(&self, g: &mut Graph, x: NodeId, at: usize, stats: [NodeId; 2]) -> Result<NodeId> {
-        let mut kept = vec![Dim::Fixed(1); g.shape(x).rank()];
-        kept[at] = g.shape(self.moving[0]).dims()[0];
-        let kept = Shape(kept);
-        let mut per_channel = |w: NodeId| g.reshape(w, kept.clone());
-        let [mean, variance] = [per_channel(stats[0])?, per_channel(stats[1])?];
-        let gamma = self.gamma.map(&mut per_channel).transpose()?;
-        let beta = self.beta.map(&mut per_channel).transpose()?;
-        let eps = g.scalar(self.epsilon)?;
-        let shifted = g.add(variance, eps)?;
-        let mut inverse = g.unary(UnaryOp::Rsqrt, shifted)?;
-        if let Some(gamma) = gamma {
-            inverse = g.mul(inverse, gamma)?;
-        }
-        let centered = g.sub(x, mean)?;
-        let y = g.mul(centered, inverse)?;
-        match beta {
-            Some(beta) => g.add(y, beta),
-            None => Ok(y),
-        }
-    }
 }
 
 /// Training: normalises with the batch statistics and moves the moving ones toward them. It
@@ -180,7 +157,7 @@ fn training(
     let (y, stats) = b.graph.scoped(name, |g| -> Result<_> {
         let first = g.permute(x, &order)?;
         let stats = moments(g, first, &(1..rank).collect::<Vec<_>>())?;
-        let y = weights.normalise(g, first, 0, stats)?;
+        let y = weights.affine.normalise(g, first, 0, stats)?;
         Ok((g.permute(y, &back)?, stats))
     })?;
     for (state, batch) in weights.moving.into_iter().zip(stats) {
@@ -190,15 +167,16 @@ fn training(
     Ok(y)
 }
 
-/// The channel axis as an index into the input, and its size.
-fn channel_axis(g: &Graph, call: &Call) -> Result<(usize, usize)> {
+/// The channel (normalised) axis as an index into the input, and its size; an error naming
+/// the layer when it is the batch axis, out of range or of unknown size.
+pub(super) fn channel_axis(g: &Graph, call: &Call) -> Result<(usize, usize)> {
     let shape = g.shape(call.inputs[0]);
     let rank = shape.rank();
     let axis = call.axis("axis", rank).filter(|&a| a > 0);
     match axis.and_then(|a| Some((a, shape.dims()[a].fixed()?))) {
         Some(found) => Ok(found),
         None => Err(Error::shape(
-            format!("batch_norm layer `{}`", call.name),
+            format!("{} layer `{}`", call.layer.kind(), call.name),
             format!(
                 "needs a channel axis of known size other than the batch axis (1..{rank} or \
                  -{}..-1), found axis {} on an input {shape}",
@@ -207,15 +185,6 @@ fn channel_axis(g: &Graph, call: &Call) -> Result<(usize, usize)> {
             ),
         )),
     }
-}
-
-/// The mean and the biased variance of `x` over `axes`, which stay with size 1.
-fn moments(g: &mut Graph, x: NodeId, axes: &[usize]) -> Result<[NodeId; 2]> {
-    let mean = g.reduce_keep(ReduceOp::Mean, x, axes)?;
-    let centered = g.sub(x, mean)?;
-    let squared = g.mul(centered, centered)?;
-    let variance = g.reduce_keep(ReduceOp::Mean, squared, axes)?;
-    Ok([mean, variance])
 }
 
 /// `state · momentum + batch · (1 - momentum)`, with `batch` in the state's shape.

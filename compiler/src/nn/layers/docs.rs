@@ -89,6 +89,7 @@ fn inputs(spec: &LayerSpec) -> String {
     match spec.inputs {
         Arity::Exactly(n) => format!("{n}{dtype}"),
         Arity::AtLeast(n) => format!("{n} or more{dtype}"),
+        Arity::Between(lo, hi) => format!("{lo} to {hi}{dtype}"),
     }
 }
 

@@ -29,8 +29,22 @@ macro_rules! families {
 }
 
 families!(
-    dense, conv, pooling, batch_norm, flatten, reshaping, dropout, activation, merge, prelu,
+    dense,
+    conv,
+    pooling,
+    batch_norm,
+    flatten,
+    reshaping,
+    dropout,
+    activation,
+    merge,
+    prelu,
     embedding,
+    layer_norm,
+    rms_norm,
+    attention,
+    position,
+    transformer,
 );
 
 /// Every layer's declaration.
@@ -222,6 +236,38 @@ impl Layer {
                 "layer {self} has {} outputs where one is needed",
                 outputs.len()
             ))),
+        }
+    }
+}
+
+impl Layer {
+    /// Builds the layer as the part `part` of the layer `outer` (composite layers such as the
+    /// Transformer blocks): it is named `outer/part`, so its weights are `outer/part/NAME` as
+    /// Keras names a nested layer's, and it is not recorded as a layer of its own. Masks flow
+    /// as it declares. Returns its only output.
+    fn build_part(
+        &self,
+        b: &mut ModelBuilder,
+        outer: &str,
+        part: &str,
+        inputs: &[NodeId],
+    ) -> Result<NodeId> {
+        if let Some(message) = &self.invalid {
+            return Err(Error::InvalidArgument(format!(
+                "layer `{outer}`: {message}"
+            )));
+        }
+        let name = format!("{outer}/{part}");
+        let call = Call {
+            name: &name,
+            layer: self,
+            inputs,
+        };
+        let outputs = (self.spec.build)(b, &call)?;
+        b.flow_masks(self.spec.masking, inputs, &outputs)?;
+        match outputs.as_slice() {
+            [one] => Ok(*one),
+            _ => unreachable!("the parts of composite layers have one output"),
         }
     }
 }

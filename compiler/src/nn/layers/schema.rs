@@ -37,6 +37,8 @@ pub struct LayerSpec {
 pub enum Arity {
     Exactly(usize),
     AtLeast(usize),
+    /// From the first to the second, inclusive.
+    Between(usize, usize),
 }
 
 impl Arity {
@@ -44,6 +46,7 @@ impl Arity {
         match self {
             Arity::Exactly(k) => n == k,
             Arity::AtLeast(k) => n >= k,
+            Arity::Between(lo, hi) => (lo..=hi).contains(&n),
         }
     }
 }
@@ -55,6 +58,7 @@ impl fmt::Display for Arity {
             Arity::Exactly(n) => write!(f, "{n} inputs"),
             Arity::AtLeast(2) => write!(f, "two or more inputs"),
             Arity::AtLeast(n) => write!(f, "{n} or more inputs"),
+            Arity::Between(lo, hi) => write!(f, "{lo} to {hi} inputs"),
         }
     }
 }
