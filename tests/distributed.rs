@@ -29,6 +29,11 @@ fn digits() -> Dataset {
     kiln::data::idx_dir(dir).unwrap().0
 }
 
+fn test_digits() -> Dataset {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits");
+    kiln::data::idx_dir(dir).unwrap().1
+}
+
 fn compiled(model: impl Into<Model>) -> Model {
     let mut model = model.into();
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
@@ -153,11 +158,12 @@ fn bits(weights: &[(String, Tensor)]) -> Vec<u32> {
 }
 
 /// One process training the seed MLP on the global batch that `ranks` ranks share.
-fn alone(ranks: usize) -> (Vec<(String, Tensor)>, History) {
+fn alone(ranks: usize) -> (Vec<(String, Tensor)>, History, Logs) {
     let mut model = compiled(Mlp::new(0));
     let fit = fit_options(ranks * PER_RANK_BATCH, Reduction::Fast);
     let history = model.fit(&digits(), &fit).unwrap().clone();
-    (model.weights().unwrap(), history)
+    let logs = model.evaluate(&test_digits()).unwrap();
+    (model.weights().unwrap(), history, logs)
 }
 
 fn check_against_one_process(np: usize) {
@@ -177,7 +183,7 @@ fn check_against_one_process(np: usize) {
         .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap_or_default())
         .any(|text| text.contains("all_reduce"));
     assert!(dumped, "a graph dump in {dump:?} shows the all-reduce");
-    let (reference, history) = alone(np);
+    let (reference, history, evaluated) = alone(np);
     let difference = max_relative_difference(&saved_weights(&out, 0, Mlp::new(1)), &reference);
     assert!(
         difference <= 1e-6,
@@ -209,6 +215,31 @@ fn check_against_one_process(np: usize) {
         );
     }
     assert_eq!(logged.lines().count(), expected.len());
+    // A distributed `evaluate` reports the whole test set's loss and metrics on every rank.
+    for rank in 0..np {
+        let logs = std::fs::read_to_string(out.join(format!("evaluate{rank}.txt"))).unwrap();
+        for line in logs.lines() {
+            let (name, got) = line.split_once(' ').unwrap();
+            let got: f64 = got.parse().unwrap();
+            let want = evaluated.get(name).unwrap();
+            assert!(
+                (got - want).abs() <= 1e-5,
+                "rank {rank} {name}: {got}, alone {want}"
+            );
+        }
+        assert_eq!(logs.lines().count(), evaluated.0.len());
+    }
+    // Only rank 0 writes checkpoints, one per epoch.
+    let written: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with("checkpoint_"))
+        .collect();
+    assert_eq!(written.len(), EPOCHS, "{written:?}");
+    assert!(
+        written.iter().all(|f| f.starts_with("checkpoint_rank0_")),
+        "{written:?}"
+    );
 }
 
 #[test]
@@ -279,6 +310,15 @@ fn a_killed_rank_ends_the_job_within_bounded_time() {
     assert!(took < Duration::from_secs(60), "took {took:?}:\n{log}");
 }
 
+#[test]
+fn a_hanging_rank_is_aborted_by_the_others_watchdog() {
+    let out = out_dir("hang");
+    let (ok, log, took) = mpirun(2, "hang", &out, Duration::from_secs(120));
+    assert!(!ok, "the job must fail:\n{log}");
+    assert!(log.contains("a collective waited more than 10s"), "{log}");
+    assert!(took < Duration::from_secs(60), "took {took:?}:\n{log}");
+}
+
 /// Saves this rank's weights and its history's values.
 fn save(model: &Model, out: &Path, rank: usize) {
     model
@@ -313,8 +353,20 @@ fn worker() {
             };
             // Every rank starts from other weights: rank 0's are broadcast.
             let mut model = compiled(Mlp::new(rank as u64));
-            model.fit(&digits(), &distributed(reduction)).unwrap();
+            let template = out.join(format!("checkpoint_rank{rank}_{{epoch}}.safetensors"));
+            let mut checkpoint = ModelCheckpoint::new(template.to_str().unwrap());
+            let fit = distributed(reduction);
+            model
+                .fit_with(&digits(), &fit, &mut [&mut checkpoint])
+                .unwrap();
             save(&model, &out, rank);
+            let evaluate = Evaluate {
+                distributed: Distributed::Required,
+                ..Evaluate::default()
+            };
+            let logs = model.evaluate_with(&test_digits(), &evaluate).unwrap();
+            let lines: Vec<String> = logs.0.iter().map(|(n, v)| format!("{n} {v}\n")).collect();
+            std::fs::write(out.join(format!("evaluate{rank}.txt")), lines.concat()).unwrap();
             let summary = model.summary();
             std::fs::write(out.join(format!("summary{rank}.txt")), summary).unwrap();
         }
@@ -335,15 +387,18 @@ fn worker() {
             let error = model.fit(&data, &distributed(Reduction::Fast)).unwrap_err();
             std::fs::write(out.join(format!("error{rank}.txt")), error.to_string()).unwrap();
         }
-        "killed" => {
+        "killed" | "hang" => {
             let mut model = compiled(Mlp::new(0));
-            let mut die = LambdaCallback::new().on_batch_end(move |_, batch, _, _| {
-                if rank == 1 && batch == 3 {
-                    std::process::abort();
+            let hang = scenario == "hang";
+            let mut fail = LambdaCallback::new().on_batch_end(move |_, batch, _, _| {
+                match (rank, batch, hang) {
+                    (1, 3, false) => std::process::abort(),
+                    (1, 3, true) => std::thread::sleep(Duration::from_secs(3600)),
+                    _ => {}
                 }
                 Ok(())
             });
-            let _ = model.fit_with(&digits(), &distributed(Reduction::Fast), &mut [&mut die]);
+            let _ = model.fit_with(&digits(), &distributed(Reduction::Fast), &mut [&mut fail]);
         }
         other => panic!("unknown scenario {other}"),
     }

@@ -140,15 +140,15 @@ impl Replicas {
 
     /// `Ok` on every rank if `local` is `Ok` on every rank; otherwise the error on every rank
     /// (this rank's own, or one naming the ranks that failed).
-    pub(crate) fn agree(&self, local: Result<()>) -> Result<()> {
+    pub(crate) fn agree<T>(&self, local: Result<T>) -> Result<T> {
         let failed = self
             .transport
             .all_gather(&[f64::from(u8::from(local.is_err()))]);
         let ranks: Vec<usize> = (0..self.size()).filter(|&r| failed[r] != 0.0).collect();
         match (local, ranks.is_empty()) {
             (Err(e), _) => Err(e),
-            (Ok(()), true) => Ok(()),
-            (Ok(()), false) => Err(Error::InvalidArgument(format!(
+            (Ok(value), true) => Ok(value),
+            (Ok(_), false) => Err(Error::InvalidArgument(format!(
                 "distributed training stopped: rank(s) {ranks:?} failed (their error is on \
                  their output)"
             ))),

@@ -9,6 +9,7 @@ use crate::distributed::{Distributed, Reduction, Replicas};
 use crate::logs::{History, Running};
 use crate::progress::{EpochProgress, Verbosity};
 use kiln_compiler::{Error, Result};
+use std::borrow::Cow;
 
 /// Where `fit` takes validation data from (Keras's `validation_split` / `validation_data`).
 /// The default is none.
@@ -96,6 +97,24 @@ impl Default for Fit<'_> {
     }
 }
 
+/// The training data of a `fit`, weighted, and its validation data.
+enum Prepared<'a> {
+    /// All of it, with the validation data given apart, if any.
+    Whole(Cow<'a, Dataset>, Option<&'a Dataset>),
+    /// Split into training and validation parts.
+    Split(Dataset, Dataset),
+}
+
+impl Prepared<'_> {
+    /// The training data and the validation data.
+    fn parts(&self) -> (&Dataset, Option<&Dataset>) {
+        match self {
+            Prepared::Whole(data, validation) => (data, *validation),
+            Prepared::Split(train, validation) => (train, Some(validation)),
+        }
+    }
+}
+
 /// The training state at the start of an epoch, to go back to if the epoch's loss diverges.
 struct EpochStart {
     state: Vec<u32>,
@@ -136,19 +155,20 @@ impl Model {
     ) -> Result<&History> {
         let replicas = Replicas::join(fit.distributed, fit.reduction)?;
         let checked = self.check_fit(data, fit);
+        let prepared = match &replicas {
+            Some(r) => r.agree(checked)?,
+            None => checked?,
+        };
         if let Some(r) = &replicas {
-            r.agree(checked)?;
             self.sync()?;
             let description = self.description.clone();
             let training = self.training("fit")?;
             let steps = &mut training.steps_taken;
             r.synchronise(&description, &mut training.train.program, steps)?;
             training.ahead = true;
-        } else {
-            checked?;
         }
         self.training("fit")?.replicas = replicas;
-        let trained = self.train_epochs(data, fit, callbacks);
+        let trained = self.train_epochs(&prepared, fit, callbacks);
         let training = self.training("fit")?;
         if let (Err(e), Some(r)) = (&trained, &training.replicas) {
             // The ranks agree on a non-finite loss (it is reduced); any other error is this
@@ -162,8 +182,9 @@ impl Model {
         Ok(self.history())
     }
 
-    /// Errors unless `data` and `fit` suit the compiled model.
-    fn check_fit(&mut self, data: &Dataset, fit: &Fit) -> Result<()> {
+    /// The training data, weighted and split as `fit` says; errors unless it and `fit` suit
+    /// the compiled model.
+    fn check_fit<'a>(&mut self, data: &'a Dataset, fit: &Fit<'a>) -> Result<Prepared<'a>> {
         if fit.batch_size == 0 {
             return Err(Error::InvalidArgument(
                 "batch_size must be at least 1".into(),
@@ -177,33 +198,30 @@ impl Model {
                 loss.name()
             )));
         }
-        let data = &*weighted(data, fit.sample_weight, fit.class_weight)?;
+        let data = weighted(data, fit.sample_weight, fit.class_weight)?;
+        let prepared = match fit.validation {
+            Validation::None => Prepared::Whole(data, None),
+            Validation::Split(f) => {
+                let (train, validation) = data.split_fraction(f)?;
+                Prepared::Split(train, validation)
+            }
+            Validation::Data(v) => Prepared::Whole(data, Some(v)),
+        };
         let training = self.training("fit")?;
-        training.check_data(data)?;
-        match fit.validation {
-            Validation::None => Ok(()),
-            Validation::Split(f) => data.split_fraction(f).map(drop),
-            Validation::Data(v) => training.check_data(v),
-        }
+        let (train, validation) = prepared.parts();
+        training.check_data(train)?;
+        validation.map_or(Ok(()), |v| training.check_data(v))?;
+        Ok(prepared)
     }
 
     /// The epochs of a checked `fit`, with the callbacks' train begin and end.
     fn train_epochs(
         &mut self,
-        data: &Dataset,
+        prepared: &Prepared,
         fit: &Fit,
         callbacks: &mut [&mut dyn Callback],
     ) -> Result<()> {
-        let data = &*weighted(data, fit.sample_weight, fit.class_weight)?;
-        let split;
-        let (train, validation) = match fit.validation {
-            Validation::None => (data, None),
-            Validation::Split(f) => {
-                split = data.split_fraction(f)?;
-                (&split.0, Some(&split.1))
-            }
-            Validation::Data(v) => (data, Some(v)),
-        };
+        let (train, validation) = prepared.parts();
         let mut stop = dispatch(self, callbacks, |c, ctl| c.on_train_begin(ctl))?;
         for epoch in (fit.initial_epoch..fit.epochs).map(|e| e + 1) {
             stop = self.fit_epoch(train, validation, fit, epoch, stop, callbacks)?;
