@@ -28,6 +28,7 @@ use local::{transport, Transport};
 #[cfg(feature = "mpi")]
 use mpi::{transport, Transport};
 
+use crate::data::Dataset;
 use crate::logs::Running;
 use crate::program::Program;
 use kiln_compiler::collective::{self, Collective};
@@ -130,6 +131,14 @@ impl Replicas {
         match lo == hi {
             true => (rows.end - 1..rows.end, 0),
             false => (lo..hi, hi - lo),
+        }
+    }
+
+    /// This rank's contiguous share of `data`, or `None` if it gets no item.
+    pub(crate) fn share_of(&self, data: &Dataset) -> Result<Option<Dataset>> {
+        match self.shard(0..data.len()) {
+            (_, 0) => Ok(None),
+            (rows, _) => data.rows_in(rows).map(Some),
         }
     }
 

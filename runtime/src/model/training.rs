@@ -13,6 +13,7 @@ use kiln_compiler::nn::Replication;
 use kiln_compiler::nn::{loss_graph, replicated_loss_graph, Loss, LossGraph, Metric, Optimizer};
 use kiln_compiler::nn::{LEARNING_RATE, SAMPLE_WEIGHT, TARGET};
 use kiln_compiler::{DType, Error, Result, Tensor};
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -256,26 +257,16 @@ impl Training {
             self.eval.program.set_parameter(name, &value)?;
         }
         let mut running = Running::new();
-        let shard;
-        let data = match &self.replicas {
-            Some(r) => match r.shard(0..data.len()) {
-                (_, 0) => None,
-                (rows, _) => {
-                    shard = data.rows_in(rows)?;
-                    Some(&shard)
-                }
-            },
-            None => Some(data),
+        let part = match &self.replicas {
+            Some(r) => r.share_of(data)?.map(Cow::Owned),
+            None => Some(Cow::Borrowed(data)),
         };
-        for batch in data
-            .map(|d| d.batches(batch_size, None))
-            .transpose()?
-            .into_iter()
-            .flatten()
-        {
-            let weight = batch.sample_weight.as_ref();
-            let values = self.eval.run(&batch.inputs, &batch.labels, weight, &[])?;
-            running.add(&values, batch.labels.shape()[0]);
+        if let Some(part) = &part {
+            for batch in part.batches(batch_size, None)? {
+                let weight = batch.sample_weight.as_ref();
+                let values = self.eval.run(&batch.inputs, &batch.labels, weight, &[])?;
+                running.add(&values, batch.labels.shape()[0]);
+            }
         }
         if let Some(r) = &self.replicas {
             running = r.gather(&running);
