@@ -9,7 +9,8 @@
 //! [`kiln_compiler::nn::Replication`]), each rank weighted by its share of the global batch, so
 //! the fused update applies the global batch's gradient identically on every rank. Losses and
 //! metrics are gathered from every rank, so logs, callbacks and stopping decisions agree; only
-//! rank 0 shows progress and writes checkpoints.
+//! rank 0 shows progress and writes checkpoints. [`Model::train_step`](crate::Model::train_step)
+//! and `predict` stay local to the process.
 //!
 //! A rank that fails before training (bad data, another architecture) makes every rank's `fit`
 //! return the error; a failure during training aborts the job (`MPI_Abort`), and a collective
