@@ -6,6 +6,9 @@
 //! cargo run --release --example mnist_mlp -- --data DIR      # full MNIST IDX files in DIR
 //! cargo run --release --example mnist_mlp -- --data data/digits   # the 8×8 digits, quick
 //! cargo run --release --example mnist_mlp -- --epochs 5 --seed 3 --batch-size 128
+//! # data-parallel on 2 processes, each taking 16 items of every batch of 32; rank 0 prints:
+//! cargo build --release --features mpi --example mnist_mlp
+//! mpirun -np 2 target/release/examples/mnist_mlp --distributed
 //! ```
 //!
 //! The last line is machine-readable:
@@ -22,6 +25,16 @@ model! {
     pub MnistMlp(x: [784]) -> dense(64, relu) -> dense(64, relu) -> dense(10, softmax)
 }
 
+/// Prints a line on rank 0 only: in a data-parallel run every rank trains and evaluates, and
+/// one reports.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if kiln::distributed::rank() == 0 {
+            println!($($arg)*);
+        }
+    };
+}
+
 struct Args {
     data: String,
     epochs: usize,
@@ -30,6 +43,8 @@ struct Args {
     /// Print every epoch's logs with all digits and a digest of the final weights' bits (for
     /// `tools/bit_identity.sh`).
     exact: bool,
+    /// Train data-parallel over the ranks of the MPI job (an error outside one).
+    distributed: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -39,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
         batch_size: 32,
         seed: 0,
         exact: false,
+        distributed: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,8 +67,10 @@ fn parse_args() -> Result<Args, String> {
             }
             "--seed" => args.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--exact" => args.exact = true,
+            "--distributed" => args.distributed = true,
             "--help" | "-h" => return Err(
-                "usage: mnist_mlp [--data DIR] [--epochs N] [--batch-size N] [--seed N] [--exact]"
+                "usage: mnist_mlp [--data DIR] [--epochs N] [--batch-size N] [--seed N] [--exact] \
+                 [--distributed]"
                     .into(),
             ),
             other => return Err(format!("unknown argument `{other}` (try --help)")),
@@ -77,7 +95,7 @@ fn main() {
 
 fn run(args: &Args) -> kiln::Result<()> {
     let (train, test) = kiln::data::idx_dir(&args.data)?;
-    println!(
+    say!(
         "data: {} ({} training, {} test items of {:?})",
         args.data,
         train.len(),
@@ -94,16 +112,11 @@ fn run(args: &Args) -> kiln::Result<()> {
             )))
         }
     };
-    print!("{}", model.summary());
+    say!("{}", model.summary().trim_end());
 
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
     model.compile(Adam::default(), loss, &[Metric::Accuracy])?;
-    let fit = Fit {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        seed: args.seed,
-        ..Fit::default()
-    };
+    let fit = fit_options(args);
     let started = Instant::now();
     model.fit(&train, &fit)?;
     let train_seconds = started.elapsed().as_secs_f64();
@@ -118,16 +131,31 @@ fn run(args: &Args) -> kiln::Result<()> {
             ..Evaluate::default()
         },
     )?;
-    println!("test: {logs}");
+    say!("test: {logs}");
     let probabilities = model.predict(test.features())?;
     let first: Vec<usize> = (0..8).map(|i| argmax(&probabilities, i)).collect();
-    println!("predicted classes of the first 8 test digits: {first:?}");
+    say!("predicted classes of the first 8 test digits: {first:?}");
     let accuracy = logs.get("accuracy").expect("accuracy was requested");
-    println!(
+    say!(
         "result: test_accuracy={accuracy:.4} epochs={} train_seconds={train_seconds:.2} compile_ms={compile_ms:.1}",
         args.epochs
     );
     Ok(())
+}
+
+/// The training options from the command line.
+fn fit_options(args: &Args) -> Fit<'static> {
+    Fit {
+        epochs: args.epochs,
+        // The ranks of a data-parallel run share each batch of `--batch-size` items.
+        batch_size: args.batch_size.div_ceil(kiln::distributed::size()),
+        seed: args.seed,
+        distributed: match args.distributed {
+            true => Distributed::Required,
+            false => Distributed::Auto,
+        },
+        ..Fit::default()
+    }
 }
 
 /// The class of the highest probability in row `i` of `[N, classes]` probabilities.
@@ -140,7 +168,7 @@ fn argmax(probabilities: &Tensor, i: usize) -> usize {
 /// Every epoch's logs with all digits, then an FNV-1a digest of the weights' bits.
 fn print_exact(model: &Model) -> kiln::Result<()> {
     for (epoch, logs) in model.history().epochs.iter().enumerate() {
-        println!("exact: epoch {} {:?}", epoch + 1, logs.0);
+        say!("exact: epoch {} {:?}", epoch + 1, logs.0);
     }
     let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
     for (_, tensor) in model.weights()? {
@@ -150,6 +178,6 @@ fn print_exact(model: &Model) -> kiln::Result<()> {
             }
         }
     }
-    println!("exact: weights digest {digest:016x}");
+    say!("exact: weights digest {digest:016x}");
     Ok(())
 }

@@ -35,12 +35,14 @@ pub use kiln_compiler::{Error, Result, Tensor};
 pub use kiln_macros::model;
 pub use kiln_runtime as runtime;
 pub use kiln_runtime::data;
+pub use kiln_runtime::distributed;
 pub use kiln_runtime::{CSVLogger, Target};
 pub use kiln_runtime::{
     Callback, Control, Dataset, EarlyStopping, Evaluate, Fit, History, Inputs, LambdaCallback,
     Logs, Mode, Model, ModelCheckpoint, ParameterCounts, Predict, Program, TerminateOnNaN,
     Validation, Verbosity,
 };
+pub use kiln_runtime::{Distributed, Reduction};
 pub use kiln_runtime::{LearningRateScheduler, ReduceLROnPlateau};
 
 pub mod plot;
@@ -55,6 +57,7 @@ pub mod prelude {
     pub use kiln_compiler::{Error, Result, Tensor};
     pub use kiln_macros::model;
     pub use kiln_runtime::data::ClassWeight;
+    pub use kiln_runtime::Distributed;
     pub use kiln_runtime::{CSVLogger, Target};
     pub use kiln_runtime::{
         Callback, Control, Dataset, EarlyStopping, Evaluate, Fit, History, Inputs, LambdaCallback,

@@ -210,6 +210,7 @@ fn validation_split_keeps_each_items_weight() {
     let options = Evaluate {
         batch_size: 32,
         sample_weight: Some(&weights[150..]),
+        ..Evaluate::default()
     };
     let logs = model.evaluate_with(&validation, &options).unwrap();
     assert_eq!(logs.get("loss"), history.get("val_loss").last().copied());

@@ -328,6 +328,8 @@ fn operand_cotangents(
             g.scatter_add(ct, x[1], rows)
         })?,
         Op::ScatterAdd { .. } => c.set(g, 0, |g| g.gather(ct, x[1]))?,
+        // With equal shares, the adjoint of a mean over replicas is the mean of the cotangents.
+        Op::AllReduce => c.set(g, 0, |g| g.all_reduce(ct))?,
         // A loop's siblings share one rule, in `backward` (`scan::loop_cotangents`).
         Op::Scan { .. } => unreachable!("a loop is differentiated as a whole"),
     }

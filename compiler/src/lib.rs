@@ -5,6 +5,7 @@
 #![deny(clippy::too_many_lines)]
 
 pub mod autodiff;
+pub mod collective;
 pub mod error;
 pub mod interp;
 pub mod ir;

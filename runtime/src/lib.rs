@@ -6,6 +6,7 @@ mod cache;
 mod callbacks;
 mod checkpoint;
 pub mod data;
+pub mod distributed;
 mod dump;
 mod float_mode;
 mod guard;
@@ -24,6 +25,7 @@ pub use callbacks::{
 };
 pub use callbacks::{LearningRateScheduler, ReduceLROnPlateau};
 pub use data::Dataset;
+pub use distributed::{Distributed, Reduction};
 pub use kiln_compiler::{Error, Result, Tensor};
 pub use logs::{History, Logs};
 pub use model::Target;

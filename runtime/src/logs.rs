@@ -77,11 +77,53 @@ impl Running {
         self.samples += batch;
     }
 
+    /// The mean loss per sample so far (0 before any).
+    pub(crate) fn mean_loss(&self) -> f64 {
+        let samples = self.samples.max(1) as f64;
+        self.sums.first().map_or(0.0, |l| l[0] / samples)
+    }
+
+    /// The sums as one list: the sample count, the number of outputs, each output's length,
+    /// then the sums (see [`Running::from_flat`]).
+    pub(crate) fn to_flat(&self) -> Vec<f64> {
+        let mut flat = vec![self.samples as f64, self.sums.len() as f64];
+        flat.extend(self.sums.iter().map(|s| s.len() as f64));
+        flat.extend(self.sums.iter().flatten());
+        flat
+    }
+
+    /// The sums listed by [`Running::to_flat`].
+    pub(crate) fn from_flat(flat: &[f64]) -> Running {
+        let (samples, outputs) = (flat[0] as usize, flat[1] as usize);
+        let (lens, mut values) = flat[2..].split_at(outputs);
+        let sums = lens
+            .iter()
+            .map(|&len| {
+                let (sum, rest) = values.split_at(len as usize);
+                values = rest;
+                sum.to_vec()
+            })
+            .collect();
+        Running { sums, samples }
+    }
+
+    /// Adds the sums of `other`.
+    pub(crate) fn merge(&mut self, other: &Running) {
+        if self.sums.is_empty() {
+            self.sums = other.sums.iter().map(|o| vec![0.0; o.len()]).collect();
+        }
+        for (sum, values) in self.sums.iter_mut().zip(&other.sums) {
+            for (s, v) in sum.iter_mut().zip(values) {
+                *s += v;
+            }
+        }
+        self.samples += other.samples;
+    }
+
     /// The loss and metric values so far, each name prefixed.
     pub(crate) fn logs(&self, report: &Report, prefix: &str) -> Logs {
         let samples = self.samples.max(1) as f64;
-        let loss = self.sums.first().map_or(0.0, |l| l[0] / samples);
-        let mut logs = vec![(format!("{prefix}loss"), loss)];
+        let mut logs = vec![(format!("{prefix}loss"), self.mean_loss())];
         let mut next = 1;
         for &(metric, count) in &report.metrics {
             let statistics = self.sums.get(next..next + count).unwrap_or(&[]);

@@ -107,6 +107,26 @@ pub(crate) fn programs(programs: &[(&str, Option<&Program>)]) -> Option<String> 
     Some(s)
 }
 
+/// What the training step all-reduces over the ranks of a data-parallel run (the
+/// [`Op::AllReduce`](kiln_compiler::Op::AllReduce) nodes of `train`): `None` if nothing.
+pub(crate) fn replication(train: &Program) -> Option<String> {
+    let g = train.graph();
+    let sizes: Vec<usize> = g
+        .ids()
+        .filter(|&n| matches!(g.node(n).op, kiln_compiler::Op::AllReduce))
+        .map(|n| g.shape(n).concrete(1).iter().product())
+        .collect();
+    let total: usize = sizes.iter().sum();
+    (!sizes.is_empty()).then(|| {
+        format!(
+            "All-reduce per training step: {total} values ({}) in {} bucket(s) over {} ranks\n",
+            format_bytes(total * 4),
+            sizes.len(),
+            crate::distributed::size()
+        )
+    })
+}
+
 /// A byte count: in bytes below 1 KiB, else in KiB or MiB with one decimal.
 fn format_bytes(n: usize) -> String {
     const KIB: f64 = 1024.0;

@@ -108,6 +108,7 @@ pub fn evaluate_weighted(
     let options = Evaluate {
         batch_size: 4,
         sample_weight,
+        ..Evaluate::default()
     };
     model.evaluate_with(&data, &options).unwrap()
 }

@@ -557,6 +557,11 @@ impl Graph {
         self.add_node(Op::ScatterAdd { rows }, &[updates, indices])
     }
 
+    /// The mean of `x` over the replicas of a data-parallel run ([`Op::AllReduce`]).
+    pub fn all_reduce(&mut self, x: NodeId) -> Result<NodeId> {
+        self.add_node(Op::AllReduce, &[x])
+    }
+
     pub fn one_hot(&mut self, indices: NodeId, depth: usize) -> Result<NodeId> {
         self.add_node(Op::OneHot { depth }, &[indices])
     }

@@ -198,7 +198,7 @@ macro_rules! movement_ops {
 }
 macro_rules! opaque_ops {
     () => {
-        Op::Gather | Op::ScatterAdd { .. } | Op::ArgMax { .. } | Op::Scan { .. }
+        Op::Gather | Op::ScatterAdd { .. } | Op::ArgMax { .. } | Op::Scan { .. } | Op::AllReduce
     };
 }
 #[cfg(feature = "codegen")]
@@ -253,6 +253,7 @@ pub enum OpKey {
     ScatterAdd(usize),
     OneHot(usize),
     Scan(u64, ScanOutput),
+    AllReduce,
 }
 
 /// A primitive op. Operands are the node's ordered predecessors in the graph.
@@ -365,6 +366,10 @@ pub enum Op {
         scan: Arc<Scan>,
         output: ScanOutput,
     },
+    /// The mean of an f32 value over the replicas of a data-parallel run, each replica
+    /// weighted by its share of the global batch (XLA's `all-reduce`): a call into the
+    /// runtime's collective (`crate::collective`); the identity in one process.
+    AllReduce,
 }
 
 impl Op {
@@ -398,6 +403,7 @@ impl Op {
             Op::ScatterAdd { .. } => "scatter_add".into(),
             Op::OneHot { .. } => "one_hot".into(),
             Op::Scan { output, .. } => format!("scan_{output:?}").to_lowercase(),
+            Op::AllReduce => "all_reduce".into(),
         }
     }
 
@@ -435,6 +441,7 @@ impl Op {
             | movement_ops!()
             | Op::ArgMax { .. }
             | Op::Scan { .. }
+            | Op::AllReduce
             | Op::Reshape(_)
             | Op::Broadcast { .. }
             | Op::Reduce { .. }
@@ -466,6 +473,7 @@ impl Op {
             Op::Select => slot > 0,
             Op::Gather | Op::ScatterAdd { .. } => slot == 0,
             Op::Scan { .. }
+            | Op::AllReduce
             | Op::Unary(_)
             | Op::Binary(_)
             | Op::Clip { .. }
@@ -515,6 +523,7 @@ impl Op {
             Op::ScatterAdd { rows } => OpKey::ScatterAdd(*rows),
             Op::OneHot { depth } => OpKey::OneHot(*depth),
             Op::Scan { scan, output } => OpKey::Scan(scan.fingerprint(), *output),
+            Op::AllReduce => OpKey::AllReduce,
         }
     }
 
@@ -581,6 +590,11 @@ impl Op {
                 self.infer_indexing(c)
             }
             Op::Scan { scan, output } => scan.infer(*output, operands).map_err(|m| c.err(m)),
+            Op::AllReduce => {
+                c.arity(1)?;
+                c.dtype_is(0, DType::F32)?;
+                Ok((c.operands[0].0.clone(), DType::F32))
+            }
         }
     }
 
@@ -732,6 +746,7 @@ impl Op {
             | Op::Gather
             | Op::ScatterAdd { .. }
             | Op::Scan { .. }
+            | Op::AllReduce
             | Op::OneHot { .. }
             | Op::Reshape(_)
             | Op::Broadcast { .. }
@@ -958,6 +973,7 @@ impl Op {
             | Op::Broadcast { .. }
             | Op::Reduce { .. }
             | Op::Scan { .. }
+            | Op::AllReduce
             | Op::ArgMax { .. } => {
                 unreachable!("{} is not handled here", c.name)
             }

@@ -7,6 +7,7 @@ pub mod layers;
 mod loss;
 mod metrics;
 mod optimizer;
+mod replicate;
 mod sequential;
 mod training;
 
@@ -19,5 +20,9 @@ pub use optimizer::{
     Adam, AdamW, Algorithm, LearningRateSchedule, Optimizer, RmsProp, Sgd, ITERATIONS,
     LEARNING_RATE,
 };
+pub use replicate::Replication;
 pub use sequential::Sequential;
-pub use training::{forward_graph, loss_graph, ForwardGraph, LossGraph, SAMPLE_WEIGHT, TARGET};
+pub use training::{
+    forward_graph, loss_graph, replicated_loss_graph, ForwardGraph, LossGraph, SAMPLE_WEIGHT,
+    TARGET,
+};

@@ -1,6 +1,7 @@
 //! The graphs a model compiles to: inference, evaluation (prediction, loss, metrics) and the
 //! training step (forward, loss, backward and optimizer update in ONE graph, DESIGN.md rule 2).
 
+use super::Replication;
 use super::{Architecture, LayerInfo, Loss, Metric, ModelBuilder, Optimizer, ParamSpec};
 use crate::autodiff;
 use crate::error::Result;
@@ -98,6 +99,19 @@ pub fn loss_graph(
     metrics: &[Metric],
     optimizer: Option<&Optimizer>,
 ) -> Result<LossGraph> {
+    replicated_loss_graph(arch, loss, metrics, optimizer, None)
+}
+
+/// [`loss_graph`] for one replica of a data-parallel run: with `replication`, the training
+/// step all-reduces the gradients and the state updates over the replicas (see
+/// [`Replication`]) before they are applied.
+pub fn replicated_loss_graph(
+    arch: &dyn Architecture,
+    loss: &Loss,
+    metrics: &[Metric],
+    optimizer: Option<&Optimizer>,
+    replication: Option<&Replication>,
+) -> Result<LossGraph> {
     let (mut forward, (target, sample_weight, loss_node, mask)) =
         build(arch, optimizer.is_some(), |b, prediction| {
             let (shape, dtype) = loss.target(b.graph.shape(prediction))?;
@@ -120,9 +134,17 @@ pub fn loss_graph(
                 .filter(|p| p.trainable)
                 .map(|p| p.node)
                 .collect();
-            let grads = autodiff::grad(g, loss_node, &params)?;
+            let mut grads = autodiff::grad(g, loss_node, &params)?;
+            let mut state = forward.state_updates.clone();
+            if let Some(r) = replication {
+                grads = r.all_reduce(g, &grads)?;
+                let values: Vec<NodeId> = state.iter().map(|u| u.1).collect();
+                for (u, v) in state.iter_mut().zip(r.all_reduce(g, &values)?) {
+                    u.1 = v;
+                }
+            }
             let mut updates = opt.build(g, &params, &grads)?;
-            updates.extend(&forward.state_updates);
+            updates.extend(state);
             updates
         }
         None => Vec::new(),

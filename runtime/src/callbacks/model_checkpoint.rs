@@ -124,6 +124,10 @@ impl Callback for ModelCheckpoint {
             }
             self.best = current;
         }
+        if control.model().replica_rank() != 0 {
+            // In a data-parallel fit every rank holds the same state: rank 0 writes it.
+            return Ok(());
+        }
         let path = PathBuf::from(render(&self.pieces, epoch, logs)?);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| Error::Io {

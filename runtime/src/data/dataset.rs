@@ -224,6 +224,11 @@ impl Dataset {
         ))
     }
 
+    /// The samples `range`, in order.
+    pub(crate) fn rows_in(&self, range: Range<usize>) -> Result<Dataset> {
+        self.rows(Rows::Range(range))
+    }
+
     /// Keras's `validation_split`: returns `(train, validation)` where validation is the last
     /// `validation_split` fraction of the samples, in order (split before any shuffling). As in
     /// Keras, training gets the first `floor(len() * (1 - validation_split))` samples; errors

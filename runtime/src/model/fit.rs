@@ -5,9 +5,11 @@ use super::training::mix;
 use super::Model;
 use crate::callbacks::{dispatch, Callback};
 use crate::data::{weighted, ClassWeight, Dataset};
+use crate::distributed::{Distributed, Reduction, Replicas};
 use crate::logs::{History, Running};
 use crate::progress::{EpochProgress, Verbosity};
 use kiln_compiler::{Error, Result};
+use std::borrow::Cow;
 
 /// Where `fit` takes validation data from (Keras's `validation_split` / `validation_data`).
 /// The default is none.
@@ -34,6 +36,8 @@ pub enum Validation<'a> {
 /// | `seed` | (the global seed) | 0 |
 /// | `sample_weight` | `sample_weight` | none |
 /// | `class_weight` | `class_weight` | none |
+/// | `distributed` | (a distribution strategy) | [`Distributed::Auto`] |
+/// | `reduction` | | [`Reduction::Fast`] |
 ///
 /// ```
 /// use kiln_runtime::{Fit, Validation, Verbosity};
@@ -67,6 +71,12 @@ pub struct Fit<'a> {
     /// Keras's `class_weight` (classification losses only): each item's loss weight is its
     /// class's (1 if not listed). As in Keras, not together with sample weights.
     pub class_weight: Option<&'a ClassWeight>,
+    /// Whether the ranks of an MPI job train data-parallel, each on its share of every batch
+    /// of `batch_size` items per rank (see [`distributed`](crate::distributed)).
+    pub distributed: Distributed,
+    /// How a data-parallel run adds the ranks' gradients: [`Reduction::RankOrder`] makes runs
+    /// bit-identical for a given number of ranks.
+    pub reduction: Reduction,
 }
 
 impl Default for Fit<'_> {
@@ -81,6 +91,26 @@ impl Default for Fit<'_> {
             seed: 0,
             sample_weight: None,
             class_weight: None,
+            distributed: Distributed::Auto,
+            reduction: Reduction::Fast,
+        }
+    }
+}
+
+/// The training data of a `fit`, weighted, and its validation data.
+enum Prepared<'a> {
+    /// All of it, with the validation data given apart, if any.
+    Whole(Cow<'a, Dataset>, Option<&'a Dataset>),
+    /// Split into training and validation parts.
+    Split(Dataset, Dataset),
+}
+
+impl Prepared<'_> {
+    /// The training data and the validation data.
+    fn parts(&self) -> (&Dataset, Option<&Dataset>) {
+        match self {
+            Prepared::Whole(data, validation) => (data, *validation),
+            Prepared::Split(train, validation) => (train, Some(validation)),
         }
     }
 }
@@ -123,6 +153,38 @@ impl Model {
         fit: &Fit,
         callbacks: &mut [&mut dyn Callback],
     ) -> Result<&History> {
+        let replicas = Replicas::join(fit.distributed, fit.reduction)?;
+        let checked = self.check_fit(data, fit);
+        let prepared = match &replicas {
+            Some(r) => r.agree(checked)?,
+            None => checked?,
+        };
+        if let Some(r) = &replicas {
+            self.sync()?;
+            let description = self.description.clone();
+            let training = self.training("fit")?;
+            let steps = &mut training.steps_taken;
+            r.synchronise(&description, &mut training.train.program, steps)?;
+            training.ahead = true;
+        }
+        self.training("fit")?.replicas = replicas;
+        let trained = self.train_epochs(&prepared, fit, callbacks);
+        let training = self.training("fit")?;
+        if let (Err(e), Some(r)) = (&trained, &training.replicas) {
+            // The ranks agree on a non-finite loss (it is reduced); any other error is this
+            // rank's alone, while the others wait in a collective.
+            if !matches!(e, Error::NonFinite { .. }) {
+                r.abort(e);
+            }
+        }
+        training.replicas = None;
+        trained?;
+        Ok(self.history())
+    }
+
+    /// The training data, weighted and split as `fit` says; errors unless it and `fit` suit
+    /// the compiled model.
+    fn check_fit<'a>(&mut self, data: &'a Dataset, fit: &Fit<'a>) -> Result<Prepared<'a>> {
         if fit.batch_size == 0 {
             return Err(Error::InvalidArgument(
                 "batch_size must be at least 1".into(),
@@ -136,21 +198,30 @@ impl Model {
                 loss.name()
             )));
         }
-        let data = &*weighted(data, fit.sample_weight, fit.class_weight)?;
-        let split;
-        let (train, validation) = match fit.validation {
-            Validation::None => (data, None),
+        let data = weighted(data, fit.sample_weight, fit.class_weight)?;
+        let prepared = match fit.validation {
+            Validation::None => Prepared::Whole(data, None),
             Validation::Split(f) => {
-                split = data.split_fraction(f)?;
-                (&split.0, Some(&split.1))
+                let (train, validation) = data.split_fraction(f)?;
+                Prepared::Split(train, validation)
             }
-            Validation::Data(v) => (data, Some(v)),
+            Validation::Data(v) => Prepared::Whole(data, Some(v)),
         };
         let training = self.training("fit")?;
+        let (train, validation) = prepared.parts();
         training.check_data(train)?;
-        if let Some(v) = validation {
-            training.check_data(v)?;
-        }
+        validation.map_or(Ok(()), |v| training.check_data(v))?;
+        Ok(prepared)
+    }
+
+    /// The epochs of a checked `fit`, with the callbacks' train begin and end.
+    fn train_epochs(
+        &mut self,
+        prepared: &Prepared,
+        fit: &Fit,
+        callbacks: &mut [&mut dyn Callback],
+    ) -> Result<()> {
+        let (train, validation) = prepared.parts();
         let mut stop = dispatch(self, callbacks, |c, ctl| c.on_train_begin(ctl))?;
         for epoch in (fit.initial_epoch..fit.epochs).map(|e| e + 1) {
             stop = self.fit_epoch(train, validation, fit, epoch, stop, callbacks)?;
@@ -159,7 +230,7 @@ impl Model {
             }
         }
         dispatch(self, callbacks, |c, ctl| c.on_train_end(ctl))?;
-        Ok(self.history())
+        Ok(())
     }
 
     /// Trains, validates and records one epoch; returns whether training should stop.
@@ -181,20 +252,23 @@ impl Model {
             steps_taken: training.steps_taken,
         };
         let order = fit.shuffle.then(|| mix(fit.seed, epoch as u64));
-        let batches = train.batches(fit.batch_size, order)?;
-        let progress = EpochProgress::start(fit.verbosity, epoch, fit.epochs, batches.len());
+        let batches = train.batches(fit.batch_size * training.ranks(), order)?;
+        let verbosity = match training.replicas.as_ref().map_or(0, Replicas::rank) {
+            0 => fit.verbosity,
+            _ => Verbosity::Quiet,
+        };
+        let progress = EpochProgress::start(verbosity, epoch, fit.epochs, batches.len());
         let mut running = Running::new();
         for (i, batch) in batches.enumerate() {
             let training = self.training("fit")?;
-            let weight = batch.sample_weight.as_ref();
-            let values = training.step(&batch.inputs, &batch.labels, weight)?;
-            running.add(&values, batch.labels.shape()[0]);
+            let step = training.step_batch(&batch)?;
+            running.merge(&step);
             let logs = running.logs(&training.train.report, "");
             progress.step(i + 1, &logs.to_string());
             stop |= dispatch(self, callbacks, |c, ctl| {
                 c.on_batch_end(epoch, i + 1, &logs, ctl)
             })?;
-            if !values[0][0].is_finite() {
+            if !step.mean_loss().is_finite() {
                 progress.finish(&logs.to_string());
                 self.rewind(start)?;
                 if stop {

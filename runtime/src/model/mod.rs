@@ -272,6 +272,9 @@ impl Model {
             s.push('\n');
             s.push_str(&table);
         }
+        if let Some(line) = self.training_program().and_then(summary::replication) {
+            s.push_str(&line);
+        }
         s
     }
 

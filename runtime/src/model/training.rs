@@ -5,12 +5,15 @@
 use super::predict::check_input_count;
 use super::Model;
 use crate::checkpoint::{self, Contents, TrainingInfo, Wanted};
-use crate::data::{weighted, Dataset};
+use crate::data::{row_range, weighted, Batch, Dataset};
+use crate::distributed::{self, Distributed, Replicas};
 use crate::logs::{Logs, Report, Running};
 use crate::program::Program;
-use kiln_compiler::nn::{loss_graph, Loss, LossGraph, Metric, Optimizer};
+use kiln_compiler::nn::Replication;
+use kiln_compiler::nn::{loss_graph, replicated_loss_graph, Loss, LossGraph, Metric, Optimizer};
 use kiln_compiler::nn::{LEARNING_RATE, SAMPLE_WEIGHT, TARGET};
 use kiln_compiler::{DType, Error, Result, Tensor};
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,6 +23,7 @@ use std::time::Duration;
 /// |---|---|---|
 /// | `batch_size` | `batch_size` | 32 |
 /// | `sample_weight` | `sample_weight` | none |
+/// | `distributed` | (a distribution strategy) | [`Distributed::Auto`] |
 ///
 /// ```
 /// let evaluate = kiln_runtime::Evaluate::default();
@@ -32,6 +36,10 @@ pub struct Evaluate<'a> {
     /// A loss weight per item of the data (see [`Fit::sample_weight`](super::Fit)); metrics
     /// stay unweighted, as Keras's `metrics=` are.
     pub sample_weight: Option<&'a [f32]>,
+    /// Whether the ranks of an MPI job each evaluate a contiguous share of the data, the loss
+    /// and metrics then being those of the whole data on every rank (see
+    /// [`distributed`](crate::distributed)).
+    pub distributed: Distributed,
 }
 
 impl Default for Evaluate<'_> {
@@ -39,6 +47,7 @@ impl Default for Evaluate<'_> {
         Evaluate {
             batch_size: 32,
             sample_weight: None,
+            distributed: Distributed::Auto,
         }
     }
 }
@@ -138,6 +147,8 @@ pub(super) struct Training {
     pub(super) history: crate::logs::History,
     /// Whether the training program holds newer weights than the model's own copy.
     pub(super) ahead: bool,
+    /// The MPI job's ranks during a data-parallel `fit` or `evaluate`.
+    pub(super) replicas: Option<Replicas>,
 }
 
 impl Training {
@@ -190,6 +201,35 @@ impl Training {
         Ok(values)
     }
 
+    /// One training step on this process's share of `batch` (all of it when training alone);
+    /// returns the loss and metric sums of the whole batch, over every rank.
+    pub(super) fn step_batch(&mut self, batch: &Batch) -> Result<Running> {
+        let weight = batch.sample_weight.as_ref();
+        let global = batch.labels.shape()[0];
+        let mut running = Running::new();
+        let Some(replicas) = &self.replicas else {
+            running.add(&self.step(&batch.inputs, &batch.labels, weight)?, global);
+            return Ok(running);
+        };
+        let (rows, items) = replicas.shard(0..global);
+        replicas.set_share(items, global);
+        let rows_of = |t: &Tensor| row_range(t, rows.clone());
+        let xs: Vec<Tensor> = batch.inputs.iter().map(rows_of).collect();
+        let values = self.step(&xs, &rows_of(&batch.labels), weight.map(rows_of).as_ref())?;
+        if items > 0 {
+            running.add(&values, items);
+        }
+        Ok(match &self.replicas {
+            Some(r) => r.gather(&running),
+            None => running,
+        })
+    }
+
+    /// The number of processes sharing each batch.
+    pub(super) fn ranks(&self) -> usize {
+        self.replicas.as_ref().map_or(1, Replicas::size)
+    }
+
     pub(super) fn check_data(&self, data: &Dataset) -> Result<()> {
         self.train.check_data(data)
     }
@@ -207,16 +247,29 @@ impl Training {
         prefix: &str,
         names: &[String],
     ) -> Result<Logs> {
-        self.eval.check_data(data)?;
+        let checked = self.eval.check_data(data);
+        match &self.replicas {
+            Some(r) => r.agree(checked)?,
+            None => checked?,
+        }
         for name in names {
             let value = self.train.program.parameter(name)?;
             self.eval.program.set_parameter(name, &value)?;
         }
         let mut running = Running::new();
-        for batch in data.batches(batch_size, None)? {
-            let weight = batch.sample_weight.as_ref();
-            let values = self.eval.run(&batch.inputs, &batch.labels, weight, &[])?;
-            running.add(&values, batch.labels.shape()[0]);
+        let part = match &self.replicas {
+            Some(r) => r.share_of(data)?.map(Cow::Owned),
+            None => Some(Cow::Borrowed(data)),
+        };
+        if let Some(part) = &part {
+            for batch in part.batches(batch_size, None)? {
+                let weight = batch.sample_weight.as_ref();
+                let values = self.eval.run(&batch.inputs, &batch.labels, weight, &[])?;
+                running.add(&values, batch.labels.shape()[0]);
+            }
+        }
+        if let Some(r) = &self.replicas {
+            running = r.gather(&running);
         }
         Ok(running.logs(&self.eval.report, prefix))
     }
@@ -247,7 +300,9 @@ impl Model {
         self.sync()?;
         let optimizer = optimizer.into();
         let arch = self.architecture();
-        let train_graph = loss_graph(arch, &loss, metrics, Some(&optimizer))?;
+        let replication = distributed::replicated()?.then(Replication::default);
+        let train_graph =
+            replicated_loss_graph(arch, &loss, metrics, Some(&optimizer), replication.as_ref())?;
         let train = Compiled::new(train_graph, loss, "train")?;
         let eval = Compiled::new(loss_graph(arch, &loss, metrics, None)?, loss, "evaluate")?;
         let mut training = Training {
@@ -257,6 +312,7 @@ impl Model {
             steps_taken: 0,
             history: crate::logs::History::default(),
             ahead: false,
+            replicas: None,
         };
         for (name, value) in &self.params {
             training.set_parameter(name, value)?;
@@ -275,6 +331,13 @@ impl Model {
                 "{what} needs a compiled model: call `model.compile(optimizer, loss, metrics)` first"
             ))
         })
+    }
+
+    /// This process's rank in the data-parallel `fit` under way (0 otherwise): only rank 0
+    /// writes checkpoints.
+    pub(crate) fn replica_rank(&self) -> usize {
+        let replicas = self.training.as_ref().and_then(|t| t.replicas.as_ref());
+        replicas.map_or(0, Replicas::rank)
     }
 
     /// The learning rate the next training step applies (Keras's `optimizer.learning_rate`):
@@ -352,7 +415,11 @@ impl Model {
             ));
         }
         let data = weighted(data, options.sample_weight, None)?;
-        self.evaluate_prefixed(&data, options.batch_size, "")
+        let training = self.training("evaluate")?;
+        training.replicas = Replicas::join(options.distributed, Default::default())?;
+        let logs = self.evaluate_prefixed(&data, options.batch_size, "");
+        self.training("evaluate")?.replicas = None;
+        logs
     }
 
     pub(super) fn evaluate_prefixed(

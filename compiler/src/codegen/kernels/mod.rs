@@ -2,6 +2,7 @@
 //! constant offsets in the program's two arenas (see [`Region`]); all sizes are concrete.
 #![deny(clippy::wildcard_enum_match_arm)]
 
+mod collective;
 mod elementwise;
 pub mod epilogue;
 pub mod fused;
@@ -176,6 +177,7 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
         | Op::WindowSum { .. } => movement::lower(e, arena, spec),
         Op::MatMul { .. } => matmul::lower(e, arena, spec),
         Op::Gather | Op::ScatterAdd { .. } => indexing::lower(e, arena, spec),
+        Op::AllReduce => collective::lower(e, arena, spec),
         Op::Scan { .. } => Err(Error::Codegen {
             kernel: spec.op.name(),
             message: "a loop is compiled as a program driving its body (`codegen::scan`)".into(),
