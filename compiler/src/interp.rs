@@ -370,6 +370,13 @@ fn eval_node(
             let st = strides(&args[0].shape);
             map_indices(shape, |idx| x(0)[offset(idx, &st) + start * st[*axis]])
         }
+        Op::Reverse { axis } => {
+            let (n, st) = (args[0].shape[*axis], strides(&args[0].shape));
+            map_indices(shape, |idx| {
+                let flipped = n as isize - 1 - 2 * idx[*axis] as isize;
+                x(0)[(offset(idx, &st) as isize + flipped * st[*axis] as isize) as usize]
+            })
+        }
         Op::Pad {
             axis, low, value, ..
         } => {
