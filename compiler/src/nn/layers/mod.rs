@@ -29,9 +29,24 @@ macro_rules! families {
 }
 
 families!(
-    dense, conv, pooling, batch_norm, flatten, reshaping, dropout, activation, merge, prelu,
+    dense,
+    conv,
+    pooling,
+    batch_norm,
+    flatten,
+    reshaping,
+    dropout,
+    activation,
+    merge,
+    prelu,
     embedding,
+    simple_rnn,
+    lstm,
+    gru,
+    bidirectional,
 );
+
+mod recurrent;
 
 /// Every layer's declaration.
 pub fn specs() -> impl Iterator<Item = &'static LayerSpec> + Clone {

@@ -91,6 +91,8 @@ pub enum Initializer {
     Uniform,
     /// Keras's `Orthogonal` (recurrent kernels).
     Orthogonal,
+    /// Keras's LSTM bias with `unit_forget_bias`: zeros, and ones for the forget gate.
+    UnitForgetBias,
 }
 
 impl Initializer {
@@ -102,6 +104,7 @@ impl Initializer {
             Initializer::GlorotUniform => "glorot_uniform",
             Initializer::Uniform => "uniform",
             Initializer::Orthogonal => "orthogonal",
+            Initializer::UnitForgetBias => "zeros (forget gate: ones)",
         }
     }
 
@@ -130,6 +133,7 @@ impl Initializer {
                 rows: shape.iter().rev().skip(1).product(),
                 cols: shape.last().copied().unwrap_or(1),
             },
+            Initializer::UnitForgetBias => Init::UnitForgetBias,
         }
     }
 }
