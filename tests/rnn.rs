@@ -263,3 +263,34 @@ fn a_recurrent_training_program_does_not_grow_with_the_sequence() {
         );
     }
 }
+
+/// A learning rate of 1e6 makes an LSTM regression's training diverge (each step multiplies
+/// the output layer's weights by about −1e6) to a non-finite loss: `TerminateOnNaN` stops
+/// `fit` cleanly, with the weights of the last good epoch, all finite.
+#[test]
+fn a_diverging_lstm_stops_under_terminate_on_nan() {
+    let mut r = rng(4);
+    let x = uniform(&mut r, &[64, 5, 3], -1.0, 1.0);
+    let y = uniform(&mut r, &[64, 1], 1.0, 2.0);
+    let data = Dataset::new(x, y).unwrap();
+    let arch = Sequential::new(&[5, 3])
+        .add(Layer::lstm(8, false))
+        .add(Layer::linear(1));
+    let mut model = Model::new(arch, 0).unwrap();
+    let sgd = Sgd {
+        learning_rate: 1e6,
+        ..Sgd::default()
+    };
+    model.compile(sgd, Loss::MeanSquaredError, &[]).unwrap();
+    let mut nan = TerminateOnNaN::new();
+    let fit = Fit {
+        epochs: 50,
+        batch_size: 16,
+        verbosity: Verbosity::Quiet,
+        ..Fit::default()
+    };
+    model.fit_with(&data, &fit, &mut [&mut nan]).unwrap();
+    assert!(nan.stopped_at().is_some(), "the loss stayed finite");
+    let finite = |(_, t): &(String, Tensor)| t.as_f32().unwrap().iter().all(|v| v.is_finite());
+    assert!(model.weights().unwrap().iter().all(finite));
+}
