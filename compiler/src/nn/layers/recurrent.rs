@@ -154,7 +154,7 @@ impl Sequence {
     }
 }
 
-/// `lstm layer `lstm_1``, for messages.
+/// How messages name the layer: lstm layer `lstm_1`.
 fn what(call: &Call) -> String {
     format!("{} layer `{}`", call.layer.kind(), call.name)
 }
@@ -234,7 +234,7 @@ pub(super) fn build(
 /// `x · kernel (+ bias)` for every step at once, time-major: `[T, B, G·units]`.
 fn project(g: &mut Graph, seq: &Sequence, r: &Recurrence) -> Result<NodeId> {
     let time_major = g.permute(seq.x, &[1, 0, 2])?;
-    let rows = Dim::Batch(seq.length);
+    let rows = super::fold(&g.shape(time_major).dims()[..2])?;
     let flat = g.reshape(time_major, Shape(vec![rows, Dim::Fixed(seq.features)]))?;
     let y = super::dense::affine(g, flat, r.kernel, r.input_bias)?;
     let width = g.shape(y).dims()[1];
