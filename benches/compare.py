@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""The seed MLP's or the seed CNN's training step and inference latency in kiln and its peers,
-interleaved in one run on this machine (the figures drift with the clock, so each round measures
-every framework).
+"""The seed MLP's or the seed CNN's training step and inference latency, or a recurrent
+training step, in kiln and its peers, interleaved in one run on this machine (the figures drift
+with the clock, so each round measures every framework).
 
-    python3 benches/compare.py [--model mlp|cnn] [--rounds N] [--threads 1 2]
+    python3 benches/compare.py [--model mlp|cnn|lstm|gru] [--rounds N] [--threads 1 2]
+
+`lstm` and `gru`: 32 steps of 32 features → LSTM or GRU (128 units, Keras's GRU with
+`reset_after`, as PyTorch's) → dense 10, training step only, at batch 64 (kiln: `cargo bench
+--bench rnn_step -- --json --model lstm|gru`).
 
 Models: `mlp` (784 → 64 relu → 64 relu → 10) and `cnn` (28×28×1 → conv 32 3×3 relu → max pool 2
 → conv 64 3×3 relu → max pool 2 → flatten → dense 128 relu → dense 10). Peers: PyTorch eager and
@@ -26,7 +30,14 @@ import time
 
 BATCH = 128
 # kiln's benchmark of each model.
-BENCH = {"mlp": "mlp_step", "cnn": "cnn_step"}
+BENCH = {"mlp": "mlp_step", "cnn": "cnn_step", "lstm": "rnn_step", "gru": "rnn_step"}
+# The recurrent models: sequence length, features, units and batch.
+RECURRENT = {"lstm", "gru"}
+STEPS, FEATURES, UNITS, RNN_BATCH = 32, 32, 128, 64
+
+
+def batch_of(model):
+    return RNN_BATCH if model in RECURRENT else BATCH
 
 
 def timed(f, seconds=3.0):
@@ -62,7 +73,20 @@ def torch_figures(model, threads, compiled):
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    if model == "mlp":
+    if model in RECURRENT:
+        cell = {"lstm": nn.LSTM, "gru": nn.GRU}[model](FEATURES, UNITS, batch_first=True)
+        head = nn.Linear(UNITS, 10)
+
+        class Last(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.cell, self.head = cell, head
+
+            def forward(self, x):
+                return self.head(self.cell(x)[0][:, -1])
+
+        net, item = Last(), (STEPS, FEATURES)
+    elif model == "mlp":
         net = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
                             nn.Linear(64, 10))
         item = (784,)
@@ -73,8 +97,8 @@ def torch_figures(model, threads, compiled):
         item = (1, 28, 28)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = nn.CrossEntropyLoss()
-    x = torch.rand(BATCH, *item)
-    y = torch.randint(0, 10, (BATCH,))
+    x = torch.rand(batch_of(model), *item)
+    y = torch.randint(0, 10, (batch_of(model),))
     x1 = torch.rand(1, *item)
     forward = torch.compile(net) if compiled else net
 
@@ -95,8 +119,10 @@ def jax_params(jax, model):
     """Glorot-uniform kernels and zero biases: `(kernel, bias)` per layer."""
     import jax.numpy as jnp
 
-    shapes = ([(784, 64), (64, 64), (64, 10)] if model == "mlp"
-              else [(3, 3, 1, 32), (3, 3, 32, 64), (1600, 128), (128, 10)])
+    gates = {"lstm": 4, "gru": 3}.get(model, 0)
+    shapes = {"mlp": [(784, 64), (64, 64), (64, 10)],
+              "cnn": [(3, 3, 1, 32), (3, 3, 32, 64), (1600, 128), (128, 10)]}.get(
+        model, [(FEATURES, gates * UNITS), (UNITS, gates * UNITS), (UNITS, 10)])
     key, params = jax.random.PRNGKey(0), []
     for shape in shapes:
         key, sub = jax.random.split(key)
@@ -120,7 +146,34 @@ def jax_logits(jax, model):
         return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
                                      "VALID")
 
+    def recurrent(ps, x):
+        (w, b), (u, bu), (wd, bd) = ps
+        xs = jnp.swapaxes(x @ w + b, 0, 1)
+        h = jnp.zeros((x.shape[0], UNITS))
+
+        def lstm(carry, xt):
+            h, c = carry
+            i, f, g, o = jnp.split(xt + h @ u, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), None
+
+        def gru(h, xt):
+            xz, xr, xh = jnp.split(xt, 3, axis=-1)
+            rz, rr, rh = jnp.split(h @ u + bu, 3, axis=-1)
+            z, r = jax.nn.sigmoid(xz + rz), jax.nn.sigmoid(xr + rr)
+            hh = jnp.tanh(xh + r * rh)
+            return z * h + (1 - z) * hh, None
+
+        if model == "lstm":
+            (h, _), _ = jax.lax.scan(lstm, (h, h), xs)
+        else:
+            h, _ = jax.lax.scan(gru, h, xs)
+        return h @ wd + bd
+
     def logits(ps, x):
+        if model in RECURRENT:
+            return recurrent(ps, x)
         if model == "cnn":
             for kernel, bias in ps[:2]:
                 x = conv_pool(x, kernel, bias)
@@ -159,10 +212,10 @@ def jax_figures(model):
 
     params = jax_params(jax, model)
     predict = jax.jit(lambda ps, x: jax.nn.softmax(logits(ps, x)))
-    item = (784,) if model == "mlp" else (28, 28, 1)
+    item = {"mlp": (784,), "cnn": (28, 28, 1)}.get(model, (STEPS, FEATURES))
     key = jax.random.PRNGKey(1)
-    x = jax.random.uniform(key, (BATCH, *item))
-    y = jax.random.randint(key, (BATCH,), 0, 10)
+    x = jax.random.uniform(key, (batch_of(model), *item))
+    y = jax.random.randint(key, (batch_of(model),), 0, 10)
     x1 = jax.random.uniform(key, (1, *item))
     zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # noqa: E731
     state = [params, zeros(), zeros(), jnp.float32(0)]
@@ -187,7 +240,10 @@ def keras_figures(model, threads):
     from keras import layers
 
     keras.utils.set_random_seed(0)
-    if model == "mlp":
+    if model in RECURRENT:
+        item = (STEPS, FEATURES)
+        body = [{"lstm": layers.LSTM, "gru": layers.GRU}[model](UNITS)]
+    elif model == "mlp":
         item = (784,)
         body = [layers.Dense(64, activation="relu"), layers.Dense(64, activation="relu")]
     else:
@@ -198,8 +254,8 @@ def keras_figures(model, threads):
     net = keras.Sequential([keras.Input(item), *body, layers.Dense(10, activation="softmax")])
     net.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
-    x = rng.random((BATCH, *item), dtype=np.float32)
-    y = rng.integers(0, 10, BATCH).astype(np.int32)
+    x = rng.random((batch_of(model), *item), dtype=np.float32)
+    y = rng.integers(0, 10, batch_of(model)).astype(np.int32)
     x1 = rng.random((1, *item), dtype=np.float32)
     return figures(lambda: net.train_on_batch(x, y), lambda: net.predict_on_batch(x),
                    lambda: net.predict_on_batch(x1))
@@ -216,7 +272,8 @@ def kiln_figures(model, threads):
     env = dict(os.environ, KILN_THREADS=str(threads))
     out = subprocess.run(
         pinned(threads) + ["cargo", "bench", "--quiet", "--bench", BENCH[model], "--",
-                           "--json", "--threads", str(threads)],
+                           "--json", "--threads", str(threads)]
+        + (["--model", model] if model in RECURRENT else []),
         check=True, capture_output=True, text=True, env=env,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -270,12 +327,12 @@ def main():
         print(json.dumps(PEERS[args.peer](args.model, args.threads[0])))
         return
     peers = [name for name in PEERS if available(NEEDS[name])]
-    print(f"seed {args.model.upper()}; medians in ms; ratio = peer / kiln (> 1: kiln is "
+    print(f"{args.model.upper()}; medians in ms; ratio = peer / kiln (> 1: kiln is "
           "faster); each run pinned to the first `threads` CPUs")
     print("peers: " + (", ".join(peers) or "none installed"))
-    rows = [("train_step_ms", "train step, batch 128"),
-            ("infer_128_ms", "inference, batch 128"),
-            ("infer_1_ms", "inference, batch 1")]
+    rows = [("train_step_ms", f"train step, batch {batch_of(args.model)}")]
+    if args.model not in RECURRENT:
+        rows += [("infer_128_ms", "inference, batch 128"), ("infer_1_ms", "inference, batch 1")]
     header = f"{'round':>5} {'threads':>7} {'row':<22} {'kiln':>9}"
     for name in peers:
         header += f" {name:>14} {'ratio':>6}"
