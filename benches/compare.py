@@ -2,7 +2,11 @@
 """A model's training step and inference latency in kiln and its peers, interleaved in one run
 on this machine (the figures drift with the clock, so each round measures every framework).
 
-    python3 benches/compare.py [--model mlp|cnn|encoder|mha128|mha512] [--rounds N] [--threads 1 2]
+    python3 benches/compare.py [--model mlp|cnn|lstm|gru|encoder|mha128|mha512] [--rounds N] [--threads 1 2]
+
+`lstm` and `gru`: 32 steps of 32 features → LSTM or GRU (128 units, Keras's GRU with
+`reset_after`, as PyTorch's) → dense 10, training step only, at batch 64 (kiln: `cargo bench
+--bench rnn_step -- --json --model lstm|gru`).
 
 Models: `mlp` (784 → 64 relu → 64 relu → 10) and `cnn` (28×28×1 → conv 32 3×3 relu → max pool 2
 → conv 64 3×3 relu → max pool 2 → flatten → dense 128 relu → dense 10) at batch 128; `encoder`
@@ -34,8 +38,13 @@ MODELS = {
     "encoder": (32, (64, 128), ["--bench", "encoder_step", "--", "--model", "encoder"]),
     "mha128": (32, (128, 128), ["--bench", "encoder_step", "--", "--model", "mha128"]),
     "mha512": (8, (512, 128), ["--bench", "encoder_step", "--", "--model", "mha512"]),
+    "lstm": (64, (32, 32), ["--bench", "rnn_step", "--", "--model", "lstm"]),
+    "gru": (64, (32, 32), ["--bench", "rnn_step", "--", "--model", "gru"]),
 }
 TRANSFORMERS = ("encoder", "mha128", "mha512")
+# The recurrent models (training step only): features and units.
+RECURRENT = ("lstm", "gru")
+FEATURES, UNITS = 32, 128
 
 
 def timed(f, seconds=3.0):
@@ -72,7 +81,20 @@ def torch_figures(model, threads, compiled):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     batch, item, _ = MODELS[model]
-    if model == "mlp":
+    if model in RECURRENT:
+        cell = {"lstm": nn.LSTM, "gru": nn.GRU}[model](FEATURES, UNITS, batch_first=True)
+        head = nn.Linear(UNITS, 10)
+
+        class Last(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.cell, self.head = cell, head
+
+            def forward(self, x):
+                return self.head(self.cell(x)[0][:, -1])
+
+        net = Last()
+    elif model == "mlp":
         net = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
                             nn.Linear(64, 10))
     elif model == "cnn":
@@ -188,8 +210,10 @@ def jax_params(jax, model):
     """Glorot-uniform kernels and zero biases: `(kernel, bias)` per layer."""
     import jax.numpy as jnp
 
-    shapes = ([(784, 64), (64, 64), (64, 10)] if model == "mlp"
-              else [(3, 3, 1, 32), (3, 3, 32, 64), (1600, 128), (128, 10)])
+    gates = {"lstm": 4, "gru": 3}.get(model, 0)
+    shapes = {"mlp": [(784, 64), (64, 64), (64, 10)],
+              "cnn": [(3, 3, 1, 32), (3, 3, 32, 64), (1600, 128), (128, 10)]}.get(
+        model, [(FEATURES, gates * UNITS), (UNITS, gates * UNITS), (UNITS, 10)])
     key, params = jax.random.PRNGKey(0), []
     for shape in shapes:
         key, sub = jax.random.split(key)
@@ -213,7 +237,34 @@ def jax_logits(jax, model):
         return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
                                      "VALID")
 
+    def recurrent(ps, x):
+        (w, b), (u, bu), (wd, bd) = ps
+        xs = jnp.swapaxes(x @ w + b, 0, 1)
+        h = jnp.zeros((x.shape[0], UNITS))
+
+        def lstm(carry, xt):
+            h, c = carry
+            i, f, g, o = jnp.split(xt + h @ u, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), None
+
+        def gru(h, xt):
+            xz, xr, xh = jnp.split(xt, 3, axis=-1)
+            rz, rr, rh = jnp.split(h @ u + bu, 3, axis=-1)
+            z, r = jax.nn.sigmoid(xz + rz), jax.nn.sigmoid(xr + rr)
+            hh = jnp.tanh(xh + r * rh)
+            return z * h + (1 - z) * hh, None
+
+        if model == "lstm":
+            (h, _), _ = jax.lax.scan(lstm, (h, h), xs)
+        else:
+            h, _ = jax.lax.scan(gru, h, xs)
+        return h @ wd + bd
+
     def logits(ps, x):
+        if model in RECURRENT:
+            return recurrent(ps, x)
         if model == "cnn":
             for kernel, bias in ps[:2]:
                 x = conv_pool(x, kernel, bias)
@@ -283,7 +334,9 @@ def keras_figures(model, threads):
 
     keras.utils.set_random_seed(0)
     batch, item, _ = MODELS[model]
-    if model == "mlp":
+    if model in RECURRENT:
+        body = [{"lstm": layers.LSTM, "gru": layers.GRU}[model](UNITS)]
+    elif model == "mlp":
         body = [layers.Dense(64, activation="relu"), layers.Dense(64, activation="relu")]
     elif model == "cnn":
         body = [layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
@@ -387,7 +440,7 @@ def main():
     print("peers: " + (", ".join(peers) or "none installed"))
     rows = [("train_step_ms", f"train step, batch {batch}"),
             ("infer_128_ms", f"inference, batch {batch}"),
-            ("infer_1_ms", "inference, batch 1")]
+            ("infer_1_ms", "inference, batch 1")][:1 if args.model in RECURRENT else 3]
     header = f"{'round':>5} {'threads':>7} {'row':<22} {'kiln':>9}"
     for name in peers:
         header += f" {name:>14} {'ratio':>6}"

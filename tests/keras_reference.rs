@@ -353,6 +353,9 @@ fn keras_layer(c: &Config) -> CaseResult<Layer> {
     {
         return c.unsupported("attention_axes", axes);
     }
+    // Only used with masked inputs, which kiln's recurrent layers reject.
+    c.ignore(&["zero_output_for_mask"]);
+    same_backward_layer(c)?;
     let policy = c
         .get("dtype")
         .map(|d| d.pointer("/config/name").unwrap_or(d));
@@ -366,6 +369,33 @@ fn keras_layer(c: &Config) -> CaseResult<Layer> {
         }
     }
     Layer::of(spec, args).or_else(|e| fail(format!("{} config: {e}", c.class)))
+}
+
+/// A Bidirectional's `backward_layer` must be its `layer` run the other way (what kiln
+/// builds): the same config but for its name and `go_backwards`.
+fn same_backward_layer(c: &Config) -> CaseResult<()> {
+    let Some(backward) = c.get("backward_layer") else {
+        return Ok(());
+    };
+    let unnamed = |v: &Value| -> Option<Map<String, Value>> {
+        let mut m = v.get("config")?.as_object()?.clone();
+        m.remove("name");
+        Some(m)
+    };
+    match (c.get("layer").and_then(unnamed), unnamed(backward)) {
+        (Some(mut forward), Some(backward_config)) => {
+            let backwards = forward.get("go_backwards").and_then(Value::as_bool);
+            forward.insert(
+                "go_backwards".into(),
+                Value::Bool(!backwards.unwrap_or(false)),
+            );
+            match forward == backward_config {
+                true => Ok(()),
+                false => c.unsupported("backward_layer", backward),
+            }
+        }
+        _ => c.unsupported("backward_layer", backward),
+    }
 }
 
 /// A Keras config value as an argument of `kind` (a value kiln lacks is a skip).
@@ -639,7 +669,46 @@ fn item_shape(t: &Tensor, what: &str) -> CaseResult<Vec<usize>> {
     }
 }
 
-/// A layer on inputs `input.N`: forward `output`, then the VJP with cotangent `grad_output`
+/// `name` for a layer's first output, `name.k` for output `k` of several (`return_state`).
+fn numbered(name: &str, k: usize) -> String {
+    match k {
+        0 => name.to_string(),
+        k => format!("{name}.{k}"),
+    }
+}
+
+/// The expected outputs `output`, `output.1`, … and their cotangents `grad_output`, … (none
+/// when the case checks no gradient).
+fn take_outputs(case: &mut Case) -> CaseResult<(Vec<Tensor>, Vec<Tensor>)> {
+    let mut expected = vec![case.take("output")?];
+    expected.extend((1..).map_while(|k| case.take_optional(&numbered("output", k))));
+    let cotangents: Vec<Tensor> = (0..expected.len())
+        .map_while(|k| case.take_optional(&numbered("grad_output", k)))
+        .collect();
+    match cotangents.len() {
+        0 => Ok((expected, cotangents)),
+        n if n == expected.len() => Ok((expected, cotangents)),
+        n => fail(format!("{} outputs but {n} cotangents", expected.len())),
+    }
+}
+
+/// `L = Σ_k sum(y_k · r_k)`, each cotangent `r_k` an input `grad_output[.k]`.
+fn weighted_sum(g: &mut Graph, ys: &[NodeId]) -> CaseResult<NodeId> {
+    let mut loss = None;
+    for (k, &y) in ys.iter().enumerate() {
+        let r = g.input(&numbered("grad_output", k), g.shape(y).clone(), DType::F32)?;
+        let product = g.mul(y, r)?;
+        let sum = g.sum_all(product)?;
+        loss = Some(match loss {
+            None => sum,
+            Some(l) => g.add(l, sum)?,
+        });
+    }
+    loss.ok_or_else(|| CaseError::Fail("the layer has no output".into()))
+}
+
+/// A layer on inputs `input.N`: forward `output` (`output.1`, … for the states a recurrent
+/// layer returns), then the gradient of `Σ sum(output · grad_output)` over its outputs
 /// against `grad_input.N` and `grad_param.NAME` of the trainable weights, and the state
 /// weights the layer's training-mode call updates against `after.NAME`.
 fn run_layer(case: &mut Case, check: &mut Checker) -> CaseResult<()> {
@@ -659,8 +728,7 @@ fn run_layer(case: &mut Case, check: &mut Checker) -> CaseResult<()> {
 
     let inputs = case.take_numbered("input");
     let params = case.take_prefixed("param");
-    let expected = case.take("output")?;
-    let cotangent = case.take_optional("grad_output");
+    let (expected, cotangents) = take_outputs(case)?;
 
     let mut g = Graph::new();
     let mut b = ModelBuilder::new(&mut g, training);
@@ -669,7 +737,14 @@ fn run_layer(case: &mut Case, check: &mut Checker) -> CaseResult<()> {
         let name = format!("input.{i}");
         input_nodes.push(b.input(&name, &item_shape(t, &name)?, t.dtype())?);
     }
-    let y = layer.build(&mut b, None, &input_nodes)?;
+    let ys = layer.build_outputs(&mut b, None, &input_nodes)?;
+    if ys.len() != expected.len() {
+        return fail(format!(
+            "kiln's layer has {} outputs, the case {}",
+            ys.len(),
+            expected.len()
+        ));
+    }
     let layer_name = b.layers()[0].name.clone();
     let specs = b.params().to_vec();
     let state_updates = b.state_updates().to_vec();
@@ -699,10 +774,10 @@ fn run_layer(case: &mut Case, check: &mut Checker) -> CaseResult<()> {
     }
 
     // Gradients with respect to the f32 inputs and every parameter.
-    let mut outputs = vec![y];
+    let mut outputs = ys.clone();
     let mut grad_names = Vec::new();
-    if cotangent.is_some() {
-        let ct = g.input("grad_output", g.shape(y).clone(), DType::F32)?;
+    if !cotangents.is_empty() {
+        let loss = weighted_sum(&mut g, &ys)?;
         let mut wrt = Vec::new();
         for (i, &x) in input_nodes.iter().enumerate() {
             if g.dtype(x) == DType::F32 {
@@ -714,7 +789,7 @@ fn run_layer(case: &mut Case, check: &mut Checker) -> CaseResult<()> {
             wrt.push(spec.node);
             grad_names.push(format!("grad_param.{keras}"));
         }
-        outputs.extend(autodiff::vjp(&mut g, y, ct, &wrt)?);
+        outputs.extend(autodiff::grad(&mut g, loss, &wrt)?);
     }
 
     let mut program = Program::new(&g, &outputs, &state_updates)?;
@@ -726,13 +801,15 @@ fn run_layer(case: &mut Case, check: &mut Checker) -> CaseResult<()> {
         .enumerate()
         .map(|(i, t)| (format!("input.{i}"), t))
         .collect();
-    if let Some(r) = &cotangent {
-        feeds.push(("grad_output".into(), r));
+    for (k, r) in cotangents.iter().enumerate() {
+        feeds.push((numbered("grad_output", k), r));
     }
     let feeds: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), *t)).collect();
     let got = program.run(&feeds)?;
-    check.tensor("output", &got[0], &expected);
-    for (name, value) in grad_names.iter().zip(&got[1..]) {
+    for (k, want) in expected.iter().enumerate() {
+        check.tensor(&numbered("output", k), &got[k], want);
+    }
+    for (name, value) in grad_names.iter().zip(&got[ys.len()..]) {
         check.tensor(name, value, &case.take(name)?);
     }
     for (keras, want) in case.take_prefixed("after") {
@@ -1017,15 +1094,7 @@ fn outcome(path: &Path) -> Outcome {
 
 /// The cases skipped today, each for a Keras class kiln lacks: a family's issue removes its
 /// names when it lands, and a case that starts or stops running unexpectedly fails the test.
-const SKIPPED: &[&str] = &[
-    // Recurrent layers.
-    "gru_last",
-    "gru_seq",
-    "lstm_last",
-    "lstm_seq",
-    "simplernn_last",
-    "simplernn_seq",
-];
+const SKIPPED: &[&str] = &[];
 
 fn reference_dir() -> PathBuf {
     match std::env::var_os("KILN_REFERENCE_DIR") {

@@ -290,6 +290,7 @@ fn movement_ops_match_interpreter() {
             g.pad(x, axis, r.gen_range(0..3), r.gen_range(0..6), 0.5)
                 .unwrap(),
             g.concat(&[x, x, x], axis).unwrap(),
+            g.reverse(x, axis).unwrap(),
         ];
         let mut bdims = dims.clone();
         bdims.insert(0, 3);

@@ -135,6 +135,16 @@ fn same_bits_on_any_thread_count(what: &str, net: &Net, split: usize) {
     }
 }
 
+/// An LSTM(128) reading 32 images of 28×28 pixels row by row (28 steps of 28 pixels): its
+/// input projection and update loop are large enough to be split (the loop bodies run on one
+/// thread).
+fn sequence_lstm() -> Net {
+    Net {
+        arch: common::sequence_lstm(128),
+        batch: vec![32, 784],
+    }
+}
+
 /// A batched matmul (split over its batch items), one with a single item (split over row
 /// blocks), a broadcasting elementwise kernel over two axes and a softmax (both split over
 /// rows).
@@ -179,6 +189,7 @@ fn split_kernels_give_the_same_bits_on_any_thread_count_and_workers_run_parts() 
     same_bits_on_any_thread_count("MLP", &mlp(), 3);
     same_bits_on_any_thread_count("seed CNN", &seed_cnn(), 3);
     same_bits_on_any_thread_count("Transformer encoder", &encoder(), 3);
+    same_bits_on_any_thread_count("LSTM", &sequence_lstm(), 1);
 
     let (g, outputs) = split_graph();
     let mut r = rng(3);

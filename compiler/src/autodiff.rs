@@ -281,6 +281,7 @@ fn operand_cotangents(
             let n = fixed_dim(g, x[0], axis)?;
             g.pad(ct, axis, start, n - end, 0.0)
         })?,
+        Op::Reverse { axis } => c.set(g, 0, |g| g.reverse(ct, axis))?,
         Op::Pad { axis, low, .. } => c.set(g, 0, |g| {
             let n = fixed_dim(g, x[0], axis)?;
             g.slice(ct, axis, low, low + n)

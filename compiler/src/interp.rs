@@ -477,6 +477,7 @@ fn eval_node(
             let st = strides(&args[0].shape);
             map_indices(shape, |idx| x(0)[offset(idx, &st) + start * st[*axis]])
         }
+        Op::Reverse { axis } => reversed(args[0], *axis),
         Op::Pad {
             axis, low, value, ..
         } => {
@@ -553,6 +554,15 @@ fn window_source(window: &Window, idx: &[usize], spatial: &[usize], st: &[usize]
     (0..r).try_fold(idx[0] * st[0] + idx[2 * r + 1], |at, a| {
         let i = window.source(a, idx[1 + a], idx[1 + r + a], spatial[a])?;
         Some(at + i * st[1 + a])
+    })
+}
+
+/// [`Op::Reverse`]: `input` in reverse order along `axis`.
+fn reversed(input: &Array, axis: usize) -> Vec<f64> {
+    let st = strides(&input.shape);
+    map_indices(&input.shape, |idx| {
+        let at = offset(idx, &st) - idx[axis] * st[axis];
+        input.data[at + (input.shape[axis] - 1 - idx[axis]) * st[axis]]
     })
 }
 

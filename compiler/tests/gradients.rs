@@ -371,6 +371,19 @@ fn broadcasts_with_new_and_size_one_axes() {
 }
 
 #[test]
+fn reverse_is_its_own_adjoint() {
+    let mut case = Case::new("reverse");
+    let x = case.input(
+        "x",
+        Shape(vec![Dim::Fixed(4), Dim::BATCH, Dim::Fixed(3)]),
+        REAL,
+    );
+    let y = case.g.reverse(x, 0).unwrap();
+    let z = case.g.reverse(y, 2).unwrap();
+    case.check(z, &[x]);
+}
+
+#[test]
 fn slice_pad_and_concat() {
     let mut case = Case::new("slice");
     let x = case.input("x", Shape::batched(&[5, 3]), REAL);
@@ -872,4 +885,68 @@ fn malformed_loops_are_errors() {
         err.to_string().contains("pass weights as invariants"),
         "{err}"
     );
+}
+
+/// Each recurrent layer's cell, built by the layer itself, against finite differences: odd
+/// sizes (3 features, 5 units: not multiples of the vector width), sequences of 1 and 2
+/// steps, the last output and the reversed sequence, and the final states (`return_state`).
+#[test]
+fn recurrent_layers_match_finite_differences() {
+    use kiln_compiler::nn::layers::ArgValue;
+    use kiln_compiler::nn::{Layer, ModelBuilder};
+    let variants: [(&str, Option<(&str, bool)>); 5] = [
+        ("simple_rnn", None),
+        ("lstm", None),
+        ("lstm", Some(("unit_forget_bias", false))),
+        ("gru", None),
+        ("gru", Some(("reset_after", false))),
+    ];
+    let (features, units) = (3, 5);
+    for (kind, variant) in variants {
+        for length in [1, 2] {
+            for (sequences, backwards, state) in [(false, false, false), (true, true, true)] {
+                let mut case = Case::new(format!(
+                    "{kind} {variant:?} T {length} sequences {sequences} state {state}"
+                ));
+                let mut args = vec![
+                    ("units", ArgValue::Int(units)),
+                    ("return_sequences", ArgValue::Flag(sequences)),
+                    ("return_state", ArgValue::Flag(state)),
+                    ("go_backwards", ArgValue::Flag(backwards)),
+                ];
+                args.extend(variant.map(|(name, on)| (name, ArgValue::Flag(on))));
+                let layer = Layer::new(kind, args).unwrap();
+                let mut b = ModelBuilder::new(&mut case.g, false);
+                let x = b.input("x", &[length, features], DType::F32).unwrap();
+                let outputs = layer.build_outputs(&mut b, None, &[x]).unwrap();
+                let params = b.params().to_vec();
+                let data = case.sample(&Shape::batched(&[length, features]), REAL);
+                case.feed("x", &Shape::batched(&[length, features]), DType::F32, data);
+                let mut wrt = vec![x];
+                for p in &params {
+                    let shape = Shape::fixed(&p.shape);
+                    let data = case.sample(&shape, REAL);
+                    case.feed(&p.name, &shape, DType::F32, data);
+                    wrt.push(p.node);
+                }
+                assert_eq!(
+                    outputs.len(),
+                    1 + usize::from(state) * (1 + usize::from(kind == "lstm"))
+                );
+                // Σ over the outputs of Σ y²: a cotangent reaches every output.
+                let g = &mut case.g;
+                let squares: Vec<NodeId> = outputs
+                    .iter()
+                    .map(|&y| {
+                        let y2 = g.mul(y, y).unwrap();
+                        g.sum_all(y2).unwrap()
+                    })
+                    .collect();
+                let loss = squares[1..]
+                    .iter()
+                    .fold(squares[0], |acc, &s| g.add(acc, s).unwrap());
+                case.check(loss, &wrt);
+            }
+        }
+    }
 }

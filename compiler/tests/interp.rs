@@ -591,6 +591,17 @@ fn broadcast_with_size_one_axes() {
 }
 
 #[test]
+fn reverse_flips_one_axis() {
+    let x = f32s(&[2, 3], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    let (g, y) = graph_of(&[2, 3], |g, x| g.reverse(x, 1));
+    let want = [2.0, 1.0, 0.0, 5.0, 4.0, 3.0];
+    assert_array(&eval(&g, &[("x", &x)], y), &[2, 3], DType::F32, &want);
+    let (g, y) = graph_of(&[2, 3], |g, x| g.reverse(x, 0));
+    let want = [3.0, 4.0, 5.0, 0.0, 1.0, 2.0];
+    assert_array(&eval(&g, &[("x", &x)], y), &[2, 3], DType::F32, &want);
+}
+
+#[test]
 fn slice_and_pad() {
     let x = f32s(&[2, 4], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
     let (g, y) = graph_of(&[2, 4], |g, x| g.slice(x, 1, 1, 3));

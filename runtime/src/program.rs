@@ -241,7 +241,8 @@ impl Program {
             }
         }
         let shapes: Vec<(&str, &[usize])> = feeds.iter().map(|(n, t)| (*n, t.shape())).collect();
-        let sizes = infer_sizes(&self.graph, &shapes)?;
+        let sizes =
+            infer_sizes(&self.graph, &shapes).map_err(|e| naming_readers(&self.graph, e))?;
         let batch = sizes.batch;
         if batch == 0 {
             let (name, t) = feeds
@@ -272,7 +273,7 @@ impl Program {
                 })
         };
         for slot in &exe.inputs {
-            check_tensor(slot, feed(slot)?)?;
+            check_tensor(slot, feed(slot)?).map_err(|e| naming_readers(&self.graph, e))?;
         }
         for b in &exe.index_bounds {
             let slot = exe
@@ -353,6 +354,38 @@ impl Drop for Program {
         if self.dump.options.profile && !self.specialisations.is_empty() {
             self.dump.profile(&self.name, &self.profile_report());
         }
+    }
+}
+
+/// An input mismatch that also names the layers reading the input (`expected [B, 5, 3], the
+/// input of layer lstm`), so that a wrong sequence length points at the layer that fixed it.
+fn naming_readers(graph: &Graph, e: Error) -> Error {
+    let Error::InputMismatch {
+        name,
+        expected,
+        found,
+    } = e
+    else {
+        return e;
+    };
+    let mut readers: Vec<&str> = graph
+        .find(&name)
+        .map(|id| graph.users(id))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| graph.node(u).scope.as_str())
+        .filter(|scope| !scope.is_empty())
+        .collect();
+    readers.sort_unstable();
+    readers.dedup();
+    let expected = match readers.as_slice() {
+        [] => expected,
+        layers => format!("{expected}, the input of layer {}", layers.join(", ")),
+    };
+    Error::InputMismatch {
+        name,
+        expected,
+        found,
     }
 }
 

@@ -22,6 +22,15 @@ pub fn seed_cnn() -> Sequential {
         .add(Layer::dense(10, Activation::Softmax))
 }
 
+/// examples/sequence_lstm.rs's model with `units` units on 784-pixel items: each image read row
+/// by row (28 steps of 28 pixels) by an LSTM, then dense 10 softmax.
+pub fn sequence_lstm(units: usize) -> Sequential {
+    Sequential::new(&[784])
+        .add(Layer::reshape(&[28, 28]))
+        .add(Layer::lstm(units, false))
+        .add(Layer::dense(10, Activation::Softmax))
+}
+
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }

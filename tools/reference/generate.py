@@ -111,6 +111,34 @@ CASES = {
     "transformer_decoder": (
         lambda: keras_hub.layers.TransformerDecoder(intermediate_dim=16, num_heads=2),
         [(2, 5, 8), (2, 6, 8)], {"inputs": ["decoder_sequence", "encoder_sequence"]}),
+    # Recurrent layers: running backwards (the output sequence stays reversed), the final
+    # states (`return_state`: output, then states), and each Bidirectional merge mode.
+    "lstm_go_backwards": (lambda: keras.layers.LSTM(5, return_sequences=True, go_backwards=True),
+                          [(3, 6, 4)]),
+    "simplernn_go_backwards_last": (lambda: keras.layers.SimpleRNN(5, go_backwards=True),
+                                    [(3, 6, 4)]),
+    "gru_reset_before": (lambda: keras.layers.GRU(5, reset_after=False, return_sequences=True),
+                         [(3, 6, 4)]),
+    "lstm_return_state": (lambda: keras.layers.LSTM(5, return_state=True), [(3, 6, 4)]),
+    "gru_return_state_seq": (lambda: keras.layers.GRU(5, return_sequences=True,
+                                                      return_state=True), [(3, 6, 4)]),
+    "bidirectional_concat": (lambda: keras.layers.Bidirectional(
+        keras.layers.LSTM(5, return_sequences=True)), [(3, 6, 4)]),
+    "bidirectional_sum": (lambda: keras.layers.Bidirectional(
+        keras.layers.GRU(5, return_sequences=True), merge_mode="sum"), [(3, 6, 4)]),
+    "bidirectional_mul": (lambda: keras.layers.Bidirectional(
+        keras.layers.SimpleRNN(5), merge_mode="mul"), [(3, 6, 4)]),
+    "bidirectional_ave": (lambda: keras.layers.Bidirectional(
+        keras.layers.LSTM(5), merge_mode="ave"), [(3, 6, 4)]),
+}
+
+# name -> (layer factories, input shape including the batch, classes): Sequential models
+# trained with sparse categorical cross-entropy and Adam(1e-3) in the schema of seed_mlp.
+MODEL_CASES = {
+    # Stacked recurrent layers: the first returns its sequence to the second.
+    "stacked_lstm_gru": ([lambda: keras.layers.LSTM(6, return_sequences=True),
+                          lambda: keras.layers.GRU(5),
+                          lambda: keras.layers.Dense(3, activation="softmax")], (4, 7, 3), 3),
 }
 
 # The optimizer cases' tolerances (float32 against float64 references), as the shared ones.
@@ -170,11 +198,18 @@ def weight_value(weight, rng):
     return value.astype(np.float32)
 
 
-def weight_names(variables):
-    """Each variable's path below its layer, joined by `.`: its name (`kernel`), or in a layer
-    made of layers the names of the nested layers first (`query.kernel`,
-    `self_attention_layer.query.kernel`, `feedforward_layer_norm.gamma`)."""
-    return [".".join(v.path.split("/")[1:]) for v in variables]
+def weight_name(w, layer):
+    """A weight's path below `layer`: its name (`kernel`), or in a layer made of layers the
+    names of the nested layers first, joined by `.` (`query.kernel`,
+    `self_attention_layer.query.kernel`). Recurrent layers drop Keras's cell level and keep
+    `/` (`kernel` for `lstm/lstm_cell/kernel`, `forward_lstm/kernel` in a Bidirectional), as
+    the harness reads them."""
+    parts = w.path.split("/")
+    parts = parts[parts.index(layer.name) + 1:]
+    recurrent = any(p.endswith("_cell") for p in parts) or isinstance(
+        layer, keras.layers.Bidirectional)
+    kept = [p for p in parts if not p.endswith("_cell")]
+    return ("/" if recurrent else ".").join(kept)
 
 
 def input_value(role, shape, rng):
@@ -201,6 +236,13 @@ def caller(layer, roles):
     return merged if isinstance(layer, keras.src.layers.merging.base_merge.Merge) else spread
 
 
+def float64(config):
+    """`config` with every dtype float64, nested layers' (a Bidirectional's) included."""
+    if isinstance(config, dict):
+        return {k: "float64" if k == "dtype" else float64(v) for k, v in config.items()}
+    return config
+
+
 def layer_case(name, make, shapes, call=None):
     """`call` holds the call's arguments (`training`, `use_causal_mask`) and optionally
     `inputs`, the role of each input; all join the spec. A mask input gets a zero gradient."""
@@ -208,42 +250,88 @@ def layer_case(name, make, shapes, call=None):
     roles = call.get("inputs")
     call_args = {k: v for k, v in call.items() if k != "inputs"}
     rng = np.random.default_rng(zlib.crc32(name.encode()))
+    keras.backend.clear_session()  # default names without a counter (`forward_lstm`)
     layer = make()
     inputs = [input_value((roles or [None] * len(shapes))[i], s, rng)
               for i, s in enumerate(shapes)]
     apply = caller(layer, roles)
     apply(layer, inputs)  # builds the weights
-    weights = [(n, weight_value(w, rng)) for n, w in zip(weight_names(layer.weights), layer.weights)]
+    weights = [(weight_name(w, layer), weight_value(w, rng)) for w in layer.weights]
     config = layer.get_config()
     spec = {"class": type(layer).__name__, **config, **call}
 
     # The same layer in float64, fed the float32 values.
-    layer64 = type(layer).from_config({**config, "dtype": "float64"})
+    layer64 = type(layer).from_config(float64(config))
     x64 = [tf.constant(x, dtype=tf.float64) for x in inputs]
     apply(layer64, x64)
     layer64.set_weights([w.astype(np.float64) for _, w in weights])
     with tf.GradientTape() as tape:
         tape.watch(x64)
         y = apply(layer64, x64, **call_args)
-        r = rng.standard_normal(y.shape).astype(np.float32)
-        loss = tf.reduce_sum(y * tf.constant(r, dtype=tf.float64))
+        # Several outputs (`return_state`): `output`, `output.1`, …, each with its cotangent.
+        ys = list(y) if isinstance(y, (list, tuple)) else [y]
+        rs = [rng.standard_normal(v.shape).astype(np.float32) for v in ys]
+        loss = sum(tf.reduce_sum(v * tf.constant(r, dtype=tf.float64)) for v, r in zip(ys, rs))
     grads = tape.gradient(loss, x64 + list(layer64.trainable_weights))
 
     tensors = {f"input.{i}": x for i, x in enumerate(inputs)}
     tensors.update({f"param.{n}": w for n, w in weights})
-    tensors["output"] = y.numpy().astype(np.float32)
-    tensors["grad_output"] = r
+    for k, (v, r) in enumerate(zip(ys, rs)):
+        suffix = f".{k}" if k else ""
+        tensors[f"output{suffix}"] = v.numpy().astype(np.float32)
+        tensors[f"grad_output{suffix}"] = r
     for i, g in enumerate(grads[: len(inputs)]):
         zero = np.zeros_like(inputs[i])  # no gradient reaches a mask
         tensors[f"grad_input.{i}"] = zero if g is None else g.numpy().astype(np.float32)
-    names64 = dict(zip((id(w) for w in layer64.weights), weight_names(layer64.weights)))
-    trainable = [names64[id(w)] for w in layer64.trainable_weights]
+    trainable = [weight_name(w, layer) for w in layer.trainable_weights]
     for n, g in zip(trainable, grads[len(inputs):]):
         tensors[f"grad_param.{n}"] = g.numpy().astype(np.float32)
     # Non-trainable weights (batch-norm moving statistics) after the call.
     for w in layer64.non_trainable_weights:
-        tensors[f"after.{names64[id(w)]}"] = w.numpy().astype(np.float32)
+        tensors[f"after.{weight_name(w, layer64)}"] = w.numpy().astype(np.float32)
     metadata = {"kind": "layer", "spec": json.dumps(spec, sort_keys=True),
+                "rtol": str(RTOL), "atol": str(ATOL)}
+    path = os.path.join(OUT, f"{name}.safetensors")
+    write_safetensors(path, tensors, metadata)
+    print(f"wrote {os.path.normpath(path)}: {', '.join(tensors)}")
+
+
+def model_case(name, makers, shape, classes):
+    """`param.LAYER.NAME`, the batch `input.0` and labels `input.1`, the probabilities `output`,
+    the mean loss `loss` with its gradients `grad_param.*`, and the weights after one Adam step
+    `after_adam.*`, all in float64 from float32 values."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    keras.backend.clear_session()
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = rng.integers(0, classes, shape[0]).astype(np.int32)
+    layers = [make() for make in makers]
+    model = keras.Sequential([keras.Input(shape[1:])] + layers)
+    weights = [[(weight_name(w, layer), weight_value(w, rng)) for w in layer.weights] for layer in layers]
+    model64 = keras.Sequential([keras.Input(shape[1:], dtype="float64")] +
+                               [type(l).from_config(float64(l.get_config())) for l in layers])
+    model64.set_weights([w.astype(np.float64) for ws in weights for _, w in ws])
+    x64 = tf.constant(x, dtype=tf.float64)
+    with tf.GradientTape() as tape:
+        p = model64(x64)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, p))
+    grads = tape.gradient(loss, model64.trainable_weights)
+    tensors = {"input.0": x, "input.1": y, "output": p.numpy().astype(np.float32),
+               "loss": np.array([loss.numpy()], dtype=np.float32)}
+    names = [f"{i}.{n}" for i, ws in enumerate(weights) for n, _ in ws]
+    tensors.update({f"param.{n}": w for n, (_, w) in zip(names, [w for ws in weights for w in ws])})
+    tensors.update({f"grad_param.{n}": g.numpy().astype(np.float32)
+                    for n, g in zip(names, grads)})
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.apply_gradients(zip(grads, model64.trainable_weights))
+    tensors.update({f"after_adam.{n}": w.numpy().astype(np.float32)
+                    for n, w in zip(names, model64.trainable_weights)})
+    spec = {"class": "Sequential", "example": name, "loss": "sparse_categorical_crossentropy",
+            "layers": [{"class": type(l).__name__, **l.get_config()} for l in layers],
+            "optimizer": {"class": "Adam", "learning_rate": 0.001, "beta_1": 0.9,
+                          "beta_2": 0.999, "epsilon": 1e-07},
+            "note": "param.LAYER_INDEX.WEIGHT_NAME, layers counted from 0 in model order; "
+                    "after_adam.* are the params after one Adam step on this batch"}
+    metadata = {"kind": "model", "spec": json.dumps(spec, sort_keys=True),
                 "rtol": str(RTOL), "atol": str(ATOL)}
     path = os.path.join(OUT, f"{name}.safetensors")
     write_safetensors(path, tensors, metadata)
@@ -278,13 +366,15 @@ def optimizer_case(name, make, variables):
 
 
 def main(names):
-    every = {**CASES, **OPTIMIZER_CASES}
+    every = {**CASES, **OPTIMIZER_CASES, **MODEL_CASES}
     unknown = [n for n in names if n not in every]
     if unknown:
         sys.exit(f"unknown case(s) {unknown}; the cases are {sorted(every)}")
     for name in names or every:
         if name in CASES:
             layer_case(name, *CASES[name])
+        elif name in MODEL_CASES:
+            model_case(name, *MODEL_CASES[name])
         else:
             optimizer_case(name, *OPTIMIZER_CASES[name])
 

@@ -496,6 +496,11 @@ impl Graph {
         self.add_node(Op::Slice { axis, start, end }, &[x])
     }
 
+    /// `x` in reverse order along `axis`.
+    pub fn reverse(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
+        self.add_node(Op::Reverse { axis }, &[x])
+    }
+
     pub fn pad(
         &mut self,
         x: NodeId,

@@ -190,6 +190,7 @@ macro_rules! movement_ops {
     () => {
         Op::Permute(_)
             | Op::Slice { .. }
+            | Op::Reverse { .. }
             | Op::Pad { .. }
             | Op::Concat { .. }
             | Op::Window { .. }
@@ -244,6 +245,7 @@ pub enum OpKey {
     Permute(Vec<usize>),
     Broadcast(Shape, Vec<usize>),
     Slice(usize, usize, usize),
+    Reverse(usize),
     Pad(usize, usize, usize, u32),
     Concat(usize),
     Window(Window, u32),
@@ -321,6 +323,10 @@ pub enum Op {
         start: usize,
         end: usize,
     },
+    /// The elements in reverse order along `axis` (its own adjoint).
+    Reverse {
+        axis: usize,
+    },
     /// `low` and `high` elements of `value` added before and after along `axis`.
     Pad {
         axis: usize,
@@ -394,6 +400,7 @@ impl Op {
             Op::Permute(_) => "permute".into(),
             Op::Broadcast { .. } => "broadcast".into(),
             Op::Slice { .. } => "slice".into(),
+            Op::Reverse { .. } => "reverse".into(),
             Op::Pad { .. } => "pad".into(),
             Op::Concat { .. } => "concat".into(),
             Op::Window { .. } => "window".into(),
@@ -506,6 +513,7 @@ impl Op {
             Op::Permute(p) => OpKey::Permute(p.clone()),
             Op::Broadcast { shape, axes } => OpKey::Broadcast(shape.clone(), axes.clone()),
             Op::Slice { axis, start, end } => OpKey::Slice(*axis, *start, *end),
+            Op::Reverse { axis } => OpKey::Reverse(*axis),
             Op::Pad {
                 axis,
                 low,
@@ -578,6 +586,7 @@ impl Op {
             | Op::Permute(_)
             | Op::Broadcast { .. }
             | Op::Slice { .. }
+            | Op::Reverse { .. }
             | Op::Pad { .. }
             | Op::Concat { .. } => self.infer_movement(c),
             Op::Window { window, .. } => {
@@ -826,6 +835,15 @@ impl Op {
                 let mut d = s.0.clone();
                 d[*axis] = Dim::Fixed(end - start);
                 Ok((Shape(d), c.operands[0].1))
+            }
+            Op::Reverse { axis } => {
+                c.arity(1)?;
+                let s = c.operands[0].0;
+                c.axis_in(*axis, s.rank())?;
+                if s.0[*axis].fixed().is_none() {
+                    return Err(c.err(format!("cannot reverse the batch axis {axis} of {s}")));
+                }
+                Ok((s.clone(), c.operands[0].1))
             }
             Op::Pad {
                 axis, low, high, ..

@@ -28,6 +28,9 @@ pub enum Init {
         rows: usize,
         cols: usize,
     },
+    /// Keras's LSTM bias with `unit_forget_bias`: `[i, f, c, o]` blocks of `n / 4`, ones in
+    /// the forget gate's block `f` and zeros elsewhere.
+    UnitForgetBias,
 }
 
 impl Init {
@@ -43,6 +46,12 @@ impl Init {
             }
             Init::Uniform { lo, hi } => (lo, hi),
             Init::Orthogonal { rows, cols } => return orthogonal(rows, cols, n, uniform),
+            Init::UnitForgetBias => {
+                let units = n / 4;
+                return (0..n)
+                    .map(|i| f32::from(u8::from(i / units.max(1) == 1)))
+                    .collect();
+            }
         };
         (0..n).map(|_| uniform(lo, hi)).collect()
     }

@@ -12,6 +12,7 @@ use crate::ir::{FusionClass, Graph, Node, NodeId, Op};
 /// - `reshape(reshape(x))` → one reshape of `x`;
 /// - `permute(permute(x, p), q)` → `permute(x, i ↦ p[q[i]])`;
 /// - `broadcast(broadcast(x, axes a), axes b)` → `broadcast(x, i ↦ b[a[i]])`;
+/// - `reverse(reverse(x, a), a)` → `x` (a reverse is never an identity by its shape alone);
 ///
 /// and a merged op that is an identity is `x` itself.
 pub fn movement(graph: &Graph, roots: &[NodeId]) -> Result<Rewritten> {
@@ -32,6 +33,11 @@ impl Rule for Movement {
         };
         if is_identity(&node.op, g.shape(x) == &node.shape) {
             return Ok(Some(x));
+        }
+        if let (Op::Reverse { axis: b }, Op::Reverse { axis: a }) = (&node.op, &g.node(x).op) {
+            if a == b {
+                return Ok(Some(g.operands(x)[0]));
+            }
         }
         let merged = match (&node.op, &g.node(x).op) {
             (Op::Reshape(to), Op::Reshape(_)) => Op::Reshape(to.clone()),
@@ -59,7 +65,8 @@ fn is_identity(op: &Op, same_shape: bool) -> bool {
             if let Op::Permute(p) = op {
                 p.iter().enumerate().all(|(i, &a)| i == a)
             } else {
-                same_shape
+                // A reverse keeps the shape but not the order.
+                same_shape && !matches!(op, Op::Reverse { .. })
             }
         }
         FusionClass::Data

@@ -171,6 +171,7 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
         | Op::Permute(_)
         | Op::Broadcast { .. }
         | Op::Slice { .. }
+        | Op::Reverse { .. }
         | Op::Pad { .. }
         | Op::Concat { .. }
         | Op::Window { .. }

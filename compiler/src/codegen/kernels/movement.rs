@@ -262,6 +262,19 @@ pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()>
                 &zip_axes(&out.dims, &in_strides, &out_strides),
             );
         }
+        Op::Reverse { axis } => {
+            // Step `i` of the axis copies its slab to slab `n − 1 − i`.
+            let n = out.dims[*axis];
+            let step = (in_strides[*axis] * 4) as i64;
+            let last = e.b.ins().iadd_imm_s(dst, n.saturating_sub(1) as i64 * step);
+            let mut slab = zip_axes(&out.dims, &in_strides, &in_strides);
+            slab.remove(*axis);
+            e.for_count(n, |e, i| {
+                let s = e.addr(src, i, step);
+                let d = e.addr(last, i, -step);
+                copy_strided(e, dtype, s, d, &slab);
+            });
+        }
         Op::Pad {
             axis, low, value, ..
         } => {

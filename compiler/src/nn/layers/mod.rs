@@ -45,7 +45,13 @@ families!(
     attention,
     position,
     transformer,
+    simple_rnn,
+    lstm,
+    gru,
+    bidirectional,
 );
+
+mod recurrent;
 
 /// Every layer's declaration.
 pub fn specs() -> impl Iterator<Item = &'static LayerSpec> + Clone {

@@ -95,6 +95,8 @@ pub enum Initializer {
     Uniform,
     /// Keras's `Orthogonal` (recurrent kernels).
     Orthogonal,
+    /// Keras's LSTM bias with `unit_forget_bias`: zeros, and ones for the forget gate.
+    UnitForgetBias,
 }
 
 impl Initializer {
@@ -106,6 +108,7 @@ impl Initializer {
             Initializer::GlorotUniform => "glorot_uniform",
             Initializer::Uniform => "uniform",
             Initializer::Orthogonal => "orthogonal",
+            Initializer::UnitForgetBias => "zeros (forget gate: ones)",
         }
     }
 
@@ -134,6 +137,7 @@ impl Initializer {
                 rows: shape.iter().rev().skip(1).product(),
                 cols: shape.last().copied().unwrap_or(1),
             },
+            Initializer::UnitForgetBias => Init::UnitForgetBias,
         }
     }
 }

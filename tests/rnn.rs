@@ -1,0 +1,296 @@
+//! The recurrent layers (`simple_rnn`, `lstm`, `gru`, `bidirectional`) end to end: their
+//! Keras initial weights, the errors for what they do not support, the JIT against the
+//! reference interpreter on every microkernel path with fusion on and off, and a training
+//! program that does not grow with the sequence length. (Values against Keras:
+//! `tests/keras_reference.rs`; gradients against finite differences: `compiler/tests/gradients.rs`.)
+
+mod common;
+
+use common::*;
+use kiln::compiler::autodiff;
+use kiln::compiler::codegen::{compile, CompileOptions, Isa};
+use kiln::compiler::interp::{self, Array, Precision};
+use kiln::compiler::nn::layers::ArgValue;
+use kiln::compiler::nn::{loss_graph, Adam as AdamConfig, ModelBuilder, Optimizer as Opt};
+use kiln::prelude::*;
+
+/// `[T, F]` sequences through `layer` and a softmax of 3 classes.
+fn classifier(length: usize, features: usize, layer: Layer) -> Sequential {
+    Sequential::new(&[length, features])
+        .add(layer)
+        .add(Layer::dense(3, Activation::Softmax))
+}
+
+fn recurrent(kind: &str, args: Vec<(&str, ArgValue)>) -> Layer {
+    Layer::new(kind, args).unwrap()
+}
+
+#[test]
+fn recurrent_kernels_start_orthogonal_and_the_lstm_forget_gate_open() {
+    for kind in ["simple_rnn", "lstm", "gru"] {
+        let units = 7;
+        let layer = recurrent(kind, vec![("units", ArgValue::Int(units))]);
+        let model = Model::new(classifier(4, 3, layer), 5).unwrap();
+        let u = model
+            .parameter(&format!("{kind}/recurrent_kernel"))
+            .unwrap();
+        let cols = u.shape()[1];
+        assert_eq!(u.shape()[0], units);
+        let u = u.to_f64();
+        // U·Uᵀ = I (units × units) over the whole [units, G·units] matrix.
+        for i in 0..units {
+            for j in 0..units {
+                let dot: f64 = (0..cols).map(|c| u[i * cols + c] * u[j * cols + c]).sum();
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!(
+                    (dot - want).abs() < 1e-5,
+                    "{kind}: (U·Uᵀ)[{i}, {j}] = {dot}"
+                );
+            }
+        }
+        let bias = model.parameter(&format!("{kind}/bias")).unwrap().to_f64();
+        let ones: Vec<usize> = (0..bias.len()).filter(|&i| bias[i] != 0.0).collect();
+        match kind {
+            // Keras's unit_forget_bias: ones in the forget gate's block (i, f, c, o).
+            "lstm" => assert_eq!(ones, (units..2 * units).collect::<Vec<_>>()),
+            _ => assert!(ones.is_empty(), "{kind}: bias {bias:?}"),
+        }
+        let kernel = model.parameter(&format!("{kind}/kernel")).unwrap();
+        let limit = (6.0 / (3 + cols) as f64).sqrt();
+        assert!(kernel.to_f64().iter().all(|w| w.abs() <= limit));
+    }
+}
+
+/// Building `arch` fails with an error whose text holds every one of `words`.
+fn fails_naming(arch: Sequential, words: &[&str]) {
+    let message = match Model::new(arch, 0) {
+        Ok(_) => panic!("the model built; expected an error naming {words:?}"),
+        Err(e) => e.to_string(),
+    };
+    for word in words {
+        assert!(message.contains(word), "{message:?} lacks {word:?}");
+    }
+}
+
+#[test]
+fn what_kiln_does_not_implement_is_an_error_naming_the_layer() {
+    for (arg, value) in [
+        ("dropout", ArgValue::Real(0.5)),
+        ("recurrent_dropout", ArgValue::Real(0.1)),
+        ("stateful", ArgValue::Flag(true)),
+        ("unroll", ArgValue::Flag(true)),
+    ] {
+        let layer = recurrent("lstm", vec![("units", ArgValue::Int(4)), (arg, value)]);
+        fails_naming(classifier(5, 3, layer), &["lstm", arg, "not implemented"]);
+    }
+    // A rank-2 input, and stacking without return_sequences.
+    let flat = Sequential::new(&[12]).add(Layer::gru(4, false));
+    fails_naming(flat, &["gru", "[B, 12]"]);
+    let stacked = classifier(5, 3, Layer::lstm(4, false)).add(Layer::simple_rnn(3, false));
+    fails_naming(stacked, &["simple_rnn", "sequence"]);
+    // Bidirectional around a layer without a direction.
+    let wrapped = Layer::bidirectional(Layer::dense(4, Activation::Relu), "concat");
+    fails_naming(
+        classifier(5, 3, wrapped),
+        &["bidirectional", "recurrent", "dense"],
+    );
+    // Masked sequences (Keras would skip the masked steps).
+    let masked = Sequential::tokens(&[5])
+        .add(Layer::embedding(10, 3, true))
+        .add(Layer::lstm(4, false));
+    fails_naming(masked, &["lstm", "masked"]);
+}
+
+#[test]
+fn a_sequence_of_the_wrong_length_or_width_is_an_error() {
+    let mut model = Model::new(classifier(5, 3, Layer::lstm(4, false)), 0).unwrap();
+    let good = Tensor::from_f32(&[2, 5, 3], vec![0.1; 30]).unwrap();
+    assert_eq!(model.predict(&good).unwrap().shape(), &[2, 3]);
+    for shape in [[2, 6, 3], [2, 5, 4]] {
+        let bad = Tensor::from_f32(&shape, vec![0.1; shape.iter().product()]).unwrap();
+        let message = model.predict(&bad).unwrap_err().to_string();
+        assert!(message.contains("lstm"), "{shape:?}: {message}");
+        assert!(
+            message.contains("[5, 3]") || message.contains("5, 3"),
+            "{message}"
+        );
+    }
+}
+
+/// One layer on `[B, length, features]` inputs: the graph of its outputs and of the
+/// gradients of `Σ outputs · r` with respect to the input and every weight, and the names
+/// of the values to feed (input, cotangents, then weights).
+fn layer_step(layer: &Layer, length: usize, features: usize) -> (Graph, Vec<NodeId>, Vec<String>) {
+    let mut g = Graph::new();
+    let mut b = ModelBuilder::new(&mut g, false);
+    let x = b.input("x", &[length, features], DType::F32).unwrap();
+    let ys = layer.build_outputs(&mut b, None, &[x]).unwrap();
+    let params = b.params().to_vec();
+    let mut names = vec!["x".to_string()];
+    let mut loss = None;
+    for (k, &y) in ys.iter().enumerate() {
+        let name = format!("r{k}");
+        let r = g.input(&name, g.shape(y).clone(), DType::F32).unwrap();
+        names.push(name);
+        let product = g.mul(y, r).unwrap();
+        let sum = g.sum_all(product).unwrap();
+        loss = Some(match loss {
+            None => sum,
+            Some(l) => g.add(l, sum).unwrap(),
+        });
+    }
+    let mut wrt = vec![x];
+    wrt.extend(params.iter().map(|p| p.node));
+    names.extend(params.iter().map(|p| p.name.clone()));
+    let mut outputs = ys;
+    outputs.extend(autodiff::grad(&mut g, loss.unwrap(), &wrt).unwrap());
+    (g, outputs, names)
+}
+
+#[test]
+fn compiled_layers_match_the_interpreter_on_every_path() {
+    let bidirectional = Layer::bidirectional(Layer::gru(5, true), "concat");
+    let cases = [
+        ("simple_rnn", vec![("go_backwards", ArgValue::Flag(true))]),
+        ("lstm", vec![("return_sequences", ArgValue::Flag(true))]),
+        ("lstm", vec![("return_state", ArgValue::Flag(true))]),
+        ("gru", vec![("reset_after", ArgValue::Flag(false))]),
+        (
+            "gru",
+            vec![
+                ("return_sequences", ArgValue::Flag(true)),
+                ("go_backwards", ArgValue::Flag(true)),
+            ],
+        ),
+    ];
+    let mut layers: Vec<Layer> = cases
+        .into_iter()
+        .map(|(kind, mut args)| {
+            args.push(("units", ArgValue::Int(5)));
+            recurrent(kind, args)
+        })
+        .collect();
+    layers.push(bidirectional);
+    // Odd sizes; batch 19 takes the contraction paths past the small-M one.
+    for (i, layer) in layers.iter().enumerate() {
+        let (batch, length, features) = [(3, 1, 3), (19, 4, 7)][i % 2];
+        let (g, outputs, names) = layer_step(layer, length, features);
+        let mut r = rng(i as u64);
+        let feeds: Vec<(String, Tensor)> = names
+            .iter()
+            .map(|n| {
+                let shape = g.shape(g.find(n).unwrap()).concrete(batch);
+                (n.clone(), uniform(&mut r, &shape, -1.0, 1.0))
+            })
+            .collect();
+        let arrays: Vec<(&str, Array)> = feeds
+            .iter()
+            .map(|(n, t)| (n.as_str(), Array::from_tensor(t)))
+            .collect();
+        let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (*n, a)).collect();
+        let expected = interp::evaluate(&g, &refs, &outputs, Precision::F32).unwrap();
+        let inputs = names.iter().filter(|n| !n.contains('/')).count();
+        for isa in Isa::available() {
+            for fusion in [true, false] {
+                let what = format!("{layer}, batch {batch} T {length}, {isa}, fusion {fusion}");
+                let options = CompileOptions {
+                    isa: Some(isa),
+                    fusion,
+                    ..CompileOptions::default()
+                };
+                let mut program = Program::with_options(&g, &outputs, &[], options).unwrap();
+                for (n, v) in &feeds[inputs..] {
+                    program.set_parameter(n, v).unwrap();
+                }
+                let given: Vec<(&str, &Tensor)> = feeds[..inputs]
+                    .iter()
+                    .map(|(n, t)| (n.as_str(), t))
+                    .collect();
+                let got = program.run(&given).unwrap();
+                for (k, (got, want)) in got.iter().zip(&expected).enumerate() {
+                    assert_eq!(got.shape(), want.shape.as_slice(), "{what}: output {k}");
+                    let what = format!("{what}: output {k}");
+                    assert_close(&what, &got.to_f64(), &want.data, tol(1e-5, 1e-4));
+                }
+            }
+        }
+    }
+}
+
+/// The training step of an LSTM classifier over `length` steps: its graph's node count and
+/// its number of Cranelift functions, and the kernels of each forward step.
+fn training_program_size(kind: &str, length: usize) -> (usize, usize, usize) {
+    let layer = recurrent(kind, vec![("units", ArgValue::Int(6))]);
+    let arch = classifier(length, 3, layer);
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
+    let adam = Opt::from(AdamConfig::default());
+    let step = loss_graph(&arch, &loss, &[], Some(&adam)).unwrap();
+    let g = &step.forward.graph;
+    let exe = compile(
+        g,
+        &[step.loss],
+        &step.updates,
+        4,
+        &CompileOptions::default(),
+    )
+    .unwrap();
+    // The forward loop is the one whose body has no accumulators: the fewest kernels.
+    let per_step = exe
+        .loops
+        .iter()
+        .map(|l| l.body().kernels.len())
+        .min()
+        .unwrap();
+    (g.len(), exe.functions(), per_step)
+}
+
+/// The program's size does not depend on `T`. Each forward step of a SimpleRNN is one kernel
+/// (the recurrent matmul with the bias-add and tanh as its epilogue); the LSTM's and the GRU's
+/// gate math does not fuse into the matmul yet (its gates are slices of the matmul's output),
+/// so their steps run these many kernels: a change in either direction should update them.
+#[test]
+fn a_recurrent_training_program_does_not_grow_with_the_sequence() {
+    for (kind, kernels_per_step) in [("simple_rnn", 1), ("lstm", 6), ("gru", 8)] {
+        let short = training_program_size(kind, 8);
+        let long = training_program_size(kind, 256);
+        assert_eq!(
+            short, long,
+            "{kind}: (graph nodes, Cranelift functions, kernels per forward step) at T = 8 and 256"
+        );
+        assert_eq!(
+            short.2, kernels_per_step,
+            "{kind}: kernels per forward step"
+        );
+    }
+}
+
+/// A learning rate of 1e6 makes an LSTM regression's training diverge (each step multiplies
+/// the output layer's weights by about −1e6) to a non-finite loss: `TerminateOnNaN` stops
+/// `fit` cleanly, with the weights of the last good epoch, all finite.
+#[test]
+fn a_diverging_lstm_stops_under_terminate_on_nan() {
+    let mut r = rng(4);
+    let x = uniform(&mut r, &[64, 5, 3], -1.0, 1.0);
+    let y = uniform(&mut r, &[64, 1], 1.0, 2.0);
+    let data = Dataset::new(x, y).unwrap();
+    let arch = Sequential::new(&[5, 3])
+        .add(Layer::lstm(8, false))
+        .add(Layer::linear(1));
+    let mut model = Model::new(arch, 0).unwrap();
+    let sgd = Sgd {
+        learning_rate: 1e6,
+        ..Sgd::default()
+    };
+    model.compile(sgd, Loss::MeanSquaredError, &[]).unwrap();
+    let mut nan = TerminateOnNaN::new();
+    let fit = Fit {
+        epochs: 50,
+        batch_size: 16,
+        verbosity: Verbosity::Quiet,
+        ..Fit::default()
+    };
+    model.fit_with(&data, &fit, &mut [&mut nan]).unwrap();
+    assert!(nan.stopped_at().is_some(), "the loss stayed finite");
+    let finite = |(_, t): &(String, Tensor)| t.as_f32().unwrap().iter().all(|v| v.is_finite());
+    assert!(model.weights().unwrap().iter().all(finite));
+}
