@@ -2,6 +2,7 @@
 //! constant offsets in the program's two arenas (see [`Region`]); all sizes are concrete.
 #![deny(clippy::wildcard_enum_match_arm)]
 
+pub mod columns;
 mod elementwise;
 pub mod epilogue;
 pub mod fused;

@@ -135,7 +135,9 @@ struct Weights {
 
 impl Weights {
     /// `(x - mean) · rsqrt(variance + epsilon) · gamma + beta` (without the absent weights),
-    /// with the channels on axis `at` of `x`.
+    /// with the channels on axis `at` of `x`, computed as TensorFlow's `batch_normalization`
+    /// does: `x · inv + (beta - mean · inv)` with `inv = rsqrt(variance + epsilon) · gamma`,
+    /// so that the per-channel factors are computed once per channel and `x` is read as is.
     fn normalise(&self, g: &mut Graph, x: NodeId, at: usize, stats: [NodeId; 2]) -> Result<NodeId> {
         let mut kept = vec![Dim::Fixed(1); g.shape(x).rank()];
         kept[at] = g.shape(self.moving[0]).dims()[0];
@@ -150,18 +152,21 @@ impl Weights {
         if let Some(gamma) = gamma {
             inverse = g.mul(inverse, gamma)?;
         }
-        let centered = g.sub(x, mean)?;
-        let y = g.mul(centered, inverse)?;
-        match beta {
-            Some(beta) => g.add(y, beta),
-            None => Ok(y),
-        }
+        let moved = g.mul(mean, inverse)?;
+        let shift = match beta {
+            Some(beta) => g.sub(beta, moved)?,
+            None => g.unary(UnaryOp::Neg, moved)?,
+        };
+        let scaled = g.mul(x, inverse)?;
+        g.add(scaled, shift)
     }
 }
 
-/// Training: normalises with the batch statistics and moves the moving ones toward them. It
-/// works on the input viewed with its channel axis first, so that the statistics are
-/// reductions over trailing axes, which fuse with the normalisation.
+/// Training: normalises with the batch statistics and moves the moving ones toward them. The
+/// statistics are reductions over all axes but the channels': with the channels last (Keras's
+/// default) they are over the leading axes, which fuse as columns with the moving statistics'
+/// updates; otherwise the input is viewed with its channel axis first, so that they are
+/// reductions over trailing axes, which fuse with the normalisation as rows.
 fn training(
     b: &mut ModelBuilder,
     name: &str,
@@ -171,13 +176,17 @@ fn training(
     momentum: f32,
 ) -> Result<NodeId> {
     let rank = b.graph.shape(x).rank();
-    let mut order: Vec<usize> = (0..rank).filter(|&a| a != axis).collect();
-    order.insert(0, axis);
-    let mut back = vec![0; rank];
-    for (i, &a) in order.iter().enumerate() {
-        back[a] = i;
-    }
     let (y, stats) = b.graph.scoped(name, |g| -> Result<_> {
+        if axis == rank - 1 {
+            let stats = moments(g, x, &(0..axis).collect::<Vec<_>>())?;
+            return Ok((weights.normalise(g, x, axis, stats)?, stats));
+        }
+        let mut order: Vec<usize> = (0..rank).filter(|&a| a != axis).collect();
+        order.insert(0, axis);
+        let mut back = vec![0; rank];
+        for (i, &a) in order.iter().enumerate() {
+            back[a] = i;
+        }
         let first = g.permute(x, &order)?;
         let stats = moments(g, first, &(1..rank).collect::<Vec<_>>())?;
         let y = weights.normalise(g, first, 0, stats)?;
