@@ -158,6 +158,7 @@ pub(super) fn lower(
             flops,
             bytes,
             parts,
+            outputs: Vec::new(),
         })
         .collect();
     Ok(Lowered {
