@@ -73,6 +73,9 @@ impl DumpConfig {
 pub struct Profile {
     pub calls: u64,
     pub time: Vec<Duration>,
+    /// Per kernel, the native microkernel calls of its runs, indexed by `Isa as usize`.
+    #[cfg(feature = "counters")]
+    pub native_calls: Vec<[u64; 3]>,
 }
 
 impl Profile {

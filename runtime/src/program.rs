@@ -134,6 +134,8 @@ impl Program {
             let profile = Profile {
                 calls: 0,
                 time: vec![Duration::ZERO; exe.kernels.len()],
+                #[cfg(feature = "counters")]
+                native_calls: vec![[0; 3]; exe.kernels.len()],
             };
             self.specialisations
                 .insert(sizes.clone(), Specialisation { exe, work, profile });
@@ -171,6 +173,16 @@ impl Program {
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Per kernel of the specialisation for these sizes (if compiled), the native microkernel
+    /// calls its runs made so far, indexed by `Isa as usize`: which contraction ran on which
+    /// path (see [`Kernel::outputs`](kiln_compiler::codegen::Kernel::outputs)).
+    #[cfg(feature = "counters")]
+    pub fn native_calls_by_kernel(&self, sizes: impl Into<Sizes>) -> Option<&[[u64; 3]]> {
+        self.specialisations
+            .get(&sizes.into())
+            .map(|s| s.profile.native_calls.as_slice())
     }
 
     /// Time the compiler spent on this program's specialisations (a specialisation found in
@@ -310,6 +322,8 @@ impl Program {
             .flatten();
         for (i, k) in exe.kernels.iter().enumerate() {
             let started = self.dump.options.profile.then(Instant::now);
+            #[cfg(feature = "counters")]
+            let before = kiln_compiler::codegen::native_call_counts();
             // SAFETY: the kernel was compiled for these arena layouts; every input was checked
             // to fill exactly its slot, and kernels check computed indices themselves.
             unsafe {
@@ -320,6 +334,14 @@ impl Program {
             }
             if let Some(t) = started {
                 spec.profile.time[i] += t.elapsed();
+            }
+            #[cfg(feature = "counters")]
+            for ((sum, after), before) in spec.profile.native_calls[i]
+                .iter_mut()
+                .zip(kiln_compiler::codegen::native_call_counts())
+                .zip(before)
+            {
+                *sum += after - before;
             }
         }
         drop(pool);

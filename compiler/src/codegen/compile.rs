@@ -63,6 +63,8 @@ pub struct Kernel {
     /// The calls that make up one run, `func(state, work, part)` for every `part` below this:
     /// 1 for a kernel that runs whole on one thread (see [`CompileOptions::threads`]).
     pub parts: usize,
+    /// The program's outputs (their indices) this kernel computes, to attribute its work.
+    pub outputs: Vec<usize>,
 }
 
 impl Kernel {
@@ -254,7 +256,16 @@ pub fn compile(
     let (inputs, constants) = inputs_and_constants(&place, &order);
     // The status word takes the first line of the work arena; the buffers start after it.
     let status_offset = 0;
-    let lowered = lower(&place, &plan, &work, target, status_offset, options)?;
+    let mut lowered = lower(&place, &plan, &work, target, status_offset, options)?;
+    for (kernel, planned) in lowered.kernels.iter_mut().zip(&plan.kernels) {
+        kernel.outputs = (0..outputs.len())
+            .filter(|&i| {
+                planned
+                    .results
+                    .contains(&fusion::through_reshapes(graph, outputs[i]))
+            })
+            .collect();
+    }
     let outputs = outputs
         .iter()
         .map(|&n| place.slot(n, graph.node(n).op.name()))

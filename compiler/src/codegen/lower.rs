@@ -4,6 +4,7 @@
 
 use super::compile::{Kernel, Slot};
 use super::jit::{CodeHandle, JitBuilder};
+use super::kernels::columns::{self, ColumnsSpec};
 use super::kernels::epilogue::{self, EpilogueSpec};
 use super::kernels::fused::{self, FusedSpec};
 use super::kernels::rows::{self, RowsSpec};
@@ -157,6 +158,7 @@ pub(super) fn lower(
             flops,
             bytes,
             parts,
+            outputs: Vec::new(),
         })
         .collect();
     Ok(Lowered {
@@ -262,6 +264,18 @@ impl KernelAt<'_> {
                     scratch: self.scratch,
                 };
                 jit.define(name, parts, |e, arena| rows::lower(e, arena, &spec))
+            }
+            Kind::Columns(domain) => {
+                let spec = ColumnsSpec {
+                    graph,
+                    nodes,
+                    domain,
+                    batch: place.batch,
+                    inputs: &inputs,
+                    outputs,
+                    scratch: self.scratch,
+                };
+                jit.define(name, parts, |e, arena| columns::lower(e, arena, &spec))
             }
             Kind::Contraction(matmul) => {
                 let spec = EpilogueSpec {

@@ -2,8 +2,9 @@
 //! (a window read by a matmul, gathered while packing; see the fusion rule in
 //! `schedule::fusion`):
 //! - [`transposed_conv`]: the input gradient `window_sum(dY · Wᵀ)` (col2im of a
-//!   `[B·O…, K…·C]` product) becomes a convolution of `dY` with the flipped, transposed kernel,
-//!   so no `[B·O…, K…·C]` value exists;
+//!   `[B·O…, K…·C]` product) becomes a convolution of `dY` (with zeros inserted between its
+//!   elements for strides above 1) with the flipped, transposed kernel, so no `[B·O…, K…·C]`
+//!   value exists;
 //! - [`unshare_windows`]: a window read by several matmuls (the forward product and the weight
 //!   gradient) gets one copy per matmul, so that each can gather it.
 
@@ -13,13 +14,14 @@ use crate::error::Result;
 use crate::ir::{Dim, Graph, Node, NodeId, Op, Shape, Window};
 use crate::tensor::Tensor;
 
-/// Rewrites `window_sum(reshape(matmul(dY, W, transpose_b)))` over a window of stride 1 into
-/// `reshape(window(dY′) · W′)`, where `dY′` is `dY` as `[N, O…, F]`, the window has the same
-/// kernel and dilation with the padding `span − 1 − pad` on each side (so it has the input's
-/// spatial sizes), and `W′` is the `[K…·C, F]` kernel with its taps reversed, as
-/// `[K…·F, C]`. The sums are the same terms in another order, so results agree to rounding,
-/// not bit for bit. Strides above 1 would need a window with zeros between its input elements
-/// and are left as they are.
+/// Rewrites `window_sum(reshape(matmul(dY, W, transpose_b)))` into `reshape(window(dY′) · W′)`,
+/// where `dY′` is `dY` as `[N, O…, F]` with `s − 1` zeros inserted after each element along
+/// an axis of stride `s` (nothing for stride 1) and cut after the last element a tap reads,
+/// the window has the same kernel and dilation, stride 1 and the padding `span − 1 − pad_low`
+/// before and what makes the input's spatial sizes after, and `W′` is the `[K…·C, F]` kernel with its taps reversed, as
+/// `[K…·F, C]`. The sums are the same terms (and products with the inserted zeros) in another
+/// order, so results agree to rounding, not bit for bit. A low padding of a whole span or more
+/// is left as it is.
 pub fn transposed_conv(graph: &Graph, roots: &[NodeId]) -> Result<Rewritten> {
     rewrite(
         "transposed_conv",
@@ -50,15 +52,9 @@ impl Rule for TransposedConv {
         else {
             return Ok(None);
         };
-        let flipped = (0..window.rank()).map(|a| {
-            let span = window.span(a);
-            (span - 1)
-                .checked_sub(window.pad_low[a])
-                .zip((span - 1).checked_sub(window.pad_high[a]))
-        });
-        let Some(pads) = flipped.collect::<Option<Vec<(usize, usize)>>>() else {
+        if (0..window.rank()).any(|a| window.pad_low[a] >= window.span(a)) {
             return Ok(None);
-        };
+        }
         let [dy, kernel] = g.operands(product)[..] else {
             unreachable!("a matmul has two operands")
         };
@@ -72,19 +68,31 @@ impl Rule for TransposedConv {
             return Ok(None);
         };
         let points: usize = window.kernel.iter().product();
-        if window.strides.iter().any(|&s| s != 1) || points * channels != taps {
+        if points * channels != taps {
             return Ok(None);
         }
         let out = window
             .output(spatial)
             .map_err(|m| crate::error::Error::shape("window_sum", m))?;
+        let dy = g.reshape(dy, spatial_shape(n, &out, filters))?;
+        // The inserted zeros need only reach the last input position a tap reads.
+        let reach: Vec<usize> = (0..window.rank())
+            .map(|a| spatial[a] + window.pad_low[a])
+            .collect();
+        let dy = dilate(g, dy, &window.strides, &reach)?;
+        let lengths = &g.shape(dy).dims()[1..=window.rank()];
         let transposed = Window {
-            strides: window.strides.clone(),
-            pad_low: pads.iter().map(|p| p.0).collect(),
-            pad_high: pads.iter().map(|p| p.1).collect(),
+            strides: vec![1; window.rank()],
+            pad_low: (0..window.rank())
+                .map(|a| window.span(a) - 1 - window.pad_low[a])
+                .collect(),
+            pad_high: reach
+                .iter()
+                .zip(lengths)
+                .map(|(r, l)| r - l.fixed().expect("fixed spatial sizes"))
+                .collect(),
             ..window.clone()
         };
-        let dy = g.reshape(dy, spatial_shape(n, &out, filters))?;
         let rows = g.window(dy, &transposed, 0.0)?;
         let pixels: usize = spatial.iter().product();
         let rows = g.reshape(
@@ -95,6 +103,31 @@ impl Rule for TransposedConv {
         let dx = g.matmul(rows, kernel, false, false)?;
         Ok(Some(g.reshape(dx, node.shape.clone())?))
     }
+}
+
+/// `y` (`[N, O…, F]`) with `s − 1` zeros after each element along each spatial axis of stride
+/// `s`, cut to at most `reach` elements along each axis (no tap reads further): the output
+/// gradient of a strided convolution laid out as the stride-1 convolution's that computes the
+/// input gradient. (An axis of stride `s`: a unit axis after it padded with `s − 1` zeros,
+/// merged into it.)
+fn dilate(g: &mut Graph, mut y: NodeId, strides: &[usize], reach: &[usize]) -> Result<NodeId> {
+    for (a, (&s, &reach)) in strides.iter().zip(reach).enumerate() {
+        let axis = 1 + a;
+        let mut dims = g.shape(y).dims().to_vec();
+        let o = dims[axis].fixed().expect("fixed spatial sizes");
+        if s > 1 {
+            dims.insert(axis + 1, Dim::Fixed(1));
+            let split = g.reshape(y, Shape(dims.clone()))?;
+            let padded = g.pad(split, axis + 1, 0, s - 1, 0.0)?;
+            dims.remove(axis + 1);
+            dims[axis] = Dim::Fixed(o * s);
+            y = g.reshape(padded, Shape(dims))?;
+        }
+        if o * s > reach {
+            y = g.slice(y, axis, 0, reach)?;
+        }
+    }
+    Ok(y)
 }
 
 /// The `[K…·C, F]` kernel `w` with its `points` taps in reverse order (every spatial axis

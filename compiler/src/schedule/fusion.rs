@@ -3,7 +3,7 @@
 //!
 //! Groups grow backwards from the last node: a producer joins the group of a consumer when the
 //! enlarged group is still one kernel this compiler can emit ([`classify`]), and every user of
-//! the producer either is in the group or can run after it. Three kinds of multi-node kernels
+//! the producer either is in the group or can run after it. Four kinds of multi-node kernels
 //! exist, and they are the fusion rules:
 //!
 //! - **Elementwise**: elementwise maps and broadcasts of one shape (broadcasts become stride-0
@@ -12,6 +12,9 @@
 //!   absorb, the elementwise consumers that broadcast their results back over the rows, and
 //!   reductions of those per-row results to a scalar (softmax, log-softmax with cross-entropy,
 //!   normalisations): one outer loop over rows, a few passes along each row.
+//! - **Columns**: reductions over the leading axes of one domain (one result per column), with
+//!   the same kinds of producers and consumers as rows (see [`columns`](super::columns)):
+//!   batch norm statistics, bias gradients.
 //! - **Contraction**: a matmul and its elementwise epilogue (bias, activation, residual add),
 //!   applied to each output value as it is stored; and a zero-padded window that the matmul
 //!   reads (through reshapes) as its A operand and reads alone, which the matmul's packer
@@ -23,6 +26,7 @@
 //! which keeps the kernels acyclic; kernels run in a topological order of the groups.
 #![deny(clippy::wildcard_enum_match_arm)]
 
+use super::columns::{column_domain, column_schedule, ColumnDomain};
 use crate::ir::{DType, Dim, FusionClass, Graph, NodeId, Op, Shape};
 use std::collections::{BTreeSet, HashMap};
 
@@ -37,6 +41,9 @@ pub enum Kind {
     Rows(RowDomain),
     /// A matmul (the node) and its elementwise epilogue.
     Contraction(NodeId),
+    /// Reductions over the leading axes of a domain, with producers and consumers (see
+    /// [`columns`](super::columns)).
+    Columns(ColumnDomain),
 }
 
 /// The window member of a matmul group that the matmul reads as its A operand (through
@@ -203,15 +210,23 @@ pub fn classify(graph: &Graph, nodes: &[NodeId]) -> Result<Kind, String> {
     }
     match (matmuls.as_slice(), has_rows) {
         ([], false) => elementwise(graph, nodes).map(|()| Kind::Elementwise),
-        ([], true) => {
-            let domain = row_domain(graph, nodes)?;
-            row_levels(graph, nodes, &domain)?;
-            Ok(Kind::Rows(domain))
-        }
+        ([], true) => rows(graph, nodes).or_else(|by_rows| {
+            let domain = column_domain(graph, nodes)
+                .and_then(|d| column_schedule(graph, nodes, &d).map(|_| d))
+                .map_err(|by_columns| format!("{by_rows}; as columns: {by_columns}"))?;
+            Ok(Kind::Columns(domain))
+        }),
         ([m], false) => contraction(graph, nodes, *m).map(|()| Kind::Contraction(*m)),
         ([_], true) => Err("a matmul epilogue cannot contain a reduction".into()),
         _ => Err("a kernel holds at most one matmul".into()),
     }
+}
+
+/// A rows kernel over the domain of `nodes`, or why they do not form one.
+fn rows(graph: &Graph, nodes: &[NodeId]) -> Result<Kind, String> {
+    let domain = row_domain(graph, nodes)?;
+    row_levels(graph, nodes, &domain)?;
+    Ok(Kind::Rows(domain))
 }
 
 /// Elementwise maps and broadcasts of external values, all of one shape.
@@ -545,6 +560,9 @@ pub fn plan(graph: &Graph, order: &[NodeId], results: &[NodeId], enabled: bool) 
         }
         members.push(group);
     }
+    if enabled {
+        decisions.extend(planner.absorb_column_consumers(&mut members, &mut group_of, results));
+    }
     let groups = members
         .into_iter()
         .map(|nodes| {
@@ -654,6 +672,9 @@ impl Planner<'_> {
                 ));
             }
         }
+        if let (Kind::Columns(_), Some(reason)) = (&kind, self.weight_update(&candidate, results)) {
+            return Err(reason);
+        }
         let scalar = self.graph.shape(producer).count().coefficient == 1
             && !self.graph.shape(producer).has_batch();
         let larger = self.graph.shape(group[group.len() - 1]).count().coefficient > 1;
@@ -675,6 +696,7 @@ impl Planner<'_> {
             Kind::Single => "single",
             Kind::Elementwise => "elementwise",
             Kind::Rows(_) => "rows",
+            Kind::Columns(_) => "columns",
             Kind::Contraction(_) => "matmul-epilogue",
         };
         let mut reason = format!("joins a {kind} kernel");
@@ -689,6 +711,95 @@ impl Planner<'_> {
             );
         }
         Ok(reason)
+    }
+
+    /// Why `candidate` holds the update of a parameter that the program reads elsewhere (a
+    /// member reads the parameter, another is a result of its shape), if it does: such an
+    /// update (the optimizer's) stays out of columns kernels, so that the updates of all
+    /// parameters remain one loop. (A batch norm's moving statistics are read by their
+    /// updates alone.)
+    fn weight_update(&self, candidate: &[NodeId], results: &[NodeId]) -> Option<String> {
+        let g = self.graph;
+        candidate.iter().find_map(|&m| {
+            g.operands(m).into_iter().find_map(|o| {
+                let p = through_reshapes(g, o);
+                let Op::Parameter { name, shape } = &g.node(p).op else {
+                    return None;
+                };
+                let updated = candidate
+                    .iter()
+                    .any(|r| results.contains(r) && g.shape(*r) == shape);
+                let elsewhere = self.users(p).iter().any(|u| !candidate.contains(u));
+                (updated && elsewhere).then(|| {
+                    format!(
+                        "the update of `{name}`, which the program reads elsewhere, stays out of \
+                         a columns kernel (the updates of all parameters are one loop)"
+                    )
+                })
+            })
+        })
+    }
+
+    /// Merges each group of per-column values that reads no other kernel than one columns
+    /// kernel into that kernel (e.g. the updates of a batch norm's moving statistics join the
+    /// kernel computing the statistics); such a group only runs after that kernel, so merging
+    /// forms no cycle. Renumbers the groups; gives the decisions.
+    fn absorb_column_consumers(
+        &self,
+        members: &mut Vec<Vec<NodeId>>,
+        group_of: &mut HashMap<NodeId, usize>,
+        results: &[NodeId],
+    ) -> Vec<Decision> {
+        let mut decisions = Vec::new();
+        for g in 0..members.len() {
+            let producers: BTreeSet<usize> = members[g]
+                .iter()
+                .flat_map(|&m| self.graph.operands(m))
+                .filter_map(|o| group_of.get(&through_reshapes(self.graph, o)).copied())
+                .filter(|&h| h != g)
+                .collect();
+            let [h] = producers.into_iter().collect::<Vec<_>>()[..] else {
+                continue;
+            };
+            let Ok(Kind::Columns(domain)) = classify(self.graph, &members[h]) else {
+                continue;
+            };
+            if members[g]
+                .iter()
+                .any(|&m| *self.graph.shape(m) == domain.shape)
+            {
+                continue;
+            }
+            let mut union = members[h].clone();
+            union.extend(&members[g]);
+            union.sort_unstable();
+            if !matches!(classify(self.graph, &union), Ok(Kind::Columns(_)))
+                || self.weight_update(&union, results).is_some()
+            {
+                continue;
+            }
+            let consumer = members[h].last().copied().expect("non-empty");
+            decisions.push(Decision {
+                producer: *members[g].last().expect("non-empty"),
+                consumer,
+                fused: true,
+                reason: "per-column values of a columns kernel join it".into(),
+            });
+            for &m in &members[g] {
+                group_of.insert(m, h);
+            }
+            members[h] = union;
+            members[g].clear();
+        }
+        let mut renumber = Vec::with_capacity(members.len());
+        let mut kept = 0;
+        for m in members.iter() {
+            renumber.push(kept);
+            kept += usize::from(!m.is_empty());
+        }
+        members.retain(|m| !m.is_empty());
+        group_of.values_mut().for_each(|g| *g = renumber[*g]);
+        decisions
     }
 
     /// The groups in an order where each runs after the groups it reads (ties: by root).
@@ -738,6 +849,7 @@ impl FusionPlan {
                 Kind::Single => String::new(),
                 Kind::Elementwise => " elementwise".into(),
                 Kind::Rows(d) => format!(" rows of {} over axes {}..", d.shape, d.outer),
+                Kind::Columns(d) => format!(" columns of {} over axes ..{}", d.shape, d.reduced),
                 Kind::Contraction(m) => format!(" epilogue of matmul {}", m.index()),
             };
             s += &format!(

@@ -5,7 +5,7 @@
 
 use super::fusion::{self, FusionPlan, Group, Kind};
 use super::horizontal::{self, Merge};
-use crate::codegen::kernels::rows;
+use crate::codegen::kernels::{columns, rows};
 use crate::ir::{FusionClass, Graph, NodeId, Op};
 use std::collections::{HashMap, HashSet};
 
@@ -40,8 +40,9 @@ pub struct Planned {
 impl Planned {
     /// Whether the kernel reads `value` (if at all) only at the positions where it writes
     /// `written`, no later than it writes them, so that `written` may overwrite `value` in
-    /// place: true for elementwise kernels that do not broadcast it, and rows kernels that read
-    /// it element by element (see [`rows::overwrites_in_place`]).
+    /// place: true for elementwise kernels that do not broadcast it, rows kernels that read it
+    /// element by element (see [`rows::overwrites_in_place`]) and columns kernels that read it
+    /// column by column (see [`columns::overwrites_in_place`]).
     fn reads_in_place(&self, graph: &Graph, value: NodeId, written: NodeId) -> bool {
         match &self.body {
             Body::Op(op) => op.fusion_class() == FusionClass::Elementwise,
@@ -52,6 +53,9 @@ impl Planned {
                 }),
                 Kind::Rows(domain) => {
                     rows::overwrites_in_place(graph, &group.nodes, domain, value, written)
+                }
+                Kind::Columns(domain) => {
+                    columns::overwrites_in_place(graph, &group.nodes, domain, value, written)
                 }
                 Kind::Contraction(_) | Kind::Single => false,
             },
@@ -139,6 +143,7 @@ fn group_kernels(graph: &Graph, groups: &[Group]) -> (Vec<Planned>, HashSet<Node
             }
             let label = match group.kind {
                 Kind::Rows(_) => "rows",
+                Kind::Columns(_) => "columns",
                 Kind::Contraction(_) => "matmul_epilogue",
                 Kind::Single | Kind::Elementwise => "fused",
             };

@@ -6,6 +6,7 @@
 //! `codegen` feature: the parts and scratch rules live with the kernels that use them.
 
 pub mod buffers;
+pub mod columns;
 pub mod fusion;
 pub mod horizontal;
 pub mod kernels;

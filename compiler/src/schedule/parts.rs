@@ -6,7 +6,7 @@
 use super::fusion::Kind;
 use super::kernels::{Body, Planned};
 use crate::codegen::kernels::matmul::{self, WindowedA};
-use crate::codegen::kernels::{self, rows, Buf, Region};
+use crate::codegen::kernels::{self, columns, rows, Buf, Region};
 use crate::codegen::target::Target;
 use crate::error::Result;
 use crate::ir::{Graph, NodeId, Op};
@@ -87,6 +87,10 @@ fn work_of(
                     scratch_bytes,
                 }
             }
+            Kind::Columns(domain) => Work {
+                parts: 1,
+                scratch_bytes: columns::scratch_bytes(graph, &group.nodes, domain, batch)?,
+            },
             Kind::Elementwise => elementwise(shaped(group.root()).len()),
             Kind::Single => Work {
                 parts: 1,

@@ -3,6 +3,7 @@
 #![deny(clippy::wildcard_enum_match_arm)]
 
 mod collective;
+pub mod columns;
 mod elementwise;
 pub mod epilogue;
 pub mod fused;

@@ -1,10 +1,12 @@
 //! Reduction kernels. The operand is viewed as `[A, R, C]`: `A` kept outer positions, `R`
 //! reduced elements, `C` kept inner positions. Rows (`C = 1`) are reduced with several vector
-//! accumulators; columns (`C > 1`) are reduced vectorised across `C`. Reduced axes that are not
-//! one contiguous group are first permuted to the back into scratch space.
+//! accumulators; columns (`C > 1`) are reduced vectorised across `C`, row by row. Reduced axes
+//! that are not one contiguous group are read in place when the innermost axis is kept (see
+//! [`reduce_strided`]), and otherwise first permuted to the back into scratch space.
 #![deny(clippy::wildcard_enum_match_arm)]
 
 use super::elementwise::{elem_addr, for_elements, lane_type};
+use super::fused::loop_nest;
 use super::movement::{copy_strided, Axis};
 use super::{Bases, Buf, KernelSpec};
 use crate::codegen::emit::{mem_readonly, Emit, LANES};
@@ -48,11 +50,27 @@ fn reduced_mask(op: &Op, rank: usize) -> Vec<bool> {
     mask
 }
 
+/// The operand's axes other than unit ones, as `(extent, element stride, reduced)`, when the
+/// innermost is kept (a reduction read in place, vectorised along the kept innermost axes, see
+/// [`reduce_strided`]); `None` when the innermost axis is reduced.
+fn strided_form(op: &Op, dims: &[usize], reduced: &[bool]) -> Option<Vec<(usize, usize, bool)>> {
+    let st = strides(dims);
+    let axes: Vec<(usize, usize, bool)> = (0..dims.len())
+        .filter(|&k| dims[k] != 1)
+        .map(|k| (dims[k], st[k], reduced[k]))
+        .collect();
+    let innermost_kept = axes.last().is_some_and(|a| !a.2);
+    (matches!(op, Op::Reduce { .. }) && innermost_kept).then_some(axes)
+}
+
 pub(super) fn scratch_bytes(op: &Op, input: &Buf, _output: &Buf) -> usize {
     let mask = reduced_mask(op, input.dims.len());
-    match arc_form(&input.dims, &mask) {
-        Some(_) => 0,
-        None => input.len() * 4,
+    let in_place =
+        arc_form(&input.dims, &mask).is_some() || strided_form(op, &input.dims, &mask).is_some();
+    if in_place {
+        0
+    } else {
+        input.len() * 4
     }
 }
 
@@ -60,7 +78,15 @@ pub(super) fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()>
     let input = &spec.inputs[0];
     let mask = reduced_mask(spec.op, input.dims.len());
     let mut src = input.ptr(e, arena);
-    let (a, r, c) = match arc_form(&input.dims, &mask) {
+    let arc = arc_form(&input.dims, &mask);
+    if let (None, Some(axes), Op::Reduce { op, .. }) =
+        (arc, strided_form(spec.op, &input.dims, &mask), spec.op)
+    {
+        let out = spec.output.ptr(e, arena);
+        reduce_strided(e, *op, src, out, &axes);
+        return Ok(());
+    }
+    let (a, r, c) = match arc {
         Some(arc) => arc,
         None => {
             // Permute kept axes to the front and reduced axes to the back, into scratch.
@@ -191,7 +217,11 @@ fn reduce_rows(e: &mut Emit, op: ReduceOp, src: Value, out: Value, a: usize, r: 
     });
 }
 
-/// `out[a, c] = reduce(src[a, 0..r, c])`, vectorised across `c`.
+/// `out[a, c] = reduce(src[a, 0..r, c])`, vectorised across `c`. The rows of each block are
+/// read in memory order, accumulating into the output row (`c` values, in L1): walking each
+/// column down the block instead reads the block `c / 4` times with a stride, which costs a
+/// cache miss per load once the block outgrows the cache (a bias gradient over `B·H·W`). Each
+/// column's sum is taken in row order either way, so the results are the same bits.
 fn reduce_columns(
     e: &mut Emit,
     op: ReduceOp,
@@ -205,20 +235,99 @@ fn reduce_columns(
         let block = e.addr(src, ai, (r * c * 4) as i64);
         let out_row = e.addr(out, ai, (c * 4) as i64);
         for_elements(e, c, |e, ci, lanes| {
-            let ty = lane_type(DType::F32, lanes);
-            let col = elem_addr(e, block, ci);
-            let init = e.f(ty, identity(op));
-            let zero = e.i64(0);
-            let end = e.i64(r as i64);
-            let (_, acc) = e.for_range(zero, end, 1, &[init], |e, ri, acc| {
-                let p = e.addr(col, ri, (c * 4) as i64);
-                let x = e.b.ins().load(ty, mem_readonly(), p, 0);
-                vec![combine(e, op, acc[0], x)]
-            });
-            let v = finish(e, op, acc[0], r);
+            let init = e.f(lane_type(DType::F32, lanes), identity(op));
             let o = elem_addr(e, out_row, ci);
+            e.store(init, o, 0);
+        });
+        e.for_count(r, |e, ri| {
+            let row = e.addr(block, ri, (c * 4) as i64);
+            for_elements(e, c, |e, ci, lanes| {
+                let ty = lane_type(DType::F32, lanes);
+                let p = elem_addr(e, row, ci);
+                let x = e.b.ins().load(ty, mem_readonly(), p, 0);
+                let o = elem_addr(e, out_row, ci);
+                let acc = e.load(ty, o, 0);
+                let acc = combine(e, op, acc, x);
+                e.store(acc, o, 0);
+            });
+        });
+        for_elements(e, c, |e, ci, lanes| {
+            let o = elem_addr(e, out_row, ci);
+            let acc = e.load(lane_type(DType::F32, lanes), o, 0);
+            let v = finish(e, op, acc, r);
             e.store(v, o, 0);
         });
+    });
+}
+
+/// A reduction over axes that are not one contiguous group, with the innermost axis kept
+/// (max pooling over a tiling reshape, `[B, H/2, 2, W/2, 2, C]` reduced over the 2s): a loop
+/// nest over the kept outer axes, and for each output row of `c` (the kept innermost axes) a
+/// nest over the reduced axes reading the operand in place, accumulating into the row.
+fn reduce_strided(
+    e: &mut Emit,
+    op: ReduceOp,
+    src: Value,
+    out: Value,
+    axes: &[(usize, usize, bool)],
+) {
+    let inner = axes.iter().rev().take_while(|a| !a.2).count();
+    let (outer, tail) = axes.split_at(axes.len() - inner);
+    let c: usize = tail.iter().map(|a| a.0).product();
+    let kept: Vec<usize> = outer.iter().filter(|a| !a.2).map(|a| a.0).collect();
+    let kept_src: Vec<usize> = outer.iter().filter(|a| !a.2).map(|a| a.1).collect();
+    let kept_out: Vec<usize> = strides(&kept).iter().map(|s| s * c).collect();
+    let reduced: Vec<(usize, usize)> = outer.iter().filter(|a| a.2).map(|a| (a.0, a.1)).collect();
+    let count: usize = reduced.iter().map(|a| a.0).product();
+    let row = |e: &mut Emit, ptrs: &[Value]| {
+        let (from, to) = (ptrs[0], ptrs[1]);
+        for_elements(e, c, |e, ci, lanes| {
+            let init = e.f(lane_type(DType::F32, lanes), identity(op));
+            let o = elem_addr(e, to, ci);
+            e.store(init, o, 0);
+        });
+        reduced_loops(e, &reduced, from, &mut |e, p| {
+            for_elements(e, c, |e, ci, lanes| {
+                let ty = lane_type(DType::F32, lanes);
+                let x = elem_addr(e, p, ci);
+                let x = e.b.ins().load(ty, mem_readonly(), x, 0);
+                let o = elem_addr(e, to, ci);
+                let acc = e.load(ty, o, 0);
+                let acc = combine(e, op, acc, x);
+                e.store(acc, o, 0);
+            });
+        });
+        for_elements(e, c, |e, ci, lanes| {
+            let o = elem_addr(e, to, ci);
+            let acc = e.load(lane_type(DType::F32, lanes), o, 0);
+            let v = finish(e, op, acc, count);
+            e.store(v, o, 0);
+        });
+    };
+    loop_nest(
+        e,
+        &kept,
+        &[kept_src, kept_out],
+        vec![src, out],
+        &mut |e, ptrs| row(e, ptrs),
+    );
+}
+
+/// Loops over `axes` (`(extent, element stride)`, outermost first) from `p`, calling `body`
+/// with the pointer of each step.
+fn reduced_loops(
+    e: &mut Emit,
+    axes: &[(usize, usize)],
+    p: Value,
+    body: &mut dyn FnMut(&mut Emit, Value),
+) {
+    let Some((&(n, stride), rest)) = axes.split_first() else {
+        body(e, p);
+        return;
+    };
+    e.for_count(n, |e, i| {
+        let q = e.addr(p, i, (stride * 4) as i64);
+        reduced_loops(e, rest, q, body);
     });
 }
 

@@ -136,9 +136,11 @@ struct Weights {
     moving: [NodeId; 2],
 }
 
-/// Training: normalises with the batch statistics and moves the moving ones toward them. It
-/// works on the input viewed with its channel axis first, so that the statistics are
-/// reductions over trailing axes, which fuse with the normalisation.
+/// Training: normalises with the batch statistics and moves the moving ones toward them. The
+/// statistics are reductions over all axes but the channels': with the channels last (Keras's
+/// default) they are over the leading axes, which fuse as columns with the moving statistics'
+/// updates; otherwise the input is viewed with its channel axis first, so that they are
+/// reductions over trailing axes, which fuse with the normalisation as rows.
 fn training(
     b: &mut ModelBuilder,
     name: &str,
@@ -148,13 +150,17 @@ fn training(
     momentum: f32,
 ) -> Result<NodeId> {
     let rank = b.graph.shape(x).rank();
-    let mut order: Vec<usize> = (0..rank).filter(|&a| a != axis).collect();
-    order.insert(0, axis);
-    let mut back = vec![0; rank];
-    for (i, &a) in order.iter().enumerate() {
-        back[a] = i;
-    }
     let (y, stats) = b.graph.scoped(name, |g| -> Result<_> {
+        if axis == rank - 1 {
+            let stats = moments(g, x, &(0..axis).collect::<Vec<_>>())?;
+            return Ok((weights.affine.normalise(g, x, axis, stats)?, stats));
+        }
+        let mut order: Vec<usize> = (0..rank).filter(|&a| a != axis).collect();
+        order.insert(0, axis);
+        let mut back = vec![0; rank];
+        for (i, &a) in order.iter().enumerate() {
+            back[a] = i;
+        }
         let first = g.permute(x, &order)?;
         let stats = moments(g, first, &(1..rank).collect::<Vec<_>>())?;
         let y = weights.affine.normalise(g, first, 0, stats)?;

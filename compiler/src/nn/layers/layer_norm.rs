@@ -91,6 +91,7 @@ pub(super) struct Affine {
 
 impl Affine {
     /// `(x - mean) · rsqrt(variance + epsilon) · gamma + beta` (without the absent weights),
+    /// computed as `x · inv + (beta - mean · inv)` with `inv = rsqrt(variance + epsilon) · gamma`,
     /// with `gamma` and `beta` along axis `at` of `x`, and the statistics broadcastable to `x`.
     pub fn normalise(&self, g: &mut Graph, x: NodeId, at: usize, stats: [NodeId; 2]) -> Result<NodeId> {
         let [mean, variance] = stats;
@@ -102,12 +103,15 @@ impl Affine {
         if let Some(gamma) = gamma {
             inverse = g.mul(inverse, gamma)?;
         }
-        let centered = g.sub(x, mean)?;
-        let y = g.mul(centered, inverse)?;
-        match beta {
-            Some(beta) => g.add(y, beta),
-            None => Ok(y),
-        }
+        // As TensorFlow's `batch_normalization` and Keras's layer norm: `x · inv + (beta -
+        // mean · inv)`, so the factors are per channel (or row) and `x` is read as it is.
+        let moved = g.mul(mean, inverse)?;
+        let shift = match beta {
+            Some(beta) => g.sub(beta, moved)?,
+            None => g.unary(UnaryOp::Neg, moved)?,
+        };
+        let scaled = g.mul(x, inverse)?;
+        g.add(scaled, shift)
     }
 }
 
