@@ -209,10 +209,10 @@ model! {
 fn metrics_ignore_masked_positions_as_keras_does() {
     // Eight sequences with 1..=5 real ids and zero padding; labels `id mod 3` (padding 0).
     let mut ids = Vec::new();
-    for r in 0..8 {
+    for r in 0..8i32 {
         ids.extend((0..5).map(|t| {
             if t <= r % 5 {
-                1 + ((r + 2 * t) % 9) as i32
+                1 + (r + 2 * t) % 9
             } else {
                 0
             }

@@ -262,7 +262,7 @@ impl<'a> Seen<'a> {
     ) -> std::result::Result<(), Option<String>> {
         match dim {
             Dim::Fixed(d) | Dim::Batch(d @ 0) => (d == n).then_some(()).ok_or(None),
-            Dim::Batch(k) if n % k != 0 => Err(None),
+            Dim::Batch(k) if !n.is_multiple_of(k) => Err(None),
             Dim::Batch(k) => match self.batch {
                 None => {
                     self.batch = Some((n / k, name));

@@ -217,21 +217,18 @@ impl Graph {
     /// program compiles for the lengths it is fed (node ids are kept).
     pub fn bind(&self, sizes: &[(Sym, usize)]) -> Result<Graph> {
         let mut unbound = None;
-        let fix = |s: Sym| match sizes.iter().find(|(k, _)| *k == s) {
+        let mut fix = |s: Sym| match sizes.iter().find(|(k, _)| *k == s) {
             Some(&(_, n)) => Dim::Fixed(n),
             None => {
                 unbound = Some(s);
                 Dim::Open(s)
             }
         };
-        let fix = std::cell::RefCell::new(fix);
         let mut bound = self.clone();
         for node in bound.g.node_weights_mut() {
-            node.shape = node.shape.map_open(|s| (fix.borrow_mut())(s));
-            node.op
-                .map_shapes(|s| s.map_open(|s| (fix.borrow_mut())(s)));
+            node.shape = node.shape.map_open(&mut fix);
+            node.op.map_shapes(|s| s.map_open(&mut fix));
         }
-        drop(fix);
         match unbound {
             Some(s) => Err(Error::Graph(format!(
                 "the open dimension `{}` has no size: feed the inputs that have it",

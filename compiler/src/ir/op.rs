@@ -536,7 +536,7 @@ impl Op {
     }
 
     /// Applies `f` to every shape the op holds (leaves, reshapes and broadcasts).
-    pub fn map_shapes(&mut self, f: impl Fn(&Shape) -> Shape) {
+    pub fn map_shapes(&mut self, mut f: impl FnMut(&Shape) -> Shape) {
         match self {
             Op::Input { shape, .. }
             | Op::Parameter { shape, .. }
@@ -545,7 +545,28 @@ impl Op {
             | Op::RandomUniform { shape }
             | Op::Reshape(shape)
             | Op::Broadcast { shape, .. } => *shape = f(shape),
-            _ => {}
+            Op::Constant(_)
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Compare(_)
+            | Op::Select
+            | Op::Clip { .. }
+            | Op::Cast(_)
+            | Op::Reduce { .. }
+            | Op::ArgMax { .. }
+            | Op::Permute(_)
+            | Op::Slice { .. }
+            | Op::Reverse { .. }
+            | Op::Pad { .. }
+            | Op::Concat { .. }
+            | Op::Window { .. }
+            | Op::WindowSum { .. }
+            | Op::MatMul { .. }
+            | Op::Gather
+            | Op::ScatterAdd { .. }
+            | Op::OneHot { .. }
+            | Op::Scan { .. }
+            | Op::AllReduce => {}
         }
     }
 
