@@ -210,13 +210,7 @@ fn metrics_ignore_masked_positions_as_keras_does() {
     // Eight sequences with 1..=5 real ids and zero padding; labels `id mod 3` (padding 0).
     let mut ids = Vec::new();
     for r in 0..8i32 {
-        ids.extend((0..5).map(|t| {
-            if t <= r % 5 {
-                1 + (r + 2 * t) % 9
-            } else {
-                0
-            }
-        }));
+        ids.extend((0..5).map(|t| if t <= r % 5 { 1 + (r + 2 * t) % 9 } else { 0 }));
     }
     let labels: Vec<i32> = ids.iter().map(|id| id % 3).collect();
     let x = Tensor::from_i32(&[8, 5], ids.clone()).unwrap();

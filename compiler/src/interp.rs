@@ -238,6 +238,19 @@ pub fn infer_sizes(graph: &Graph, feeds: &[(&str, &[usize])]) -> Result<Sizes> {
             seen.set(dim, n, name).map_err(|why| conflict(&seen, why))?;
         }
     }
+    for limit in graph.open_limits() {
+        if let Some(&(s, n, from)) = seen
+            .open
+            .iter()
+            .find(|o| o.0 == limit.sym && o.1 > limit.max)
+        {
+            return Err(Error::InputMismatch {
+                name: from.to_string(),
+                expected: format!("at most {} steps for {}", limit.max, limit.by),
+                found: format!("{} = {n}", s.name()),
+            });
+        }
+    }
     Ok(Sizes {
         batch: seen.batch.map_or(1, |(b, _)| b),
         open: seen.open.iter().map(|&(s, n, _)| (s, n)).collect(),

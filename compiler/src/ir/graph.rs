@@ -30,6 +30,17 @@ pub struct Node {
 pub struct Graph {
     g: DiGraph<Node, u32>,
     scope: Vec<String>,
+    limits: Vec<OpenLimit>,
+}
+
+/// An upper bound on an open dimension, set by what needs it (a table of positions), checked
+/// when the program is fed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenLimit {
+    pub sym: Sym,
+    pub max: usize,
+    /// Who sets it, for the error: `position_embedding layer `pos` (sequence_length 64)`.
+    pub by: String,
 }
 
 impl Graph {
@@ -195,7 +206,24 @@ impl Graph {
             node.shape = node.shape.map_open(&rename);
             node.op.map_shapes(|s| s.map_open(&rename));
         }
+        for limit in &mut self.limits {
+            if let Dim::Open(s) = rename(limit.sym) {
+                limit.sym = s;
+            }
+        }
         rename
+    }
+
+    /// Bounds the open dimension `d` (nothing for a fixed one) by `max`, for `by`.
+    pub fn limit_open(&mut self, d: Dim, max: usize, by: String) {
+        if let Dim::Open(sym) = d {
+            self.limits.push(OpenLimit { sym, max, by });
+        }
+    }
+
+    /// The bounds on open dimensions, checked when the program is fed.
+    pub fn open_limits(&self) -> &[OpenLimit] {
+        &self.limits
     }
 
     /// The open dimensions of the graph's inputs, in order of first appearance.

@@ -10,7 +10,7 @@ mod shape;
 mod window;
 
 pub use dtype::DType;
-pub use graph::{Graph, Node, NodeId};
+pub use graph::{Graph, Node, NodeId, OpenLimit};
 pub(crate) use op::no_gradient;
 #[cfg(feature = "codegen")]
 pub(crate) use op::{data_ops, elementwise_ops, generator_ops, movement_ops, opaque_ops};

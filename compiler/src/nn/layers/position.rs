@@ -6,7 +6,7 @@
 use super::dense::KERNEL;
 use super::{ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Layer, LayerSpec, Masking, Weight};
 use crate::error::{Error, Result};
-use crate::ir::{DType, Graph, NodeId, Shape, UnaryOp};
+use crate::ir::{DType, Dim, Graph, NodeId, Shape, UnaryOp};
 use crate::nn::ModelBuilder;
 use crate::Tensor;
 
@@ -81,19 +81,20 @@ impl Layer {
     }
 }
 
-/// The input's length `T` and width `d`, the start index, and an error naming the layer
-/// unless the input is a sequence `[B, T, d]` of known sizes and the start is not negative.
-fn sequence(g: &Graph, call: &Call) -> Result<(usize, usize, usize)> {
+/// The input's length `T` (fixed or open) and width `d`, the start index, and an error naming
+/// the layer unless the input is a sequence `[B, T, d]` of known width and the start is not
+/// negative.
+fn sequence(g: &Graph, call: &Call) -> Result<(Dim, usize, usize)> {
     let shape = g.shape(call.inputs[0]);
     let error = |message: String| {
         Error::shape(format!("{} layer `{}`", call.layer.kind(), call.name), message)
     };
     let sizes = match shape.dims() {
-        [_, t, d] => t.fixed().zip(d.fixed()),
+        [_, t, d] if t.fixed().is_some() || matches!(t, Dim::Open(_)) => d.fixed().map(|d| (*t, d)),
         _ => None,
     };
     let Some((t, d)) = sizes else {
-        return Err(error(format!("needs a sequence [B, T, d] of known sizes, found {shape}")));
+        return Err(error(format!("needs a sequence [B, T, d] of known width, found {shape}")));
     };
     match call.arg("start_index") {
         ArgValue::Axis(start) if *start >= 0 => Ok((t, d, start.unsigned_abs())),
@@ -110,6 +111,20 @@ fn over_batch(g: &mut Graph, y: NodeId, input: NodeId) -> Result<NodeId> {
 fn build_embedding(b: &mut ModelBuilder, call: &Call) -> Result<Vec<NodeId>> {
     let (t, d, start) = sequence(b.graph, call)?;
     let length = call.usize("sequence_length");
+    let Some(t) = t.fixed() else {
+        // An open length: rows start.. of the table, gathered; a longer sequence is an error
+        // naming the layer when it is fed.
+        let by = format!("position_embedding layer `{}` (sequence_length {length})", call.name);
+        b.graph.limit_open(t, length.saturating_sub(start), by);
+        let table = call.weight(b, &EMBEDDINGS, &[length, d])?;
+        let y = b.graph.scoped(call.name, |g| {
+            let rows = positions(g, t, start)?;
+            let rows = g.cast(rows, DType::I32)?;
+            let picked = g.gather(table, rows)?;
+            over_batch(g, picked, call.inputs[0])
+        })?;
+        return Ok(vec![y]);
+    };
     if start + t > length {
         return Err(Error::shape(
             format!("position_embedding layer `{}`", call.name),
@@ -135,10 +150,8 @@ fn build_sine(b: &mut ModelBuilder, call: &Call) -> Result<Vec<NodeId>> {
         .map(|i| (1.0 / wavelength).powf((2 * (i / 2)) as f64 / d as f64) as f32)
         .collect();
     let y = b.graph.scoped(call.name, |g| {
-        let steps = Shape::fixed(&[t, d]);
-        let position = g.iota(steps.clone(), 0, DType::F32)?;
-        let first = g.scalar(start as f32)?;
-        let position = g.add(position, first)?;
+        let position = positions(g, t, start)?;
+        let position = g.reshape(position, Shape(vec![t, Dim::Fixed(1)]))?;
         let rates = g.constant(Tensor::from_f32(&[d], rates)?)?;
         let angles = g.mul(position, rates)?;
         let (sin, cos) = (g.unary(UnaryOp::Sin, angles)?, g.unary(UnaryOp::Cos, angles)?);
@@ -148,6 +161,13 @@ fn build_sine(b: &mut ModelBuilder, call: &Call) -> Result<Vec<NodeId>> {
         over_batch(g, encoding, call.inputs[0])
     })?;
     Ok(vec![y])
+}
+
+/// `start, start + 1, …` as f32 `[T]` (`T` fixed or open).
+fn positions(g: &mut Graph, t: Dim, start: usize) -> Result<NodeId> {
+    let steps = g.iota(Shape(vec![t]), 0, DType::F32)?;
+    let first = g.scalar(start as f32)?;
+    g.add(steps, first)
 }
 
 #[cfg(test)]
