@@ -94,11 +94,92 @@ fn what_kiln_does_not_implement_is_an_error_naming_the_layer() {
         classifier(5, 3, wrapped),
         &["bidirectional", "recurrent", "dense"],
     );
-    // Masked sequences (Keras would skip the masked steps).
-    let masked = Sequential::tokens(&[5])
+}
+
+/// Tokens of `length` steps, embedded with `mask_zero`, then `layer`.
+fn masked(length: usize, layer: &Layer) -> Sequential {
+    Sequential::tokens(&[length])
         .add(Layer::embedding(10, 3, true))
-        .add(Layer::lstm(4, false));
-    fails_naming(masked, &["lstm", "masked"]);
+        .add(layer.clone())
+}
+
+#[test]
+fn masked_steps_are_skipped_as_keras_does() {
+    // Keras carries the states (and repeats the output) over a masked step: a sequence padded
+    // with zeros gives the unpadded sequence's final output, and at padded steps the last
+    // valid one. (Checked against Keras 3: `LSTM(3, return_sequences=True)` called with
+    // mask [1, 1, 0, 0] repeats step 2's output at steps 3 and 4.)
+    let (padded, short) = (vec![3, 5, 2, 0, 0, 0], vec![3, 5, 2]);
+    for layer in [
+        Layer::simple_rnn(4, true),
+        Layer::lstm(4, true),
+        Layer::gru(4, true),
+        Layer::bidirectional(Layer::lstm(4, true), "concat"),
+    ] {
+        let mut long = Model::new(masked(6, &layer), 1).unwrap();
+        let mut unpadded = Model::new(masked(3, &layer), 1).unwrap();
+        unpadded.set_weights(&long.weights().unwrap()).unwrap();
+        let y = long
+            .predict(&Tensor::from_i32(&[1, 6], padded.clone()).unwrap())
+            .unwrap();
+        let z = unpadded
+            .predict(&Tensor::from_i32(&[1, 3], short.clone()).unwrap())
+            .unwrap();
+        let width = y.shape()[2];
+        let (y, z) = (y.as_f32().unwrap(), z.as_f32().unwrap());
+        // Equal up to rounding (the input projections are matmuls of other sizes).
+        let close = |a: &[f32], b: &[f32]| {
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() < 1e-6, "{layer}: {a:?} vs {b:?}");
+            }
+        };
+        close(&y[..3 * width], z);
+        if layer.kind() == "bidirectional" {
+            // The backward direction starts at the last valid step: the valid steps agree.
+            continue;
+        }
+        for step in 3..6 {
+            close(&y[step * width..(step + 1) * width], &z[2 * width..]);
+        }
+    }
+    // The masked loop trains (its gradient is derived through the select like any other).
+    let arch = masked(6, &Layer::lstm(4, false)).add(Layer::dense(2, Activation::Softmax));
+    let mut model = Model::new(arch, 0).unwrap();
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
+    let adam = Adam {
+        learning_rate: 0.05,
+        ..Adam::default()
+    };
+    model.compile(adam, loss, &[Metric::Accuracy]).unwrap();
+    // Label: whether the sequence holds a 7, in front of varying padding.
+    let rows: Vec<Vec<i32>> = (0..32)
+        .map(|r| {
+            (0..6)
+                .map(|t| {
+                    if t < 1 + r % 6 {
+                        [7, 3, 4, 5][(r + t) % 4]
+                    } else {
+                        0
+                    }
+                })
+                .collect()
+        })
+        .map(|row: Vec<usize>| row.into_iter().map(|v| v as i32).collect())
+        .collect();
+    let labels: Vec<i32> = rows.iter().map(|r| i32::from(r.contains(&7))).collect();
+    let x = Tensor::from_i32(&[32, 6], rows.concat()).unwrap();
+    let data = Dataset::new(x, Tensor::from_i32(&[32], labels).unwrap()).unwrap();
+    let before = model.evaluate(&data).unwrap().get("loss").unwrap();
+    let fit = Fit {
+        epochs: 30,
+        batch_size: 8,
+        verbosity: Verbosity::Quiet,
+        ..Fit::default()
+    };
+    model.fit(&data, &fit).unwrap();
+    let after = model.evaluate(&data).unwrap().get("loss").unwrap();
+    assert!(after < before / 2.0, "loss {before} → {after}");
 }
 
 #[test]

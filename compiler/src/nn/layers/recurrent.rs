@@ -109,9 +109,11 @@ fn check_not_implemented(call: &Call) -> Result<()> {
     Ok(())
 }
 
-/// A recurrent layer's input `[B, T, features]`: its node and its static sizes.
+/// A recurrent layer's input `[B, T, features]`: its node, its Keras mask `[B, T]` (an
+/// embedding's `mask_zero`: masked steps are skipped) and its static sizes.
 pub(super) struct Sequence {
     pub x: NodeId,
+    pub mask: Option<NodeId>,
     pub length: usize,
     pub features: usize,
     pub units: usize,
@@ -123,13 +125,6 @@ impl Sequence {
     pub fn of(b: &ModelBuilder, call: &Call) -> Result<Sequence> {
         check_not_implemented(call)?;
         let x = call.inputs[0];
-        if b.mask(x).is_some() {
-            // Keras skips the masked steps; running them would silently differ.
-            return Err(Error::InvalidArgument(format!(
-                "{}: masked sequences (an embedding's `mask_zero`) are not supported",
-                what(call)
-            )));
-        }
         let shape = b.graph.shape(x);
         let dims = shape.dims();
         let fixed = |d: &Dim| d.fixed();
@@ -137,6 +132,7 @@ impl Sequence {
             [batch, t, f] if batch.fixed().is_none() => match (fixed(t), fixed(f)) {
                 (Some(length), Some(features)) => Ok(Sequence {
                     x,
+                    mask: b.mask(x),
                     length,
                     features,
                     units: call.usize("units"),
@@ -210,6 +206,12 @@ pub(super) fn build(
         let state = g.full(0.0, &Shape::batched(&[seq.units]))?;
         let mut operands = vec![state; r.states];
         operands.push(projected);
+        if let Some(mask) = seq.mask {
+            // Time-major `[T, B, 1]`, a sequence of the loop like the projection.
+            let steps = g.permute(mask, &[1, 0])?;
+            let shape = Shape(vec![Dim::Fixed(seq.length), Dim::BATCH, Dim::Fixed(1)]);
+            operands.push(g.reshape(steps, shape)?);
+        }
         operands.push(r.recurrent_kernel);
         operands.extend(&r.invariants);
         let nodes = g.scan(&scan, &operands)?;
@@ -242,7 +244,8 @@ fn project(g: &mut Graph, seq: &Sequence, r: &Recurrence) -> Result<NodeId> {
 }
 
 /// The loop over `projected` (`[T, B, G·units]`): carries the states, reads each step's
-/// projection, the recurrent kernel and the cell's invariants, yields `h` at every step.
+/// projection (and mask), the recurrent kernel and the cell's invariants, yields `h` at every
+/// step. At a masked step the states (so the output) stay as they were, as in Keras.
 fn body(
     g: &Graph,
     seq: &Sequence,
@@ -257,6 +260,10 @@ fn body(
         .collect::<Result<Vec<_>>>()?;
     let step_shape = Shape(g.shape(projected).dims()[1..].to_vec());
     let x = body.sequence(step_shape, DType::F32)?;
+    let keep = match seq.mask {
+        Some(_) => Some(body.sequence(Shape::batched(&[1]), DType::F32)?),
+        None => None,
+    };
     let mut invariant = |id: NodeId| body.invariant(g.shape(id).clone(), DType::F32);
     let recurrent_kernel = invariant(r.recurrent_kernel)?;
     let invariants = r
@@ -271,7 +278,12 @@ fn body(
         invariants: &invariants,
         units: seq.units,
     };
-    let next = (r.cell)(&mut body.graph, &step)?;
+    let mut next = (r.cell)(&mut body.graph, &step)?;
+    if let Some(keep) = keep {
+        for (new, &old) in next.iter_mut().zip(&states) {
+            *new = body.graph.select(keep, *new, old)?;
+        }
+    }
     let h = next[0];
     body.finish(next, vec![h], seq.length, backwards)
 }
