@@ -251,3 +251,56 @@ fn metrics_ignore_masked_positions_as_keras_does() {
         "{unmasked} = {expected}"
     );
 }
+
+model! {
+    /// A yes/no per token (binary per-token labels), after an embedding whose id 0 is padding.
+    Flags(tokens: [5] as i32) -> embedding(10, 4, mask_zero = true) -> dense(1, sigmoid)
+}
+
+#[test]
+fn confusion_metrics_ignore_masked_positions_too() {
+    let mut ids = Vec::new();
+    for r in 0..8i32 {
+        ids.extend((0..5).map(|t| if t <= r % 5 { 1 + (3 * r + t) % 9 } else { 0 }));
+    }
+    // Padding is labelled 1, so that counting it would change the recall.
+    let labels: Vec<f32> = ids
+        .iter()
+        .map(|&id| if id == 0 { 1.0 } else { (id % 2) as f32 })
+        .collect();
+    let x = Tensor::from_i32(&[8, 5], ids.clone()).unwrap();
+    let y = Tensor::from_f32(&[8, 5, 1], labels.clone()).unwrap();
+    let data = Dataset::new(x.clone(), y).unwrap();
+    let mut model = Flags::new(2);
+    let loss = Loss::BinaryCrossentropy { from_logits: false };
+    let metrics = [Metric::Precision, Metric::Recall];
+    model.compile(Adam::default(), loss, &metrics).unwrap();
+    let logs = model.evaluate(&data).unwrap();
+    let p = model.predict(&x).unwrap();
+    // Counts over the valid positions, and over all of them.
+    let (mut valid, mut all) = ([0.0f64; 3], [0.0f64; 3]);
+    for ((&id, &label), &q) in ids.iter().zip(&labels).zip(p.as_f32().unwrap()) {
+        let (positive, truth) = (q > 0.5, label == 1.0);
+        let counts = [positive && truth, positive && !truth, !positive && truth];
+        for (k, &c) in counts.iter().enumerate() {
+            all[k] += f64::from(u8::from(c));
+            if id != 0 {
+                valid[k] += f64::from(u8::from(c));
+            }
+        }
+    }
+    let precision = |c: [f64; 3]| c[0] / (c[0] + c[1]).max(1e-12);
+    let recall = |c: [f64; 3]| c[0] / (c[0] + c[2]).max(1e-12);
+    let got = (logs.get("precision").unwrap(), logs.get("recall").unwrap());
+    assert!(
+        (got.0 - precision(valid)).abs() < 1e-6,
+        "{got:?} vs {valid:?}"
+    );
+    assert!((got.1 - recall(valid)).abs() < 1e-6, "{got:?} vs {valid:?}");
+    // The test can tell: the padding changes at least one of the two here.
+    let unmasked = (precision(all), recall(all));
+    assert!(
+        (unmasked.0 - got.0).abs() > 1e-3 || (unmasked.1 - got.1).abs() > 1e-3,
+        "{unmasked:?} = {got:?}"
+    );
+}

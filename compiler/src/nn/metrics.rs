@@ -124,9 +124,9 @@ impl Metric {
     /// The per-batch statistics of the metric for `prediction` against `target` (the loss's
     /// target): nodes whose values the runtime sums over batches and passes, flattened, to
     /// [`Metric::result`]. With the prediction's Keras `mask` (per-token outputs after a
-    /// `mask_zero` embedding), mean metrics count only the valid positions, as Keras's do (the
-    /// mask is their sample weight): the statistics are then the masked sum and the count of
-    /// valid positions. Errors if the metric does not apply to the loss's targets.
+    /// `mask_zero` embedding), metrics count only the valid positions, as Keras's do (the mask
+    /// is their sample weight): a mean metric's statistics are then the masked sum and the
+    /// count of valid positions, a confusion metric counts only valid elements. Errors if the metric does not apply to the loss's targets.
     pub fn statistics(
         &self,
         g: &mut Graph,
@@ -148,7 +148,7 @@ impl Metric {
                 }
             }
             Family::Confusion(summary) => {
-                confusion_counts(g, prediction, target, &summary.thresholds())
+                confusion_counts(g, prediction, target, mask, &summary.thresholds())
             }
         })
     }
@@ -258,11 +258,13 @@ fn sum_of_sample_means(g: &mut Graph, values: NodeId) -> Result<NodeId> {
     g.sum_all(values)
 }
 
-/// `[tp, fp, tn, fn]` at each threshold (four `[T]` vectors) over every element.
+/// `[tp, fp, tn, fn]` at each threshold (four `[T]` vectors) over every element the mask (if
+/// any) keeps.
 fn confusion_counts(
     g: &mut Graph,
     prediction: NodeId,
     target: NodeId,
+    mask: Option<NodeId>,
     thresholds: &[f32],
 ) -> Result<Vec<NodeId>> {
     let with_axis = |g: &mut Graph, x: NodeId| {
@@ -277,9 +279,22 @@ fn confusion_counts(
     let is_zero = g.compare(CompareOp::Eq, target, zero)?;
     let one = g.scalar(1.0)?;
     let truth = g.sub(one, is_zero)?;
-    let truth = with_axis(g, truth)?;
+    let mut truth = with_axis(g, truth)?;
     let negative = g.sub(one, positive)?;
-    let falsity = g.sub(one, truth)?;
+    let mut falsity = g.sub(one, truth)?;
+    // A mask (Keras's sample weight) over the leading axes of the prediction: masked
+    // elements count as neither true nor false.
+    let (dims, rank) = (
+        g.shape(prediction).dims().to_vec(),
+        g.shape(prediction).rank(),
+    );
+    if let Some(mask) = mask.filter(|&m| dims.starts_with(g.shape(m).dims())) {
+        let mut kept = g.shape(mask).dims().to_vec();
+        kept.resize(rank + 1, Dim::Fixed(1));
+        let weight = g.reshape(mask, Shape(kept))?;
+        truth = g.mul(truth, weight)?;
+        falsity = g.mul(falsity, weight)?;
+    }
     let axes: Vec<usize> = (0..g.shape(positive).rank() - 1).collect();
     [
         (positive, truth),
