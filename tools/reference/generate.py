@@ -132,13 +132,22 @@ CASES = {
         keras.layers.LSTM(5), merge_mode="ave"), [(3, 6, 4)]),
 }
 
-# name -> (layer factories, input shape including the batch, classes): Sequential models
-# trained with sparse categorical cross-entropy and Adam(1e-3) in the schema of seed_mlp.
+# name -> (layer factories, input shape including the batch, classes[, vocabulary]):
+# Sequential models trained with sparse categorical cross-entropy and Adam(1e-3) in the schema
+# of seed_mlp. With a vocabulary the input is token ids, row r ending in padding zeros after
+# 1 + r % T ids (for an Embedding's mask_zero).
 MODEL_CASES = {
     # Stacked recurrent layers: the first returns its sequence to the second.
     "stacked_lstm_gru": ([lambda: keras.layers.LSTM(6, return_sequences=True),
                           lambda: keras.layers.GRU(5),
                           lambda: keras.layers.Dense(3, activation="softmax")], (4, 7, 3), 3),
+    # Keras's implicit mask: averaged over the valid steps, and skipped by a recurrent layer.
+    "embedding_mask_pool": ([lambda: keras.layers.Embedding(12, 4, mask_zero=True),
+                             lambda: keras.layers.GlobalAveragePooling1D(),
+                             lambda: keras.layers.Dense(3, activation="softmax")], (4, 6), 3, 12),
+    "embedding_mask_lstm": ([lambda: keras.layers.Embedding(12, 4, mask_zero=True),
+                             lambda: keras.layers.LSTM(5),
+                             lambda: keras.layers.Dense(3, activation="softmax")], (4, 6), 3, 12),
 }
 
 # The optimizer cases' tolerances (float32 against float64 references), as the shared ones.
@@ -296,25 +305,37 @@ def layer_case(name, make, shapes, call=None):
     print(f"wrote {os.path.normpath(path)}: {', '.join(tensors)}")
 
 
-def model_case(name, makers, shape, classes):
+def token_ids(shape, vocab, rng):
+    """Ids in 1..vocab, row r followed by zeros (padding) after its first 1 + r % T."""
+    x = rng.integers(1, vocab, shape).astype(np.int32)
+    for r in range(shape[0]):
+        x[r, 1 + r % shape[1]:] = 0
+    return x
+
+
+def model_case(name, makers, shape, classes, vocab=None):
     """`param.LAYER.NAME`, the batch `input.0` and labels `input.1`, the probabilities `output`,
     the mean loss `loss` with its gradients `grad_param.*`, and the weights after one Adam step
     `after_adam.*`, all in float64 from float32 values."""
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     keras.backend.clear_session()
-    x = rng.standard_normal(shape).astype(np.float32)
+    x = (rng.standard_normal(shape).astype(np.float32) if vocab is None
+         else token_ids(shape, vocab, rng))
     y = rng.integers(0, classes, shape[0]).astype(np.int32)
     layers = [make() for make in makers]
-    model = keras.Sequential([keras.Input(shape[1:])] + layers)
+    dtype = "float32" if vocab is None else "int32"
+    model = keras.Sequential([keras.Input(shape[1:], dtype=dtype)] + layers)
     weights = [[(weight_name(w, layer), weight_value(w, rng)) for w in layer.weights] for layer in layers]
-    model64 = keras.Sequential([keras.Input(shape[1:], dtype="float64")] +
+    model64 = keras.Sequential([keras.Input(shape[1:], dtype="float64" if vocab is None
+                                            else "int32")] +
                                [type(l).from_config(float64(l.get_config())) for l in layers])
     model64.set_weights([w.astype(np.float64) for ws in weights for _, w in ws])
-    x64 = tf.constant(x, dtype=tf.float64)
+    x64 = tf.constant(x, dtype=tf.float64 if vocab is None else tf.int32)
     with tf.GradientTape() as tape:
         p = model64(x64)
         loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, p))
-    grads = tape.gradient(loss, model64.trainable_weights)
+    # An embedding's gradient comes as row slices: made dense.
+    grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model64.trainable_weights)]
     tensors = {"input.0": x, "input.1": y, "output": p.numpy().astype(np.float32),
                "loss": np.array([loss.numpy()], dtype=np.float32)}
     names = [f"{i}.{n}" for i, ws in enumerate(weights) for n, _ in ws]
