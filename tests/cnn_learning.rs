@@ -7,8 +7,6 @@
 
 mod common;
 
-use kiln::prelude::*;
-
 /// Training digits used (of 4,000; the file is shuffled, so a prefix has every class).
 const TRAIN: usize = 2000;
 const EPOCHS: usize = 2;
@@ -20,46 +18,11 @@ const BATCH: usize = 32;
 /// rounding differences between machines.
 const CNN_THRESHOLD: f64 = 0.91;
 
-fn seed_mlp() -> Sequential {
-    Sequential::new(&[784])
-        .add(Layer::dense(64, Activation::Relu))
-        .add(Layer::dense(64, Activation::Relu))
-        .add(Layer::dense(10, Activation::Softmax))
-}
-
-/// Trains `arch` from seed 0 with Adam on the subset; returns its test accuracy.
-fn test_accuracy(arch: Sequential, train: &Dataset, test: &Dataset) -> f64 {
-    let mut model = Model::new(arch, 0).unwrap();
-    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
-    model
-        .compile(Adam::default(), loss, &[Metric::Accuracy])
-        .unwrap();
-    let fit = Fit {
-        epochs: EPOCHS,
-        batch_size: BATCH,
-        verbosity: Verbosity::Quiet,
-        ..Fit::default()
-    };
-    model.fit(train, &fit).unwrap();
-    let logs = model
-        .evaluate_with(
-            test,
-            &Evaluate {
-                batch_size: 128,
-                ..Evaluate::default()
-            },
-        )
-        .unwrap();
-    logs.get("accuracy").unwrap()
-}
-
 #[test]
 fn the_seed_cnn_beats_the_seed_mlp_with_the_same_data_and_budget() {
-    let (all, test) =
-        kiln::data::idx_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist5k")).unwrap();
-    let (train, _) = all.split_at(TRAIN).unwrap();
-    let mlp = test_accuracy(seed_mlp(), &train, &test);
-    let cnn = test_accuracy(common::seed_cnn(), &train, &test);
+    let accuracy = |arch| common::mnist_test_accuracy(arch, TRAIN, EPOCHS, BATCH);
+    let mlp = accuracy(common::seed_mlp_784());
+    let cnn = accuracy(common::seed_cnn());
     println!("test accuracy after {EPOCHS} epochs of {TRAIN} digits: MLP {mlp:.4}, CNN {cnn:.4}");
     assert!(
         mlp < CNN_THRESHOLD,

@@ -12,8 +12,6 @@
 
 mod common;
 
-use kiln::prelude::*;
-
 /// Training digits used (of 4,000; the file is shuffled, so a prefix has every class).
 const TRAIN: usize = 2000;
 const EPOCHS: usize = 2;
@@ -26,42 +24,11 @@ const LSTM_THRESHOLD: f64 = 0.6;
 /// The MLP's, as a check of the data and the budget (it reaches about 0.88).
 const MLP_THRESHOLD: f64 = 0.8;
 
-fn seed_mlp() -> Sequential {
-    Sequential::new(&[784])
-        .add(Layer::dense(64, Activation::Relu))
-        .add(Layer::dense(64, Activation::Relu))
-        .add(Layer::dense(10, Activation::Softmax))
-}
-
-/// Trains `arch` from seed 0 with Adam on the subset; returns its test accuracy.
-fn test_accuracy(arch: Sequential, train: &Dataset, test: &Dataset) -> f64 {
-    let mut model = Model::new(arch, 0).unwrap();
-    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
-    model
-        .compile(Adam::default(), loss, &[Metric::Accuracy])
-        .unwrap();
-    let fit = Fit {
-        epochs: EPOCHS,
-        batch_size: BATCH,
-        verbosity: Verbosity::Quiet,
-        ..Fit::default()
-    };
-    model.fit(train, &fit).unwrap();
-    let evaluate = Evaluate {
-        batch_size: 128,
-        ..Evaluate::default()
-    };
-    let logs = model.evaluate_with(test, &evaluate).unwrap();
-    logs.get("accuracy").unwrap()
-}
-
 #[test]
 fn an_lstm_over_pixel_rows_learns_the_digits() {
-    let (all, test) =
-        kiln::data::idx_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist5k")).unwrap();
-    let (train, _) = all.split_at(TRAIN).unwrap();
-    let mlp = test_accuracy(seed_mlp(), &train, &test);
-    let lstm = test_accuracy(common::sequence_lstm(UNITS), &train, &test);
+    let accuracy = |arch| common::mnist_test_accuracy(arch, TRAIN, EPOCHS, BATCH);
+    let mlp = accuracy(common::seed_mlp_784());
+    let lstm = accuracy(common::sequence_lstm(UNITS));
     println!("test accuracy after {EPOCHS} epochs of {TRAIN} digits: MLP {mlp:.4}, LSTM {lstm:.4}");
     assert!(mlp > MLP_THRESHOLD, "the MLP reached {mlp:.4}");
     assert!(

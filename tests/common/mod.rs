@@ -22,6 +22,44 @@ pub fn seed_cnn() -> Sequential {
         .add(Layer::dense(10, Activation::Softmax))
 }
 
+/// The seed MLP on 784-pixel items: dense 64 relu → dense 64 relu → dense 10 softmax.
+pub fn seed_mlp_784() -> Sequential {
+    Sequential::new(&[784])
+        .add(Layer::dense(64, Activation::Relu))
+        .add(Layer::dense(64, Activation::Relu))
+        .add(Layer::dense(10, Activation::Softmax))
+}
+
+/// The learning tests' budget: the first `train` digits of `data/mnist5k` for `epochs` epochs
+/// of batch `batch`, from seed 0 with Adam; returns the test accuracy (on the 1,000 test
+/// digits).
+pub fn mnist_test_accuracy(arch: Sequential, train: usize, epochs: usize, batch: usize) -> f64 {
+    let (all, test) =
+        kiln::data::idx_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist5k")).unwrap();
+    let (train, _) = all.split_at(train).unwrap();
+    let mut model = Model::new(arch, 0).unwrap();
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
+    model
+        .compile(Adam::default(), loss, &[Metric::Accuracy])
+        .unwrap();
+    let fit = Fit {
+        epochs,
+        batch_size: batch,
+        verbosity: Verbosity::Quiet,
+        ..Fit::default()
+    };
+    model.fit(&train, &fit).unwrap();
+    let evaluate = Evaluate {
+        batch_size: 128,
+        ..Evaluate::default()
+    };
+    model
+        .evaluate_with(&test, &evaluate)
+        .unwrap()
+        .get("accuracy")
+        .unwrap()
+}
+
 /// examples/sequence_lstm.rs's model with `units` units on 784-pixel items: each image read row
 /// by row (28 steps of 28 pixels) by an LSTM, then dense 10 softmax.
 pub fn sequence_lstm(units: usize) -> Sequential {

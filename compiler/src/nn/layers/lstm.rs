@@ -53,11 +53,7 @@ pub(super) const SPECS: &[LayerSpec] = &[LayerSpec {
 impl Layer {
     /// `LSTM(units, return_sequences=…)` with Keras's other defaults.
     pub fn lstm(units: usize, return_sequences: bool) -> Self {
-        let args = vec![
-            ("units", ArgValue::Int(units)),
-            ("return_sequences", ArgValue::Flag(return_sequences)),
-        ];
-        Layer::typed(&SPECS[0], args)
+        recurrent::layer(&SPECS[0], units, return_sequences)
     }
 }
 

@@ -4,7 +4,7 @@
 //! carries the states and its body, built once whatever the sequence length, is the layer's
 //! cell: the recurrent matmul and the gate math of one step.
 
-use super::{ArgKind, ArgSpec, ArgValue, Call, Default, Initializer, Weight};
+use super::{ArgKind, ArgSpec, ArgValue, Call, Default, Initializer, Layer, LayerSpec, Weight};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Dim, Graph, NodeId, ScanBody, Shape};
 use crate::nn::{Activation, ModelBuilder};
@@ -107,6 +107,15 @@ fn check_not_implemented(call: &Call) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A recurrent layer of `spec` with `units` and `return_sequences`, Keras's other defaults.
+pub(super) fn layer(spec: &'static LayerSpec, units: usize, return_sequences: bool) -> Layer {
+    let args = vec![
+        ("units", ArgValue::Int(units)),
+        ("return_sequences", ArgValue::Flag(return_sequences)),
+    ];
+    Layer::typed(spec, args)
 }
 
 /// A recurrent layer's input `[B, T, features]`: its node, its Keras mask `[B, T]` (an

@@ -5,7 +5,7 @@ use super::recurrent::{self, Recurrence, Sequence, Step};
 use super::recurrent::{ACTIVATION, DROPOUT, GO_BACKWARDS, RECURRENT_DROPOUT, RETURN_SEQUENCES};
 use super::recurrent::{BIAS, KERNEL, RECURRENT_KERNEL, RETURN_STATE, STATEFUL, UNITS, UNROLL};
 use super::recurrent::USE_BIAS;
-use super::{ArgValue, Arity, Call, Layer, LayerSpec, Masking};
+use super::{Arity, Call, Layer, LayerSpec, Masking};
 use crate::error::Result;
 use crate::ir::{DType, Graph, NodeId};
 use crate::nn::ModelBuilder;
@@ -37,11 +37,7 @@ pub(super) const SPECS: &[LayerSpec] = &[LayerSpec {
 impl Layer {
     /// `SimpleRNN(units, return_sequences=…)` with Keras's other defaults.
     pub fn simple_rnn(units: usize, return_sequences: bool) -> Self {
-        let args = vec![
-            ("units", ArgValue::Int(units)),
-            ("return_sequences", ArgValue::Flag(return_sequences)),
-        ];
-        Layer::typed(&SPECS[0], args)
+        recurrent::layer(&SPECS[0], units, return_sequences)
     }
 }
 
