@@ -45,8 +45,11 @@
 //! ```text
 //! model!  { model* }
 //! model   = doc-comment* visibility? Name ( input, … ) body
-//! input   = name: [dim, …] (as i32)?     every dimension but the batch is known: x: [28, 28];
+//! input   = name: [dim, …] (as i32)?     the dimensions but the batch: x: [28, 28];
 //!                                        `as i32` for token ids (embedding inputs)
+//! dim     = size | None | Name            a size, or an open length known only when fed:
+//!                                        `None` (each its own until a layer needs two
+//!                                        equal) or a name shared by inputs of one length
 //! body    = -> layer -> layer …          sequential: all inputs flow into the first layer
 //!         | { let name = flow; … flow }  functional: the last flow is the output
 //! flow    = source -> layer -> …
