@@ -43,7 +43,7 @@ fn the_seed_mlp_expands_to_a_model_and_its_architecture() {
         "pub struct Mlp (:: kiln :: Model)",
         "pub struct MlpArchitecture",
         "impl :: kiln :: compiler :: nn :: Architecture for MlpArchitecture",
-        "builder . input (\"x\" , & [784usize]",
+        "builder . input (\"x\" , & [:: kiln :: compiler :: ir :: Dim :: Fixed (784usize)]",
         ":: kiln :: compiler :: nn :: Layer :: new (\"dense\"",
         "ArgValue :: Activation (:: kiln :: compiler :: nn :: Activation :: Softmax)",
         "pub fn new (seed : u64) -> Self",
