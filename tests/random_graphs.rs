@@ -70,6 +70,11 @@ fn build(steps: &[Step]) -> (Graph, Vec<NodeId>) {
             }
             4 => g.matmul(a, w, false, k % 2 == 1).unwrap(),
             5 => {
+                // `a < b + 1/8`: a comparison of values equal up to rounding (`v` against
+                // `v - mean(v)`, whose mean is 0 but for rounding) flips with the summation
+                // order, which differs between the JIT and the interpreter by design.
+                let eighth = g.scalar(0.125).unwrap();
+                let b = g.add(b, eighth).unwrap();
                 let m = g.compare(kiln::compiler::ir::CompareOp::Lt, a, b).unwrap();
                 g.select(m, a, c).unwrap()
             }
@@ -130,4 +135,24 @@ proptest! {
         let got = check_graph("random graph", &g, &outs, &[("x", &x), ("y", &y), ("w", &w)], tol(1e-5, 1e-4));
         log_bits(&format!("{steps:?} batch={batch} seed={seed}"), &got);
     }
+}
+
+/// Found by CI: `v = x - mean(x)`, `w = v - mean(v)`, then `select(v < w, v, x)`. `mean(v)` is
+/// 0 up to rounding, so `v < w` compared rounding noise and the JIT and the interpreter (which
+/// sum in other orders) picked different sides; the generator now compares with a margin.
+#[test]
+fn regression_a_comparison_of_rounding_noise() {
+    let steps = [(2, 0, 0, 2), (2, 2, 0, 2), (5, 2, 3, 0)];
+    let (g, outs) = build(&steps);
+    let mut r = rng(15);
+    let x = uniform(&mut r, &[4, 5], -1.0, 1.0);
+    let y = uniform(&mut r, &[4, 5], -1.0, 1.0);
+    let w = uniform(&mut r, &[5, 5], -0.5, 0.5);
+    check_graph(
+        "regression",
+        &g,
+        &outs,
+        &[("x", &x), ("y", &y), ("w", &w)],
+        tol(1e-5, 1e-4),
+    );
 }
