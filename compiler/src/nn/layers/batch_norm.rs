@@ -3,7 +3,7 @@
 //! moving statistics in inference; then scales by `gamma` and shifts by `beta`.
 
 use super::{ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Initializer, Layer, LayerSpec};
-use super::layer_norm::{moments, Affine};
+use super::layer_norm::{moments, Affine, CENTER, EPSILON, SCALE};
 use super::{Masking, Weight};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, NodeId};
@@ -48,24 +48,9 @@ pub(super) const SPECS: &[LayerSpec] = &[LayerSpec {
             default: Default::Value(ArgValue::Real(0.99)),
             doc: "in `[0, 1]`: `moving = moving · momentum + batch · (1 - momentum)`",
         },
-        ArgSpec {
-            name: "epsilon",
-            kind: ArgKind::Real,
-            default: Default::Value(ArgValue::Real(1e-3)),
-            doc: "added to the variance before its square root",
-        },
-        ArgSpec {
-            name: "center",
-            kind: ArgKind::Flag,
-            default: Default::Value(ArgValue::Flag(true)),
-            doc: "whether to add the learned `beta`",
-        },
-        ArgSpec {
-            name: "scale",
-            kind: ArgKind::Flag,
-            default: Default::Value(ArgValue::Flag(true)),
-            doc: "whether to multiply by the learned `gamma`",
-        },
+        EPSILON,
+        CENTER,
+        SCALE,
     ],
     inputs: Arity::Exactly(1),
     dtype: DType::F32,

@@ -16,6 +16,26 @@ pub(super) const AXIS: ArgSpec = ArgSpec {
     doc: "the normalised axis (not the batch axis)",
 };
 
+/// Keras's normalisations' `epsilon` (1e-3, layer and batch norm), `center` and `scale`.
+pub(super) const EPSILON: ArgSpec = ArgSpec {
+    name: "epsilon",
+    kind: ArgKind::Real,
+    default: Default::Value(ArgValue::Real(1e-3)),
+    doc: "added to the variance before its square root",
+};
+pub(super) const CENTER: ArgSpec = ArgSpec {
+    name: "center",
+    kind: ArgKind::Flag,
+    default: Default::Value(ArgValue::Flag(true)),
+    doc: "whether to add the learned `beta`",
+};
+pub(super) const SCALE: ArgSpec = ArgSpec {
+    name: "scale",
+    kind: ArgKind::Flag,
+    default: Default::Value(ArgValue::Flag(true)),
+    doc: "whether to multiply by the learned `gamma`",
+};
+
 pub(super) const SPECS: &[LayerSpec] = &[LayerSpec {
     name: "layer_norm",
     keras: "LayerNormalization",
@@ -23,24 +43,9 @@ pub(super) const SPECS: &[LayerSpec] = &[LayerSpec {
           `gamma` and shifts by `beta`",
     args: &[
         AXIS,
-        ArgSpec {
-            name: "epsilon",
-            kind: ArgKind::Real,
-            default: Default::Value(ArgValue::Real(1e-3)),
-            doc: "added to the variance before its square root",
-        },
-        ArgSpec {
-            name: "center",
-            kind: ArgKind::Flag,
-            default: Default::Value(ArgValue::Flag(true)),
-            doc: "whether to add the learned `beta`",
-        },
-        ArgSpec {
-            name: "scale",
-            kind: ArgKind::Flag,
-            default: Default::Value(ArgValue::Flag(true)),
-            doc: "whether to multiply by the learned `gamma`",
-        },
+        EPSILON,
+        CENTER,
+        SCALE,
     ],
     inputs: Arity::Exactly(1),
     dtype: DType::F32,
