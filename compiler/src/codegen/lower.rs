@@ -11,7 +11,7 @@ use super::kernels::rows::{self, RowsSpec};
 use super::kernels::{self, Buf, KernelSpec, Region};
 use super::scan::LoopProgram;
 use super::target::Target;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Op};
 use crate::options::CompileOptions;
 use crate::schedule::buffers::BufferPlan;
@@ -205,21 +205,22 @@ impl KernelAt<'_> {
     }
 
     fn define_op(&self, jit: &mut JitBuilder, place: &Placement, op: &Op) -> Result<(FuncId, u64)> {
-        if let Op::Scan { scan, output } = op {
-            let node = self.p.results[0];
-            let operands = place.graph.operands(node);
+        if let Op::Scan { scan, .. } = op {
+            let results = self.p.results.iter().map(|&r| {
+                if let Op::Scan { output, .. } = place.graph.node(r).op {
+                    return Ok((output, place.buf(r)));
+                }
+                Err(Error::Codegen {
+                    kernel: self.p.name.clone(),
+                    message: "a loop's kernel stores only values of the loop".into(),
+                })
+            });
             let bufs = (
-                operands.iter().map(|&o| place.buf(o)).collect(),
-                place.buf(node),
+                self.p.reads.iter().map(|&o| place.buf(o)).collect(),
+                results.collect::<Result<_>>()?,
             );
-            let (id, program) = super::scan::define(
-                jit,
-                &self.p.name,
-                (scan, *output),
-                bufs,
-                place.batch,
-                self.options,
-            )?;
+            let (id, program) =
+                super::scan::define(jit, &self.p.name, scan, bufs, place.batch, self.options)?;
             self.loops.borrow_mut().push(program);
             return Ok((id, 0));
         }

@@ -1,12 +1,14 @@
 //! Compiled loops: the body of a [`Scan`] compiled once, as a program of its own, and run `T`
 //! times by a driver, so the number of Cranelift functions does not depend on `T`.
 //!
-//! The kernel of a loop node is a Cranelift trampoline calling [`run_loop`] with the loop's
-//! [`LoopProgram`]: the body's executable, its own work arena and where every operand and the
-//! output live in the outer program's arenas. At each step the driver copies the carries, the
-//! step's slice of each sequence and the invariants into the body's input slots, runs the body's
-//! kernels, and copies the next carries and the value the node yields back out (the output at
-//! offset `t` times its slice size when it is stacked). Each node of a loop runs the loop.
+//! The values of one loop (its sibling [`Op::Scan`](crate::ir::Op::Scan) nodes) are one kernel
+//! (see `schedule::kernels`): a Cranelift trampoline calling [`run_loop`] with the loop's
+//! [`LoopProgram`]: the body's executable, its own work arena and where every operand and every
+//! value the kernel stores live in the outer program's arenas. The driver copies the invariants
+//! into the body's input slots once (the body's inputs are never overwritten); at each step it
+//! copies the carries and the step's slice of each sequence in, runs the body's kernels, and
+//! copies the next carries and the per-step values out (a stacked value at offset `t` times its
+//! slice size).
 
 use super::compile::{compile, Executable, Slot};
 use super::jit::JitBuilder;
@@ -20,14 +22,13 @@ use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature};
 use cranelift_module::FuncId;
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// A loop node compiled for one batch size.
+/// A loop compiled for one batch size.
 pub struct LoopProgram {
     body: Executable,
     scan: Arc<Scan>,
-    output: ScanOutput,
-    /// The node's operands and output in the outer program's arenas.
+    /// The loop's operands and the values it stores, in the outer program's arenas.
     operands: Vec<Buf>,
-    result: Buf,
+    results: Vec<(ScanOutput, Buf)>,
     /// For each input slot of the body, the operand feeding it.
     feeds: Vec<usize>,
     /// The body's work arena (with its constants) and the carries between steps.
@@ -41,14 +42,14 @@ impl LoopProgram {
     }
 }
 
-/// Defines the kernel computing `output` of `scan` over `operands` into `result`: compiles the
-/// body for `batch` and emits a trampoline to [`run_loop`]; the loop program returned must
-/// live as long as the code.
+/// Defines the kernel running `scan` over `operands` and storing each of its `results`:
+/// compiles the body for `batch` and emits a trampoline to [`run_loop`]; the loop program
+/// returned must live as long as the code.
 pub(super) fn define(
     jit: &mut JitBuilder,
     name: &str,
-    (scan, output): (&Arc<Scan>, ScanOutput),
-    (operands, result): (Vec<Buf>, Buf),
+    scan: &Arc<Scan>,
+    (operands, results): (Vec<Buf>, Vec<(ScanOutput, Buf)>),
     batch: usize,
     options: &CompileOptions,
 ) -> Result<(FuncId, Arc<LoopProgram>)> {
@@ -59,8 +60,8 @@ pub(super) fn define(
             message: format!("a loop body cannot hold {} yet", g.node(n).op.name()),
         });
     }
-    let results: Vec<NodeId> = scan.next.iter().chain(&scan.outputs).copied().collect();
-    let body = compile(g, &results, &[], batch, options)?;
+    let yields: Vec<NodeId> = scan.next.iter().chain(&scan.outputs).copied().collect();
+    let body = compile(g, &yields, &[], batch, options)?;
     let names: Vec<&str> = scan
         .body
         .inputs()
@@ -90,9 +91,8 @@ pub(super) fn define(
     let program = Arc::new(LoopProgram {
         body,
         scan: Arc::clone(scan),
-        output,
         operands,
-        result,
+        results,
         feeds,
         memory: Mutex::new((arena, carries)),
     });
@@ -140,31 +140,36 @@ unsafe extern "C" fn run_loop(program: *const LoopProgram, state: *mut u8, work:
     // SAFETY (all copies): every slot and buffer lies in its arena, as the plans placed them,
     // and the body's arena is distinct from the outer ones.
     let copy = |from: *const u8, to: *mut u8, n: usize| unsafe { std::ptr::copy(from, to, n) };
+    let slots = || p.body.inputs.iter().zip(&p.feeds);
     for (carry, b) in carries.iter_mut().zip(&p.operands) {
         copy(outer(b), carry.as_mut_ptr(), carry.len());
     }
+    for (slot, &k) in slots().filter(|(_, &k)| k >= nc + ns) {
+        copy(
+            outer(&p.operands[k]),
+            base.wrapping_add(slot.offset),
+            bytes(slot),
+        );
+    }
     let slice = |b: &Buf| b.dims[1..].iter().product::<usize>() * b.dtype.size();
-    let result_slice = slice(&p.result);
     let steps: Vec<usize> = if p.scan.reverse {
         (0..p.scan.length).rev().collect()
     } else {
         (0..p.scan.length).collect()
     };
     for t in steps {
-        for (slot, &k) in p.body.inputs.iter().zip(&p.feeds) {
+        let at_step = |b: &Buf| outer(b).wrapping_add(t * slice(b));
+        for (slot, &k) in slots().filter(|(_, &k)| k < nc + ns) {
             let at = base.wrapping_add(slot.offset);
             match k {
                 k if k < nc => copy(carries[k].as_ptr(), at, carries[k].len()),
-                k if k < nc + ns => {
-                    let b = &p.operands[k];
-                    copy(outer(b).wrapping_add(t * slice(b)), at, slice(b));
-                }
-                k => copy(outer(&p.operands[k]), at, bytes(slot)),
+                k => copy(at_step(&p.operands[k]), at, slice(&p.operands[k])),
             }
         }
-        if let ScanOutput::Trace(i) = p.output {
-            let to = outer(&p.result).wrapping_add(t * result_slice);
-            copy(carries[i].as_ptr(), to, result_slice);
+        for (output, b) in &p.results {
+            if let ScanOutput::Trace(i) = *output {
+                copy(carries[i].as_ptr(), at_step(b), slice(b));
+            }
         }
         for k in &p.body.kernels {
             // SAFETY: the body's kernels were compiled for its arena, with no parameters.
@@ -177,16 +182,16 @@ unsafe extern "C" fn run_loop(program: *const LoopProgram, state: *mut u8, work:
                 carry.len(),
             );
         }
-        if let ScanOutput::Stacked(j) = p.output {
-            let from = base.wrapping_add(p.body.outputs[nc + j].offset);
-            copy(
-                from,
-                outer(&p.result).wrapping_add(t * result_slice),
-                result_slice,
-            );
+        for (output, b) in &p.results {
+            if let ScanOutput::Stacked(j) = *output {
+                let from = base.wrapping_add(p.body.outputs[nc + j].offset);
+                copy(from, at_step(b), slice(b));
+            }
         }
     }
-    if let ScanOutput::Final(i) = p.output {
-        copy(carries[i].as_ptr(), outer(&p.result), carries[i].len());
+    for (output, b) in &p.results {
+        if let ScanOutput::Final(i) = *output {
+            copy(carries[i].as_ptr(), outer(b), carries[i].len());
+        }
     }
 }

@@ -29,11 +29,11 @@
 //! its carries (the traces); everything else a backward step needs is recomputed from them.
 //!
 //! **Compilation** (`crate::codegen`'s `scan` module): the body is compiled once, as a program
-//! of its own with its own arena, and each loop node's kernel is a driver that runs the body's
-//! kernels `T` times, copying in the carries, the step's sequence slices (at `t` times their
-//! slice size) and the invariants, and copying out the next carries and the node's value. So
-//! the number of Cranelift functions does not depend on `T`. Not yet: each node of a loop runs
-//! the loop (siblings are not merged into one driver), and the body runs on one thread.
+//! of its own with its own arena, and the loop's nodes are one kernel (`schedule::kernels`), a
+//! driver that copies in the invariants once and then runs the body's kernels `T` times,
+//! copying in the carries and the step's sequence slices (at `t` times their slice size) and
+//! copying out the next carries and every value the loop yields. So the number of Cranelift
+//! functions does not depend on `T`. Not yet: the body runs on one thread.
 #![deny(clippy::wildcard_enum_match_arm)]
 
 use super::{DType, Dim, Graph, NodeId, Shape};

@@ -124,6 +124,10 @@ fn group_kernels(graph: &Graph, groups: &[Group]) -> (Vec<Planned>, HashSet<Node
     let mut kernels: Vec<Planned> = Vec::new();
     for group in groups {
         let root_node = group.root();
+        if let Some(k) = loop_sibling(graph, &kernels, root_node) {
+            kernels[k].results.push(root_node);
+            continue;
+        }
         let (body, reads, label) = if group.kind == Kind::Single {
             let op = graph.node(root_node).op.clone();
             let label = op.name();
@@ -157,6 +161,23 @@ fn group_kernels(graph: &Graph, groups: &[Group]) -> (Vec<Planned>, HashSet<Node
         });
     }
     (kernels, in_registers)
+}
+
+/// The kernel already running the loop that `node` is a value of, if any: the values of one
+/// loop ([`Op::Scan`] nodes of the same loop over the same operands) are one kernel, which
+/// runs the loop once and stores every value, at the place of the first (whose operands are
+/// the others', so computed by then).
+fn loop_sibling(graph: &Graph, kernels: &[Planned], node: NodeId) -> Option<usize> {
+    let Op::Scan { scan, .. } = &graph.node(node).op else {
+        return None;
+    };
+    let operands = graph.operands(node);
+    kernels.iter().position(|p| match &p.body {
+        Body::Op(Op::Scan { scan: other, .. }) => {
+            other.fingerprint() == scan.fingerprint() && p.reads == operands
+        }
+        Body::Op(_) | Body::Group(_) | Body::Flat { .. } => false,
+    })
 }
 
 /// Updates in place: the kernel computing a parameter's new value writes it straight into
@@ -291,25 +312,11 @@ pub(crate) mod tests {
         plan_kernels(graph, &fusion, outputs, updates, &offsets, fuse)
     }
 
-    /// `relu(x + 1)`, the graph and its output.
-    pub(crate) fn chain() -> (Graph, NodeId) {
-        let mut g = Graph::new();
-        let x = g.input("x", Shape::fixed(&[4, 8]), DType::F32).unwrap();
-        let one = g.scalar(1.0).unwrap();
-        let one = g.broadcast_to(one, &Shape::fixed(&[4, 8])).unwrap();
-        let y = g.add(x, one).unwrap();
-        let y = g.unary(crate::ir::UnaryOp::Relu, y).unwrap();
-        (g, y)
-    }
-
-    /// The training step of a two-layer MLP with Adam, simplified (as compiling does): the
-    /// graph, its loss and its updates.
-    pub(crate) fn mlp_step() -> (Graph, NodeId, Vec<(NodeId, NodeId)>) {
-        let arch = Sequential::new(&[4])
-            .add(Layer::dense(3, Activation::Relu))
-            .add(Layer::dense(2, Activation::Softmax));
+    /// The training step of `arch` with Adam, simplified (as compiling does): the graph, its
+    /// loss and its updates.
+    fn training_step(arch: &Sequential) -> (Graph, NodeId, Vec<(NodeId, NodeId)>) {
         let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
-        let lg = loss_graph(&arch, &loss, &[], Some(&Adam::default().into())).unwrap();
+        let lg = loss_graph(arch, &loss, &[], Some(&Adam::default().into())).unwrap();
         let roots: Vec<NodeId> = std::iter::once(lg.loss)
             .chain(lg.updates.iter().flat_map(|&(p, v)| [p, v]))
             .collect();
@@ -321,6 +328,27 @@ pub(crate) mod tests {
             .collect();
         let loss = s.get(lg.loss).unwrap();
         (s.graph, loss, updates)
+    }
+
+    /// `relu(x + 1)`, the graph and its output.
+    pub(crate) fn chain() -> (Graph, NodeId) {
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::fixed(&[4, 8]), DType::F32).unwrap();
+        let one = g.scalar(1.0).unwrap();
+        let one = g.broadcast_to(one, &Shape::fixed(&[4, 8])).unwrap();
+        let y = g.add(x, one).unwrap();
+        let y = g.unary(crate::ir::UnaryOp::Relu, y).unwrap();
+        (g, y)
+    }
+
+    /// The training step of a two-layer MLP with Adam, simplified: the graph, its loss and its
+    /// updates.
+    pub(crate) fn mlp_step() -> (Graph, NodeId, Vec<(NodeId, NodeId)>) {
+        training_step(
+            &Sequential::new(&[4])
+                .add(Layer::dense(3, Activation::Relu))
+                .add(Layer::dense(2, Activation::Softmax)),
+        )
     }
 
     /// One Adam step on a 7×3 parameter `w` with gradient input `grad`: the graph and updates.
@@ -386,5 +414,34 @@ pub(crate) mod tests {
                 kernel.name
             );
         }
+    }
+
+    /// Each loop of a stacked LSTM's training step, forward or backward, is one kernel storing
+    /// all its values (its output sequence, its final state, its states' traces), which runs
+    /// the loop once, not once per value.
+    #[test]
+    fn the_values_of_one_loop_are_one_kernel() {
+        let arch = Sequential::new(&[5, 3])
+            .add(Layer::lstm(4, true))
+            .add(Layer::lstm(4, false))
+            .add(Layer::dense(2, Activation::Softmax));
+        let (g, loss, updates) = training_step(&arch);
+        let p = plan(&g, &[loss], &updates, true);
+        let loops: Vec<&Planned> = p
+            .kernels
+            .iter()
+            .filter(|k| matches!(k.body, Body::Op(Op::Scan { .. })))
+            .collect();
+        let values: usize = loops.iter().map(|k| k.results.len()).sum();
+        let scans = g
+            .ids()
+            .filter(|&n| matches!(g.node(n).op, Op::Scan { .. }))
+            .count();
+        assert_eq!(loops.len(), 4, "two loops forward, two backward");
+        assert_eq!(
+            values, scans,
+            "every value of a loop is stored by its kernel"
+        );
+        assert!(values > loops.len(), "the loops yield several values each");
     }
 }
