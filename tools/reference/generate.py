@@ -148,6 +148,18 @@ MODEL_CASES = {
     "embedding_mask_lstm": ([lambda: keras.layers.Embedding(12, 4, mask_zero=True),
                              lambda: keras.layers.LSTM(5),
                              lambda: keras.layers.Dense(3, activation="softmax")], (4, 6), 3, 12),
+    # Recurrent layers with return_sequences pass the mask on: the second LSTM and the pooling
+    # skip the padded steps too.
+    "embedding_mask_stacked_lstm": ([lambda: keras.layers.Embedding(12, 4, mask_zero=True),
+                                     lambda: keras.layers.LSTM(5, return_sequences=True),
+                                     lambda: keras.layers.LSTM(4),
+                                     lambda: keras.layers.Dense(3, activation="softmax")],
+                                    (4, 6), 3, 12),
+    "embedding_mask_bidirectional_pool": (
+        [lambda: keras.layers.Embedding(12, 4, mask_zero=True),
+         lambda: keras.layers.Bidirectional(keras.layers.GRU(3, return_sequences=True)),
+         lambda: keras.layers.GlobalAveragePooling1D(),
+         lambda: keras.layers.Dense(3, activation="softmax")], (4, 6), 3, 12),
 }
 
 # The optimizer cases' tolerances (float32 against float64 references), as the shared ones.

@@ -3,7 +3,7 @@
 //! input order, and the two merged (`concat`, `sum`, `mul` or `ave`). With `return_state`
 //! the outputs are Keras's: the merged output, then the forward states, then the backward.
 
-use super::recurrent::GO_BACKWARDS;
+use super::recurrent::{self, GO_BACKWARDS};
 use super::{ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Layer, LayerSpec, Masking};
 use crate::error::{Error, Result};
 use crate::ir::{DType, NodeId};
@@ -80,6 +80,7 @@ fn build(b: &mut ModelBuilder, call: &Call) -> Result<Vec<NodeId>> {
             }
         }
     })?;
+    recurrent::pass_mask(b, call.inputs[0], sequences, merged);
     let mut outputs = vec![merged];
     outputs.extend(&forward[1..]);
     outputs.extend(&backward[1..]);

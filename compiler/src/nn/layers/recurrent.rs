@@ -209,7 +209,7 @@ pub(super) fn build(
 ) -> Result<Vec<NodeId>> {
     let backwards = call.flag("go_backwards");
     let sequences = call.flag("return_sequences");
-    b.graph.scoped(call.name, |g| -> Result<Vec<NodeId>> {
+    let outputs = b.graph.scoped(call.name, |g| -> Result<Vec<NodeId>> {
         let projected = project(g, seq, r)?;
         let scan = Arc::new(body(g, seq, r, projected, backwards)?);
         let state = g.full(0.0, &Shape::batched(&[seq.units]))?;
@@ -239,7 +239,18 @@ pub(super) fn build(
             outputs.extend(&nodes.finals);
         }
         Ok(outputs)
-    })
+    })?;
+    pass_mask(b, seq.x, sequences, outputs[0]);
+    Ok(outputs)
+}
+
+/// An output sequence `y` carries the mask of the input sequence `x`, as Keras's recurrent
+/// layers with `return_sequences` pass it on (a stacked layer skips the same steps); the last
+/// output and the states carry none.
+pub(super) fn pass_mask(b: &mut ModelBuilder, x: NodeId, sequences: bool, y: NodeId) {
+    if let (true, Some(mask)) = (sequences, b.mask(x)) {
+        b.set_mask(y, mask);
+    }
 }
 
 /// `x · kernel (+ bias)` for every step at once, time-major: `[T, B, G·units]`.
