@@ -34,27 +34,43 @@ pub fn seed_mlp_784() -> Sequential {
 /// of batch `batch`, from seed 0 with Adam; returns the test accuracy (on the 1,000 test
 /// digits).
 pub fn mnist_test_accuracy(arch: Sequential, train: usize, epochs: usize, batch: usize) -> f64 {
-    let (all, test) =
-        kiln::data::idx_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist5k")).unwrap();
+    let (all, test) = mnist5k();
     let (train, _) = all.split_at(train).unwrap();
-    let mut model = Model::new(arch, 0).unwrap();
-    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
-    model
-        .compile(Adam::default(), loss, &[Metric::Accuracy])
-        .unwrap();
-    let fit = Fit {
+    let budget = Fit {
         epochs,
         batch_size: batch,
-        verbosity: Verbosity::Quiet,
         ..Fit::default()
     };
-    model.fit(&train, &fit).unwrap();
+    test_accuracy(arch, Adam::default(), (&train, &test), &budget)
+}
+
+/// `data/mnist5k`: the 4,000 training digits and the 1,000 test digits.
+pub fn mnist5k() -> (Dataset, Dataset) {
+    kiln::data::idx_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist5k")).unwrap()
+}
+
+/// The test accuracy of `arch` (seed 0) trained with `optimizer` on `train` for `budget`'s
+/// epochs and batch size (quietly).
+pub fn test_accuracy(
+    arch: Sequential,
+    optimizer: impl Into<Optimizer>,
+    (train, test): (&Dataset, &Dataset),
+    budget: &Fit,
+) -> f64 {
+    let mut model = Model::new(arch, 0).unwrap();
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: false };
+    model.compile(optimizer, loss, &[Metric::Accuracy]).unwrap();
+    let fit = Fit {
+        verbosity: Verbosity::Quiet,
+        ..*budget
+    };
+    model.fit(train, &fit).unwrap();
     let evaluate = Evaluate {
         batch_size: 128,
         ..Evaluate::default()
     };
     model
-        .evaluate_with(&test, &evaluate)
+        .evaluate_with(test, &evaluate)
         .unwrap()
         .get("accuracy")
         .unwrap()
