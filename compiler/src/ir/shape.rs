@@ -98,6 +98,50 @@ impl Dim {
     /// The batch dimension `B`.
     pub const BATCH: Dim = Dim::Batch(1);
 
+    /// The product of dimensions as one dimension: the batch stays symbolic, and an open length
+    /// folds on its own or with the batch (the rows of a batch of sequences), not with sizes alone.
+    pub fn fold(dims: &[Dim]) -> crate::error::Result<Dim> {
+        let (mut batch, mut open) = (None, None);
+        let mut fixed: usize = 1;
+        let shape = || Shape(dims.to_vec());
+        let too_big = || {
+            crate::error::Error::shape(
+                "reshape",
+                format!("{} has more elements than fit in memory", shape()),
+            )
+        };
+        let unfoldable = |why: &str| {
+            crate::error::Error::shape("reshape", format!("cannot fold {}: {why}", shape()))
+        };
+        for d in dims {
+            let (k, sym) = match *d {
+                Dim::Fixed(n) => (n, None),
+                Dim::Batch(k) => (k, None),
+                Dim::Open(s) => (1, Some(s)),
+                Dim::BatchOpen(k, s) => (k, Some(s)),
+            };
+            fixed = fixed.checked_mul(k).ok_or_else(too_big)?;
+            if d.has_batch() && batch.replace(()).is_some() {
+                return Err(unfoldable("two batch axes cannot be folded into one"));
+            }
+            if sym.is_some() && open.replace(sym).is_some() {
+                return Err(unfoldable("two open dimensions cannot be folded into one"));
+            }
+        }
+        Ok(match (batch, open.flatten()) {
+            (None, None) => Dim::Fixed(fixed),
+            (Some(()), None) => Dim::Batch(fixed),
+            (Some(()), Some(s)) => Dim::BatchOpen(fixed, s),
+            (None, Some(s)) if fixed == 1 => Dim::Open(s),
+            (None, Some(_)) => {
+                return Err(unfoldable(
+                    "an open dimension (a length known only when fed) folds only with the batch; \
+                     fix the length in the input's shape",
+                ))
+            }
+        })
+    }
+
     /// The concrete size for a given batch size. Open dimensions must have been bound first
     /// ([`Graph::bind`](super::Graph::bind)); compiling and interpreting check that.
     pub fn concrete(self, batch: usize) -> usize {

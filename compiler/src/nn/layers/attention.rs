@@ -11,7 +11,7 @@
 //! attends uniformly, never to NaN.
 
 use super::dense::{affine, USE_BIAS};
-use super::{fold, ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Initializer, Layer};
+use super::{ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Initializer, Layer};
 use super::{LayerSpec, Masking, Weight};
 use crate::error::{Error, Result};
 use crate::ir::{CompareOp, DType, Dim, Graph, NodeId, Shape};
@@ -177,7 +177,7 @@ pub(super) fn attend(
         let heads_out = g.matmul(probabilities, v, false, false)?;
         let steps = g.permute(heads_out, &[0, 2, 1, 3])?;
         let dims = g.shape(steps).dims().to_vec();
-        let rows = fold(&dims[..2])?;
+        let rows = Dim::fold(&dims[..2])?;
         let joined = g.reshape(steps, Shape(vec![rows, Dim::Fixed(heads * value_dim)]))?;
         let kernel = g.reshape(out_kernel, Shape::fixed(&[heads * value_dim, output_dim]))?;
         let y = affine(g, joined, kernel, out_bias)?;
@@ -267,7 +267,7 @@ fn project(
     let kernel = call.weight(b, &WEIGHTS[at], &[width, heads, size])?;
     let bias = optional_bias(b, call, at + 1, &[heads, size])?;
     b.graph.scoped(call.name, |g| {
-        let rows = g.reshape(x, Shape(vec![fold(&dims[..2])?, Dim::Fixed(width)]))?;
+        let rows = g.reshape(x, Shape(vec![Dim::fold(&dims[..2])?, Dim::Fixed(width)]))?;
         let kernel = g.reshape(kernel, Shape::fixed(&[width, heads * size]))?;
         let bias = bias
             .map(|b| g.reshape(b, Shape::fixed(&[heads * size])))

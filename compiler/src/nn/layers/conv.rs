@@ -3,7 +3,7 @@
 //! the bias, then the activation: the dense layer's contraction and epilogue.
 
 use super::dense::{affine, ACTIVATION, BIAS, KERNEL, USE_BIAS};
-use super::{fold, scoped_activate, ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Layer};
+use super::{scoped_activate, ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Layer};
 use super::{LayerSpec, Masking};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Dim, NodeId, Shape, Window};
@@ -156,7 +156,7 @@ fn build(b: &mut ModelBuilder, call: &Call) -> Result<Vec<NodeId>> {
     let (y, outer) = b.graph.scoped(name, |g| -> Result<(NodeId, Vec<Dim>)> {
         let windows = g.window(x, &w, 0.0)?;
         let outer = g.shape(windows).dims()[..=w.rank()].to_vec();
-        let rows = g.reshape(windows, Shape(vec![fold(&outer)?, Dim::Fixed(taps)]))?;
+        let rows = g.reshape(windows, Shape(vec![Dim::fold(&outer)?, Dim::Fixed(taps)]))?;
         let kernel = g.reshape(kernel, Shape::fixed(&[taps, filters]))?;
         Ok((affine(g, rows, kernel, bias)?, outer))
     })?;

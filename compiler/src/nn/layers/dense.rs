@@ -1,6 +1,6 @@
 //! Keras `Dense`: `activation(x · kernel + bias)` over the last axis.
 
-use super::{fold, scoped_activate, ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Layer};
+use super::{scoped_activate, ArgKind, ArgSpec, ArgValue, Arity, Call, Default, Layer};
 use super::{Initializer, LayerSpec, Masking, Weight};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Dim, Graph, NodeId, Shape};
@@ -95,7 +95,7 @@ fn build(b: &mut ModelBuilder, call: &Call) -> Result<Vec<NodeId>> {
     };
     let y = b.graph.scoped(name, |g| -> Result<NodeId> {
         // Rank > 2: apply to the last axis by folding the leading axes into rows.
-        let rows = fold(&shape.dims()[..shape.rank() - 1])?;
+        let rows = Dim::fold(&shape.dims()[..shape.rank() - 1])?;
         let x2 = g.reshape(x, Shape(vec![rows, Dim::Fixed(fan_in)]))?;
         let y = affine(g, x2, kernel, bias)?;
         let mut out = shape.dims().to_vec();

@@ -1,8 +1,8 @@
 //! Keras `Flatten`: `[B, d1, d2, …] → [B, d1·d2·…]`.
 
-use super::{fold, Arity, Call, Layer, LayerSpec, Masking};
+use super::{Arity, Call, Layer, LayerSpec, Masking};
 use crate::error::{Error, Result};
-use crate::ir::{DType, NodeId, Shape};
+use crate::ir::{DType, Dim, NodeId, Shape};
 use crate::nn::ModelBuilder;
 
 pub(super) const SPECS: &[LayerSpec] = &[LayerSpec {
@@ -34,7 +34,7 @@ fn build(b: &mut ModelBuilder, call: &Call) -> Result<Vec<NodeId>> {
             "needs a batch axis",
         ));
     }
-    let rest = fold(&shape.dims()[1..])?;
+    let rest = Dim::fold(&shape.dims()[1..])?;
     let y = b
         .graph
         .scoped(name, |g| g.reshape(x, Shape(vec![shape.dims()[0], rest])))?;

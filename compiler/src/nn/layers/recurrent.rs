@@ -256,7 +256,7 @@ pub(super) fn pass_mask(b: &mut ModelBuilder, x: NodeId, sequences: bool, y: Nod
 /// `x · kernel (+ bias)` for every step at once, time-major: `[T, B, G·units]`.
 fn project(g: &mut Graph, seq: &Sequence, r: &Recurrence) -> Result<NodeId> {
     let time_major = g.permute(seq.x, &[1, 0, 2])?;
-    let rows = super::fold(&g.shape(time_major).dims()[..2])?;
+    let rows = Dim::fold(&g.shape(time_major).dims()[..2])?;
     let flat = g.reshape(time_major, Shape(vec![rows, Dim::Fixed(seq.features)]))?;
     let y = super::dense::affine(g, flat, r.kernel, r.input_bias)?;
     let width = g.shape(y).dims()[1];
