@@ -261,15 +261,22 @@ fn make_features(f: &Features, item: &[usize]) -> Option<Tensor> {
 #[derive(Clone, Copy)]
 struct Target(Option<usize>);
 
+/// Labels for at most this many rows: features with an absurd leading size and no elements
+/// (`[2⁴⁰, 0]`) get fewer labels than rows, which `Dataset::new` must reject (allocating 2⁴⁰
+/// labels aborted the test, not kiln).
+const MAX_LABEL_ROWS: usize = 1 << 16;
+
 fn make_labels(l: &Labels, rows: usize, target: Target) -> Option<Tensor> {
+    let rows = rows.min(MAX_LABEL_ROWS);
     let values: Vec<i32> = (0..rows)
         .map(|i| l.values.get(i).copied().unwrap_or(1))
         .collect();
     if l.as_f32.unwrap_or(target.0.is_some()) {
         let width = l.width.or(target.0).unwrap_or(1);
-        let data: Vec<f32> = (0..rows * width)
-            .map(|i| values[i / width.max(1)] as f32)
-            .collect();
+        let len = rows
+            .checked_mul(width)
+            .filter(|&n| n <= 4 * MAX_LABEL_ROWS)?;
+        let data: Vec<f32> = (0..len).map(|i| values[i / width.max(1)] as f32).collect();
         Tensor::from_f32(&[rows, width], data).ok()
     } else {
         Tensor::from_i32(&[rows], values).ok()
