@@ -1,5 +1,5 @@
-//! Data loading: IDX (MNIST), CSV and text files, and in-memory datasets that split and batch the way
-//! Keras's `fit` does.
+//! Data loading: IDX (MNIST), CSV and text files, and in-memory datasets that split and batch
+//! the way Keras's `fit` does.
 
 mod csv;
 mod dataset;
