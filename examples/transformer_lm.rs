@@ -1,6 +1,6 @@
 //! A character-level Transformer language model (decoder-only) trained on the King James text
 //! shipped in `data/kjv5`: it reports the validation loss in nats and bits per character
-//! against a unigram model's and continues a prompt greedily.
+//! against unigram and bigram models', and continues a prompt greedily and by sampling.
 //!
 //! ```sh
 //! cargo run --release --example transformer_lm -- [--data FILE] [--epochs N] [--seed N] [--distributed]
@@ -16,6 +16,9 @@ mod support;
 
 use kiln::data::{TextCorpus, Vocabulary};
 use kiln::prelude::*;
+use rand::distributions::{Distribution, WeightedIndex};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -157,20 +160,33 @@ fn median_interval_ms(instants: &[Instant]) -> f64 {
     ms.get(ms.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// `prompt` continued by `chars` characters, each the most probable next character given the
+/// How the next character is chosen from the predicted probabilities.
+pub enum Pick {
+    /// The most probable.
+    Greedy,
+    /// A draw from the probabilities raised to `1 / temperature` (renormalised), seeded.
+    Sample { temperature: f64, seed: u64 },
+}
+
+/// `prompt` continued by `chars` characters, each picked from the model's prediction given the
 /// last `steps` characters (fewer at first: the causal model ignores the padding after them).
 /// Errors for an empty prompt.
-pub fn continue_greedily(
+pub fn continue_text(
     model: &mut Model,
     vocabulary: &Vocabulary,
     prompt: &str,
     chars: usize,
     steps: usize,
+    pick: Pick,
 ) -> kiln::Result<String> {
     let mut ids = vocabulary.encode(prompt);
     if ids.is_empty() {
         return Err(Error::InvalidArgument("the prompt is empty".into()));
     }
+    let mut rng = StdRng::seed_from_u64(match pick {
+        Pick::Sample { seed, .. } => seed,
+        Pick::Greedy => 0,
+    });
     for _ in 0..chars {
         let context = &ids[ids.len().saturating_sub(steps)..];
         let last = context.len() - 1;
@@ -180,8 +196,14 @@ pub fn continue_greedily(
         let row = probabilities.to_f64();
         let size = row.len() / steps;
         let row = &row[last * size..][..size];
-        let best = (0..size).max_by(|&a, &b| row[a].total_cmp(&row[b]));
-        ids.push(best.unwrap_or(0) as i32);
+        let next = match pick {
+            Pick::Greedy => (0..size).max_by(|&a, &b| row[a].total_cmp(&row[b])),
+            Pick::Sample { temperature, .. } => {
+                let weights = row.iter().map(|p| p.powf(1.0 / temperature));
+                WeightedIndex::new(weights).ok().map(|w| w.sample(&mut rng))
+            }
+        };
+        ids.push(next.unwrap_or(0) as i32);
     }
     Ok(vocabulary.decode(&ids))
 }
@@ -219,9 +241,15 @@ fn main() {
         };
         let r = train(&mut model, &corpus, &budget)?;
         let prompt = "And God said";
-        let text = continue_greedily(&mut model, corpus.vocabulary(), prompt, 160, STEPS)?;
+        let vocabulary = corpus.vocabulary();
+        let greedy = continue_text(&mut model, vocabulary, prompt, 160, STEPS, Pick::Greedy)?;
+        let pick = Pick::Sample {
+            temperature: 0.8,
+            seed: cli.seed,
+        };
+        let sampled = continue_text(&mut model, vocabulary, prompt, 160, STEPS, pick)?;
         if rank0 {
-            println!("{text:?}");
+            println!("greedy: {greedy:?}\nsampled at temperature 0.8: {sampled:?}");
             println!(
                 "result: val_loss_nats={:.4} val_bits_per_char={:.4} initial_val_bits_per_char={:.4} unigram_bits_per_char={:.4} bigram_bits_per_char={:.4} params={} epochs={} train_seconds={:.1} compile_ms={:.1} step_ms={:.1}",
                 r.nats,

@@ -7,7 +7,7 @@ mod transformer_lm;
 
 use kiln::data::{read_text, TextCorpus, Vocabulary};
 use kiln::prelude::*;
-use transformer_lm::{bits, continue_greedily, ngram_nats, train, Budget};
+use transformer_lm::{bits, continue_text, ngram_nats, train, Budget, Pick};
 
 const KJV5: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/kjv5/kjv5.txt.gz");
 
@@ -102,14 +102,23 @@ fn a_tiny_model_learns_from_more_context_than_a_bigram_model() {
         bigram < unigram - 0.5,
         "bigram {bigram} against unigram {unigram}"
     );
-    // Greedy continuation reads the prompt and writes known characters only.
+    // Continuations read the prompt and write known characters only; a seed fixes a sample.
     let vocabulary = corpus.vocabulary();
-    let text = continue_greedily(&mut model, vocabulary, "And God said", 40, 32).unwrap();
-    assert!(
-        text.starts_with("And God said") && text.chars().count() == 52,
-        "{text:?}"
-    );
-    assert!(!text.contains(char::REPLACEMENT_CHARACTER), "{text:?}");
+    let mut continued =
+        |pick| continue_text(&mut model, vocabulary, "And God said", 40, 32, pick).unwrap();
+    let sample = || Pick::Sample {
+        temperature: 0.8,
+        seed: 7,
+    };
+    let (greedy, sampled) = (continued(Pick::Greedy), continued(sample()));
+    assert_eq!(sampled, continued(sample()));
+    for text in [greedy, sampled] {
+        assert!(text.starts_with("And God said"), "{text:?}");
+        assert_eq!(text.chars().count(), 52, "{text:?}");
+        assert!(!text.contains(char::REPLACEMENT_CHARACTER), "{text:?}");
+    }
+    let empty = continue_text(&mut model, vocabulary, "", 1, 32, Pick::Greedy).unwrap_err();
+    assert!(matches!(empty, Error::InvalidArgument(_)), "{empty}");
 }
 
 #[test]
