@@ -27,12 +27,18 @@ impl Cli {
     /// Parses `--data DIR`, `--epochs N` and `--seed N` (defaults: `data/mnist5k`, 10 epochs,
     /// seed 0); anything else prints the usage of `example` and exits.
     pub fn parse(example: &str) -> Cli {
-        let mut cli = Cli {
+        let defaults = Cli {
             data: concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist5k").to_string(),
             epochs: 10,
             seed: 0,
             distributed: false,
         };
+        Self::parse_with(example, defaults)
+    }
+
+    /// [`Cli::parse`] with other defaults.
+    pub fn parse_with(example: &str, defaults: Cli) -> Cli {
+        let mut cli = defaults;
         let usage = || -> ! {
             eprintln!("usage: {example} [--data DIR] [--epochs N] [--seed N] [--distributed]");
             std::process::exit(2);

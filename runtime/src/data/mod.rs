@@ -1,15 +1,17 @@
-//! Data loading: IDX (MNIST) and CSV files, and in-memory datasets that split and batch the way
-//! Keras's `fit` does.
+//! Data loading: IDX (MNIST), CSV and text files, and in-memory datasets that split and batch
+//! the way Keras's `fit` does.
 
 mod csv;
 mod dataset;
 mod idx;
+mod text;
 mod weights;
 
 pub use csv::{parse_csv, read_csv, CsvOptions, Header, LabelColumn, Labels};
 pub(crate) use dataset::row_range;
 pub use dataset::{idx_dir, Batch, Batches, Dataset};
 pub use idx::{parse_idx, parse_idx_limited, read_idx, IdxArray, IdxData};
+pub use text::{parse_text, read_text, windows, TextCorpus, Vocabulary};
 pub(crate) use weights::weighted;
 pub use weights::{class_sample_weights, ClassWeight};
 
