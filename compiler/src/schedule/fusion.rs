@@ -833,9 +833,12 @@ impl Planner<'_> {
     ) -> Vec<Decision> {
         let mut decisions = Vec::new();
         for h in 0..members.len() {
-            let matmul = !members[h].is_empty()
-                && matches!(classify(self.graph, &members[h]), Ok(Kind::Contraction(_)));
-            if !matmul {
+            let op = |&n: &NodeId| &self.graph.node(n).op;
+            if !members[h]
+                .iter()
+                .map(op)
+                .any(|o| matches!(o, Op::MatMul { .. }))
+            {
                 continue;
             }
             while let Some((g, union)) = self.gated_neighbour(h, members, group_of) {

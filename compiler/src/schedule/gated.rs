@@ -161,3 +161,108 @@ fn geometry(graph: &Graph, nodes: &[NodeId], matmul: NodeId) -> Result<Gates, St
         units,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::UnaryOp;
+    use crate::schedule::fusion::{plan, FusionPlan, Kind};
+
+    /// `h · U` (`[B, 5] · [5, 3·width]`) plus `x`, read through `slices` (start, end) of its
+    /// columns; `tanh` of each slice. Returns the graph, the results and the matmul.
+    fn cell(width: usize, slices: &[(usize, usize)]) -> (Graph, Vec<NodeId>, NodeId) {
+        let mut g = Graph::new();
+        let h = g.input("h", Shape::batched(&[5]), DType::F32).unwrap();
+        let u = g
+            .input("u", Shape::fixed(&[5, 3 * width]), DType::F32)
+            .unwrap();
+        let x = g
+            .input("x", Shape::batched(&[3 * width]), DType::F32)
+            .unwrap();
+        let hu = g.matmul(h, u, false, false).unwrap();
+        let z = g.add(hu, x).unwrap();
+        let gates: Vec<NodeId> = slices
+            .iter()
+            .map(|&(s, e)| g.slice(z, 1, s, e).unwrap())
+            .collect();
+        let ys = gates
+            .iter()
+            .map(|&s| g.unary(UnaryOp::Tanh, s).unwrap())
+            .collect();
+        (g, ys, hu)
+    }
+
+    fn fused(g: &Graph, results: &[NodeId]) -> FusionPlan {
+        let order: Vec<NodeId> = g.ids().collect();
+        plan(g, &order, results, true)
+    }
+
+    #[test]
+    fn a_matmul_read_through_equal_slices_is_one_gated_kernel() {
+        let (mut g, ys, hu) = cell(4, &[(0, 4), (4, 8), (8, 12)]);
+        let y = g.mul(ys[0], ys[1]).unwrap();
+        let y = g.mul(y, ys[2]).unwrap();
+        let p = fused(&g, &[y]);
+        assert_eq!(p.groups.len(), 1, "{}", p.describe(&g));
+        let gates = Gates {
+            matmul: hu,
+            count: 3,
+            units: 4,
+        };
+        assert_eq!(p.groups[0].kind, Kind::Gated(gates));
+        // Only the result is stored: the matmul's columns stay in registers.
+        assert_eq!(p.groups[0].outputs, [y]);
+        // Fusion off: every op its own kernel.
+        let order: Vec<NodeId> = g.ids().collect();
+        assert!(plan(&g, &order, &[y], false).groups.len() > 4);
+    }
+
+    #[test]
+    fn a_member_read_elsewhere_is_stored_and_the_matmul_stays_gated() {
+        let (mut g, ys, hu) = cell(2, &[(0, 2), (2, 4), (4, 6)]);
+        let total = g.sum_all(hu).unwrap();
+        let p = fused(&g, &[ys.as_slice(), &[total]].concat());
+        let gated = p
+            .groups
+            .iter()
+            .find(|gr| matches!(gr.kind, Kind::Gated(_)))
+            .unwrap_or_else(|| panic!("{}", p.describe(&g)));
+        assert!(gated.outputs.contains(&hu), "{}", p.describe(&g));
+        assert!(ys.iter().all(|y| gated.outputs.contains(y)));
+    }
+
+    #[test]
+    fn unequal_or_misaligned_slices_are_not_gates() {
+        for slices in [&[(0, 4), (4, 12)][..], &[(1, 5), (5, 9)], &[(0, 12)]] {
+            let (g, ys, hu) = cell(4, slices);
+            // (A gated group may still form around the slices that are equal gates.)
+            let p = fused(&g, &ys);
+            assert!(p.groups.len() > 1, "{slices:?}: {}", p.describe(&g));
+            let members: Vec<NodeId> = g
+                .ids()
+                .filter(|&n| !matches!(g.node(n).op, Op::Input { .. }))
+                .collect();
+            assert!(classify(&g, &members, hu).is_err(), "{slices:?}");
+        }
+    }
+
+    #[test]
+    fn a_transposed_matmul_or_a_slice_of_rows_is_not_gated() {
+        let mut g = Graph::new();
+        let h = g.input("h", Shape::fixed(&[6, 5]), DType::F32).unwrap();
+        let u = g.input("u", Shape::fixed(&[8, 5]), DType::F32).unwrap();
+        let hu = g.matmul(h, u, false, true).unwrap();
+        let a = g.slice(hu, 1, 0, 4).unwrap();
+        let b = g.slice(hu, 1, 4, 8).unwrap();
+        let y = g.mul(a, b).unwrap();
+        let err = classify(&g, &[hu, a, b, y], hu).unwrap_err();
+        assert!(err.contains("untransposed"), "{err}");
+        let v = g.input("v", Shape::fixed(&[5, 8]), DType::F32).unwrap();
+        let hv = g.matmul(h, v, false, false).unwrap();
+        let top = g.slice(hv, 0, 0, 3).unwrap();
+        let bottom = g.slice(hv, 0, 3, 6).unwrap();
+        let z = g.add(top, bottom).unwrap();
+        let err = classify(&g, &[hv, top, bottom, z], hv).unwrap_err();
+        assert!(err.contains("along axis 0"), "{err}");
+    }
+}
