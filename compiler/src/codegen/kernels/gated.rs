@@ -131,31 +131,34 @@ enum Lanes {
 }
 
 impl Math<'_> {
-    /// The value of the outside operand `slot` of member `m` at row `r`, unit `lane` of the
-    /// tile (and gate `gate` when it is read per gate).
+    /// The value of outside operand `slot` of member `m` (at gate `gate` when it is read per
+    /// gate), given each read's address at the values' row and first unit.
     fn read(
         &self,
         e: &mut Emit,
-        tile: &[Value],
+        at: &[Value],
         (m, slot): (NodeId, usize),
-        at: (usize, usize, usize),
+        gate: usize,
         lanes: usize,
     ) -> Value {
-        let (r, gate, lane) = at;
         let k = self
             .reads
             .iter()
             .position(|read| read.at == (m, slot))
             .expect("every outside operand is read");
         let read = &self.reads[k];
-        let units = self.spec.gates.units;
-        let col = read.col + lane + if read.per_gate { gate * units } else { 0 };
-        let off = ((r * read.strides.0 + col * read.strides.1) * 4) as i64;
+        let col = read.col
+            + if read.per_gate {
+                gate * self.spec.gates.units
+            } else {
+                0
+            };
+        let off = (col * read.strides.1 * 4) as i64;
         if read.strides.1 == 0 && lanes > 1 {
-            let x = e.load_at(lane_type(read.dtype, 1), mem_readonly(), tile[k], off);
+            let x = e.load_at(lane_type(read.dtype, 1), mem_readonly(), at[k], off);
             e.b.ins().splat(lane_type(read.dtype, lanes), x)
         } else {
-            e.load_at(lane_type(read.dtype, lanes), mem_readonly(), tile[k], off)
+            e.load_at(lane_type(read.dtype, lanes), mem_readonly(), at[k], off)
         }
     }
 
@@ -163,10 +166,10 @@ impl Math<'_> {
     fn member(
         &self,
         e: &mut Emit,
-        tile: &[Value],
+        at: &[Value],
         m: NodeId,
         values: &HashMap<NodeId, Lanes>,
-        (r, lane, lanes): (usize, usize, usize),
+        lanes: usize,
     ) -> Lanes {
         let g = self.spec.graph;
         let op = &g.node(m).op;
@@ -174,7 +177,7 @@ impl Math<'_> {
             match values.get(&through_reshapes(g, o)) {
                 Some(Lanes::Wide(v)) => v[gate],
                 Some(Lanes::Narrow(v)) => *v,
-                None => self.read(e, tile, (m, slot), (r, gate, lane), lanes),
+                None => self.read(e, at, (m, slot), gate, lanes),
             }
         };
         let operands = g.operands(m);
@@ -197,50 +200,39 @@ impl Math<'_> {
 }
 
 impl GateMath for Math<'_> {
-    /// Each read's and each store's address at the tile's first row and the quad's first
-    /// unit, in order.
-    fn tile(&self, e: &mut Emit, row: Value, unit: Value) -> Vec<Value> {
-        let mut at = |base: Value, (rs, cs): (usize, usize)| {
+    fn apply(&self, e: &mut Emit, row: Value, unit: Value, gates: &[Value], lanes: usize) {
+        let spec = self.spec;
+        // Each read's and each store's address at the row and the first unit.
+        let mut address = |base: Value, (rs, cs): (usize, usize)| {
             let r = e.b.ins().imul_imm_s(row, (rs * 4) as i64);
             let c = e.b.ins().imul_imm_s(unit, (cs * 4) as i64);
             let p = e.b.ins().iadd(base, r);
             e.b.ins().iadd(p, c)
         };
-        let reads: Vec<Value> = self.reads.iter().map(|r| at(r.base, r.strides)).collect();
-        let stores: Vec<Value> = self
+        let at: Vec<Value> = self
+            .reads
+            .iter()
+            .map(|r| address(r.base, r.strides))
+            .collect();
+        let to: Vec<Value> = self
             .stores
             .iter()
-            .map(|s| at(s.base, (s.stride, 1)))
+            .map(|s| address(s.base, (s.stride, 1)))
             .collect();
-        reads.into_iter().chain(stores).collect()
-    }
-
-    fn apply(
-        &self,
-        e: &mut Emit,
-        tile: &[Value],
-        gates: &[Value],
-        r: usize,
-        lane: usize,
-        lanes: usize,
-    ) {
-        let spec = self.spec;
         let mut values = HashMap::from([(spec.gates.matmul, Lanes::Wide(gates.to_vec()))]);
         for &m in spec.nodes.iter().filter(|&&m| m != spec.gates.matmul) {
-            let v = self.member(e, tile, m, &values, (r, lane, lanes));
+            let v = self.member(e, &at, m, &values, lanes);
             values.insert(m, v);
         }
         let units = spec.gates.units;
-        for (k, store) in self.stores.iter().enumerate() {
-            let at = tile[self.reads.len() + k];
-            let off = |gate: usize| (((r * store.stride) + gate * units + lane) * 4) as i64;
+        for (store, &to) in self.stores.iter().zip(&to) {
             match &values[&store.node] {
                 Lanes::Wide(v) => {
                     for (gate, &x) in v.iter().enumerate() {
-                        e.store_at(x, at, off(gate));
+                        e.store_at(x, to, (gate * units * 4) as i64);
                     }
                 }
-                Lanes::Narrow(x) => e.store_at(*x, at, off(0)),
+                Lanes::Narrow(x) => e.store_at(*x, to, 0),
             }
         }
     }

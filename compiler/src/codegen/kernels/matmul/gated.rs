@@ -18,34 +18,21 @@
 //! The parts of a kernel share the row tiles; each packs the panels it reads into scratch of
 //! its own, so every output is the same bits for any number of parts.
 
-use super::microkernel::{kloop, load_tile, split, ASource, BSource};
+use super::microkernel::{kloop, split, ASource, BSource};
 use super::pack::partial_vector;
 use super::{Block, Ctx, NativeCall, Plan, MIN_PARALLEL_FLOPS};
-use crate::codegen::emit::{Emit, LANES};
+use crate::codegen::emit::{mem, Emit, LANES};
 use crate::codegen::target::{Isa, Target};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::types::I64;
+use cranelift_codegen::ir::types::{F32, F32X4, I64};
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, Value};
 
-/// What the gated kernel does with finished sums, in two steps like
-/// [`Epilogue`](super::Epilogue): addressing once per (row tile, quad), then the values.
+/// What the gated kernel does with the finished sums of a row and a few units.
 pub(crate) trait GateMath {
-    /// Runs once per tile and quad, given the tile's first row and the quad's first unit
-    /// (`i64`s); returns the values its [`GateMath::apply`] calls share.
-    fn tile(&self, e: &mut Emit, row: Value, unit: Value) -> Vec<Value>;
-
-    /// Computes and stores the results of row `r` of the tile at units `lane .. lane + lanes`
-    /// of the quad, from the finished sums `gates` (one per gate: `f32x4` when `lanes == 4`,
-    /// `f32` when `lanes == 1`).
-    fn apply(
-        &self,
-        e: &mut Emit,
-        tile: &[Value],
-        gates: &[Value],
-        r: usize,
-        lane: usize,
-        lanes: usize,
-    );
+    /// Computes and stores the results of output row `row` at units `unit .. unit + lanes`
+    /// (`i64`s) from their finished sums `gates`, one per gate: `f32x4` when `lanes == 4`,
+    /// `f32` when `lanes == 1`.
+    fn apply(&self, e: &mut Emit, row: Value, unit: Value, gates: &[Value], lanes: usize);
 }
 
 /// The shape of a gated matmul and its register tile.
@@ -121,11 +108,9 @@ impl GatedPlan {
         (self.k * self.width * 4).div_ceil(64) * 64
     }
 
+    /// The tile buffer `[rows][width]` the sums of a tile are written to.
     fn tile_bytes(&self) -> usize {
-        match self.path {
-            Isa::Baseline => 0,
-            Isa::Avx2 | Isa::Avx512 => self.rows * self.width * 4,
-        }
+        self.rows * self.width * 4
     }
 
     fn part_scratch_bytes(&self) -> usize {
@@ -250,7 +235,9 @@ struct Nest<'a> {
 
 impl Nest<'_> {
     /// Packs panel `q` (its quads whole, or `Some(q)`: the constant index of the last, partial
-    /// panel) and runs every row tile of this part against it.
+    /// panel) and runs every row tile of this part against it: the tile's sums go to the tile
+    /// buffer, from where each row's quads go through the gate math (emitted once for whole
+    /// quads and once for the units of a partial one, which it takes one by one).
     fn panel(&self, e: &mut Emit, q: Value, partial: Option<usize>) {
         let p = self.p;
         // Units of each quad of the panel that exist (0 for padding quads).
@@ -261,29 +248,56 @@ impl Nest<'_> {
             })
             .collect();
         self.pack_panel(e, q, &lanes);
+        let whole = lanes.iter().filter(|&&n| n == LANES).count();
+        let rest = lanes.get(whole).copied().unwrap_or(0);
         let unit0 = e.b.ins().imul_imm_s(q, (p.quads * LANES) as i64);
-        let m_edge = p.m % p.rows;
-        let m_full = (p.m - m_edge) as i64;
         let (begin, end) = self.rows;
         let end = e.b.ins().iadd_imm_s(end, (p.rows - 1) as i64);
         e.for_range(begin, end, p.rows as i64, &[], |e, row, _| {
-            let edge = (m_edge != 0).then(|| e.b.ins().icmp_imm_s(IntCC::Equal, row, m_full));
-            split(e, edge, |e, edge| {
-                let rows = if edge { m_edge } else { p.rows };
-                let acc = self.sums(e, row, rows);
-                for (i, &n) in lanes.iter().enumerate().filter(|(_, &n)| n > 0) {
-                    let unit = e.b.ins().iadd_imm_s(unit0, (i * LANES) as i64);
-                    let shared = self.math.tile(e, row, unit);
-                    for r in 0..rows {
-                        let gates: Vec<Value> = (0..p.gates)
-                            .map(|g| acc[(i * p.gates + g) * rows + r])
-                            .collect();
-                        finish(e, self.math, &shared, &gates, r, n);
-                    }
+            self.sums(e, row);
+            let rows = e.i64(p.rows as i64);
+            let m = e.i64(p.m as i64);
+            let left = e.b.ins().isub(m, row);
+            let valid = e.b.ins().umin(rows, left);
+            let zero = e.i64(0);
+            let row_bytes = (p.width * 4) as i64;
+            e.for_range(zero, valid, 1, &[self.tile_buf], |e, r, v| {
+                let out = e.b.ins().iadd(row, r);
+                let quad = (p.gates * LANES * 4) as i64;
+                let rows_math =
+                    |e: &mut Emit, from: usize, count: usize, step: usize, lanes: usize| {
+                        let first = e.b.ins().iadd_imm_s(v[0], from as i64 * quad);
+                        let unit = e.b.ins().iadd_imm_s(unit0, (from * LANES) as i64);
+                        let zero = e.i64(0);
+                        let count = e.i64(count as i64);
+                        e.for_range(zero, count, 1, &[first, unit], |e, _, w| {
+                            self.gates_at(e, out, [w[0], w[1]], lanes);
+                            vec![
+                                e.b.ins().iadd_imm_s(w[0], (step * 4) as i64),
+                                e.b.ins().iadd_imm_s(w[1], step.min(LANES) as i64),
+                            ]
+                        });
+                    };
+                if whole > 0 {
+                    rows_math(e, 0, whole, p.gates * LANES, LANES);
                 }
+                if rest > 0 {
+                    rows_math(e, whole, rest, 1, 1);
+                }
+                vec![e.b.ins().iadd_imm_s(v[0], row_bytes)]
             });
             Vec::new()
         });
+    }
+
+    /// Passes the sums of `lanes` units at `[tile, unit]` (each gate's `4 · 4` bytes after
+    /// the previous one's) for output row `row` to the gate math.
+    fn gates_at(&self, e: &mut Emit, row: Value, [tile, unit]: [Value; 2], lanes: usize) {
+        let ty = if lanes == LANES { F32X4 } else { F32 };
+        let gates: Vec<Value> = (0..self.p.gates)
+            .map(|g| e.load_at(ty, mem(), tile, (g * LANES * 4) as i64))
+            .collect();
+        self.math.apply(e, row, unit, &gates, lanes);
     }
 
     /// Packs panel `q`: for each depth, quad `i` of the panel holds units `4(q·quads + i)` ..
@@ -311,55 +325,44 @@ impl Nest<'_> {
         });
     }
 
-    /// The finished sums of `rows` rows from `row` against the packed panel: `acc[v · rows +
-    /// r]` holds row `r`, panel vector `v` (quad `v / G`, gate `v % G`).
-    fn sums(&self, e: &mut Emit, row: Value, rows: usize) -> Vec<Value> {
+    /// Writes the finished sums of the row tile at `row` against the packed panel to the
+    /// tile buffer, `[rows][width]` (rows past `M` are not meaningful).
+    fn sums(&self, e: &mut Emit, row: Value) {
         let p = self.p;
         let vectors = p.width / LANES;
         let kc = e.i64(p.k as i64);
-        match self.native {
-            None => {
-                let a = e.b.ins().imul_imm_s(row, (p.k * 4) as i64);
-                let a = e.b.ins().iadd(self.a, a);
-                let a = ASource {
-                    ptr: a,
-                    row: (p.k * 4) as i64,
-                    depth: 4,
-                };
-                let b = BSource {
-                    ptr: self.panel,
-                    depth: (p.width * 4) as i64,
-                };
-                kloop(e, rows, vectors, a, b, kc).values
-            }
-            Some(call) => {
-                let a = e.b.ins().imul_imm_s(row, (p.k * 4) as i64);
-                let a = e.b.ins().iadd(self.a_pack, a);
-                let args = [a, self.panel, kc, self.tile_buf];
-                e.b.ins().call_indirect(call.sig, call.func, &args);
-                load_tile(e, self.tile_buf, rows, vectors, p.width).values
-            }
+        let a = e.b.ins().imul_imm_s(row, (p.k * 4) as i64);
+        if let Some(call) = self.native {
+            let a = e.b.ins().iadd(self.a_pack, a);
+            let args = [a, self.panel, kc, self.tile_buf];
+            e.b.ins().call_indirect(call.sig, call.func, &args);
+            return;
         }
-    }
-}
-
-/// Passes row `r`'s gates of a quad with `lanes` units to `math`: whole, or lane by lane.
-fn finish(
-    e: &mut Emit,
-    math: &dyn GateMath,
-    shared: &[Value],
-    gates: &[Value],
-    r: usize,
-    lanes: usize,
-) {
-    if lanes == LANES {
-        return math.apply(e, shared, gates, r, 0, LANES);
-    }
-    for l in 0..lanes {
-        let scalars: Vec<Value> = gates
-            .iter()
-            .map(|&g| e.b.ins().extractlane(g, l as u8))
-            .collect();
-        math.apply(e, shared, &scalars, r, l, 1);
+        // A is read in place: the rows of an edge tile past M must not be read.
+        let a = e.b.ins().iadd(self.a, a);
+        let m_edge = p.m % p.rows;
+        let edge = (m_edge != 0).then(|| {
+            e.b.ins()
+                .icmp_imm_s(IntCC::Equal, row, (p.m - m_edge) as i64)
+        });
+        split(e, edge, |e, edge| {
+            let rows = if edge { m_edge } else { p.rows };
+            let a = ASource {
+                ptr: a,
+                row: (p.k * 4) as i64,
+                depth: 4,
+            };
+            let b = BSource {
+                ptr: self.panel,
+                depth: (p.width * 4) as i64,
+            };
+            let acc = kloop(e, rows, vectors, a, b, kc).values;
+            for r in 0..rows {
+                for v in 0..vectors {
+                    let off = ((r * p.width + v * LANES) * 4) as i64;
+                    e.store_at(acc[v * rows + r], self.tile_buf, off);
+                }
+            }
+        });
     }
 }

@@ -175,7 +175,7 @@ pub(super) fn tiles(e: &mut Emit, ctx: &Ctx, blk: &Block, ic: Value) {
 
 /// The top-left `rows × 4·vectors` of the `[MR][nr]` tile buffer at `tile` a native
 /// microkernel wrote, as accumulators.
-pub(super) fn load_tile(e: &mut Emit, tile: Value, rows: usize, vectors: usize, nr: usize) -> Acc {
+fn load_tile(e: &mut Emit, tile: Value, rows: usize, vectors: usize, nr: usize) -> Acc {
     let values = (0..vectors)
         .flat_map(|v| (0..rows).map(move |r| ((r * nr + v * LANES) * 4) as i64))
         .map(|off| e.load_at(F32X4, mem(), tile, off))
