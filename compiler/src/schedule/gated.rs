@@ -50,9 +50,10 @@ impl Gates {
 
     /// The gate a slice member reads (`start / units`).
     pub fn gate_of(&self, op: &Op) -> Option<usize> {
-        match op {
-            Op::Slice { start, .. } => Some(start / self.units),
-            _ => None,
+        if let Op::Slice { start, .. } = op {
+            Some(start / self.units)
+        } else {
+            None
         }
     }
 }

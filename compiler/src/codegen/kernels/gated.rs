@@ -61,13 +61,15 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &GatedSpec) -> Result<()> {
             let Some(buf) = spec.inputs.get(&o) else {
                 continue;
             };
-            let st = match op {
-                Op::Broadcast { axes, .. } => broadcast_strides(&buf.dims, 2, axes),
-                _ => strides(&buf.dims),
+            let st = if let Op::Broadcast { axes, .. } = op {
+                broadcast_strides(&buf.dims, 2, axes)
+            } else {
+                strides(&buf.dims)
             };
-            let (col, per_gate) = match op {
-                Op::Slice { start, .. } => (*start, false),
-                _ => (0, spec.width(m) == Width::Wide),
+            let (col, per_gate) = if let Op::Slice { start, .. } = op {
+                (*start, false)
+            } else {
+                (0, spec.width(m) == Width::Wide)
             };
             reads.push(Read {
                 at: (m, slot),

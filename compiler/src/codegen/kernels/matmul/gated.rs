@@ -9,14 +9,17 @@
 //! for each panel of quads (units 4q .. 4q + 4 of every gate, zero-padded past u)
 //!   pack B's columns g·u + 4q .. g·u + 4q + 4 for each gate g, depth by depth
 //!   for each row tile of this part's rows
-//!     acc = A rows · panel over all of K   (Cranelift f32x4 tile, or the native one)
-//!     gate math of each row and quad, on the G accumulators of the quad
+//!     tile buffer = A rows · panel over all of K   (Cranelift f32x4 tile, or the native one)
+//!     for each valid row, for each quad: gate math on the quad's G sums
 //! ```
 //!
-//! The depth is not blocked (a recurrent matmul's `K` is its units), so every tile's sum is
-//! complete after one pass. Units past a multiple of four are handled lane by lane, exactly.
-//! The parts of a kernel share the row tiles; each packs the panels it reads into scratch of
-//! its own, so every output is the same bits for any number of parts.
+//! The gate math is emitted inside loops over rows and quads (once for whole quads, once
+//! for the units of a partial quad, taken one by one, exactly), not once per register of the
+//! tile: its code is long (a cell's activations) and was measured to double the compile time
+//! of an LSTM training program when unrolled. The depth is not blocked (a recurrent
+//! matmul's `K` is its units), so every tile's sum is complete after one pass. The parts of
+//! a kernel share the row tiles; each packs the panels it reads into scratch of its own, so
+//! every output is the same bits for any number of parts.
 
 use super::microkernel::{kloop, split, ASource, BSource};
 use super::pack::partial_vector;
