@@ -20,7 +20,7 @@
 //!   reads (through reshapes) as its A operand and reads alone, which the matmul's packer
 //!   gathers from the window's input (implicit GEMM: the window is never stored).
 //! - **Gated**: a matmul whose result is read through equal column slices (gates), and the
-//!   elementwise math on the gates (a recurrent cell's step, see [`gated`](super::gated)): a
+//!   elementwise math on the gates (a recurrent cell's step, see [`gated`]): a
 //!   matmul group absorbs the groups reading it when together they are one ([`plan`]).
 //!
 //! A member read by a kernel outside its group is stored (never recomputed: no producer is
@@ -49,7 +49,7 @@ pub enum Kind {
     /// [`columns`](super::columns)).
     Columns(ColumnDomain),
     /// A matmul read through column slices (gates) and the math on them (see
-    /// [`gated`](super::gated)).
+    /// [`gated`]).
     Gated(Gates),
 }
 
@@ -823,7 +823,7 @@ impl Planner<'_> {
     }
 
     /// Merges into each matmul group the groups reading it or read by it while the union is
-    /// one gated kernel (see [`gated`](super::gated)) and forms no cycle with the other
+    /// one gated kernel (see [`gated`]) and forms no cycle with the other
     /// kernels: the gate math of a recurrent step joins its recurrent matmul. Renumbers the groups; gives
     /// the decisions.
     fn absorb_gates(
