@@ -7,43 +7,11 @@
 mod common;
 
 use common::*;
-use kiln::compiler::autodiff;
 use kiln::compiler::codegen::{compile, CompileOptions, Isa};
 use kiln::compiler::interp::{self, Array, Precision};
 use kiln::compiler::ir::UnaryOp;
 use kiln::compiler::nn::layers::ArgValue;
-use kiln::compiler::nn::ModelBuilder;
 use kiln::prelude::*;
-
-/// `layer` on `[B, length, features]`: the graph of its outputs and of the gradients of
-/// `Σ outputs · r` with respect to the input and every weight, and the names of the values to
-/// feed (input, cotangents, then weights).
-fn layer_step(layer: &Layer, length: usize, features: usize) -> (Graph, Vec<NodeId>, Vec<String>) {
-    let mut g = Graph::new();
-    let mut b = ModelBuilder::new(&mut g, false);
-    let x = b.input("x", &[length, features], DType::F32).unwrap();
-    let ys = layer.build_outputs(&mut b, None, &[x]).unwrap();
-    let params = b.params().to_vec();
-    let mut names = vec!["x".to_string()];
-    let mut loss = None;
-    for (k, &y) in ys.iter().enumerate() {
-        let name = format!("r{k}");
-        let r = g.input(&name, g.shape(y).clone(), DType::F32).unwrap();
-        names.push(name);
-        let product = g.mul(y, r).unwrap();
-        let sum = g.sum_all(product).unwrap();
-        loss = Some(match loss {
-            None => sum,
-            Some(l) => g.add(l, sum).unwrap(),
-        });
-    }
-    let mut wrt = vec![x];
-    wrt.extend(params.iter().map(|p| p.node));
-    names.extend(params.iter().map(|p| p.name.clone()));
-    let mut outputs = ys;
-    outputs.extend(autodiff::grad(&mut g, loss.unwrap(), &wrt).unwrap());
-    (g, outputs, names)
-}
 
 /// The kernels of the forward loop's body (the loop whose body has the fewest kernels).
 fn forward_step_kernels(
@@ -73,6 +41,16 @@ fn feeds(g: &Graph, names: &[String], batch: usize, seed: u64) -> Vec<(String, T
             (n.clone(), uniform(&mut r, &shape, -1.0, 1.0))
         })
         .collect()
+}
+
+/// `outputs` of `g` computed by the reference interpreter from `feeds`.
+fn reference(g: &Graph, outputs: &[NodeId], feeds: &[(String, Tensor)]) -> Vec<Array> {
+    let arrays: Vec<(&str, Array)> = feeds
+        .iter()
+        .map(|(n, t)| (n.as_str(), Array::from_tensor(t)))
+        .collect();
+    let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (*n, a)).collect();
+    interp::evaluate(g, &refs, outputs, Precision::F32).unwrap()
 }
 
 /// Runs `outputs` compiled with `options` and compares them with `expected`.
@@ -130,12 +108,7 @@ fn lstm_and_gru_steps_are_one_gated_kernel_matching_the_interpreter() {
             let layer = cell(kind, units, i != 2);
             let (g, outputs, names) = layer_step(&layer, length, features);
             let feeds = feeds(&g, &names, batch, i as u64);
-            let arrays: Vec<(&str, Array)> = feeds
-                .iter()
-                .map(|(n, t)| (n.as_str(), Array::from_tensor(t)))
-                .collect();
-            let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (*n, a)).collect();
-            let expected = interp::evaluate(&g, &refs, &outputs, Precision::F32).unwrap();
+            let expected = reference(&g, &outputs, &feeds);
             for isa in Isa::available() {
                 for fusion in [true, false] {
                     let what = format!("{kind} units {units} batch {batch} features {features} T {length}, {isa}, fusion {fusion}");
@@ -192,12 +165,7 @@ fn any_matmul_read_through_gates_is_one_kernel_storing_what_others_read() {
         let outputs = [y, total];
         let names = ["h", "u", "x", "bias"].map(String::from);
         let feeds = feeds(&g, &names, batch, units as u64);
-        let arrays: Vec<(&str, Array)> = feeds
-            .iter()
-            .map(|(n, t)| (n.as_str(), Array::from_tensor(t)))
-            .collect();
-        let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (*n, a)).collect();
-        let expected = interp::evaluate(&g, &refs, &outputs, Precision::F32).unwrap();
+        let expected = reference(&g, &outputs, &feeds);
         for isa in Isa::available() {
             for fusion in [true, false] {
                 let what = format!("units {units} batch {batch}, {isa}, fusion {fusion}");

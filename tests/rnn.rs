@@ -7,11 +7,10 @@
 mod common;
 
 use common::*;
-use kiln::compiler::autodiff;
 use kiln::compiler::codegen::{compile, CompileOptions, Isa};
 use kiln::compiler::interp::{self, Array, Precision};
 use kiln::compiler::nn::layers::ArgValue;
-use kiln::compiler::nn::{loss_graph, Adam as AdamConfig, ModelBuilder, Optimizer as Opt};
+use kiln::compiler::nn::{loss_graph, Adam as AdamConfig, Optimizer as Opt};
 use kiln::prelude::*;
 
 /// `[T, F]` sequences through `layer` and a softmax of 3 classes.
@@ -196,36 +195,6 @@ fn a_sequence_of_the_wrong_length_or_width_is_an_error() {
             "{message}"
         );
     }
-}
-
-/// One layer on `[B, length, features]` inputs: the graph of its outputs and of the
-/// gradients of `Σ outputs · r` with respect to the input and every weight, and the names
-/// of the values to feed (input, cotangents, then weights).
-fn layer_step(layer: &Layer, length: usize, features: usize) -> (Graph, Vec<NodeId>, Vec<String>) {
-    let mut g = Graph::new();
-    let mut b = ModelBuilder::new(&mut g, false);
-    let x = b.input("x", &[length, features], DType::F32).unwrap();
-    let ys = layer.build_outputs(&mut b, None, &[x]).unwrap();
-    let params = b.params().to_vec();
-    let mut names = vec!["x".to_string()];
-    let mut loss = None;
-    for (k, &y) in ys.iter().enumerate() {
-        let name = format!("r{k}");
-        let r = g.input(&name, g.shape(y).clone(), DType::F32).unwrap();
-        names.push(name);
-        let product = g.mul(y, r).unwrap();
-        let sum = g.sum_all(product).unwrap();
-        loss = Some(match loss {
-            None => sum,
-            Some(l) => g.add(l, sum).unwrap(),
-        });
-    }
-    let mut wrt = vec![x];
-    wrt.extend(params.iter().map(|p| p.node));
-    names.extend(params.iter().map(|p| p.name.clone()));
-    let mut outputs = ys;
-    outputs.extend(autodiff::grad(&mut g, loss.unwrap(), &wrt).unwrap());
-    (g, outputs, names)
 }
 
 #[test]

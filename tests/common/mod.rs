@@ -2,8 +2,10 @@
 //! JIT and through the reference interpreter.
 #![allow(dead_code)]
 
+use kiln::compiler::autodiff;
 use kiln::compiler::codegen::CompileOptions;
 use kiln::compiler::interp::{self, Array, Precision};
+use kiln::compiler::nn::ModelBuilder;
 use kiln::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -183,4 +185,38 @@ pub fn run_jit(
     program
         .run(&inputs)
         .unwrap_or_else(|e| panic!("{what}: run failed: {e}"))
+}
+
+/// `layer` on `[B, length, features]`: the graph of its outputs and of the gradients of
+/// `Σ outputs · r` with respect to the input and every weight, and the names of the values to
+/// feed (input, cotangents, then weights).
+pub fn layer_step(
+    layer: &Layer,
+    length: usize,
+    features: usize,
+) -> (Graph, Vec<NodeId>, Vec<String>) {
+    let mut g = Graph::new();
+    let mut b = ModelBuilder::new(&mut g, false);
+    let x = b.input("x", &[length, features], DType::F32).unwrap();
+    let ys = layer.build_outputs(&mut b, None, &[x]).unwrap();
+    let params = b.params().to_vec();
+    let mut names = vec!["x".to_string()];
+    let mut loss = None;
+    for (k, &y) in ys.iter().enumerate() {
+        let name = format!("r{k}");
+        let r = g.input(&name, g.shape(y).clone(), DType::F32).unwrap();
+        names.push(name);
+        let product = g.mul(y, r).unwrap();
+        let sum = g.sum_all(product).unwrap();
+        loss = Some(match loss {
+            None => sum,
+            Some(l) => g.add(l, sum).unwrap(),
+        });
+    }
+    let mut wrt = vec![x];
+    wrt.extend(params.iter().map(|p| p.node));
+    names.extend(params.iter().map(|p| p.name.clone()));
+    let mut outputs = ys;
+    outputs.extend(autodiff::grad(&mut g, loss.unwrap(), &wrt).unwrap());
+    (g, outputs, names)
 }
