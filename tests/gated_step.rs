@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use kiln::compiler::codegen::{compile, CompileOptions, Isa};
-use kiln::compiler::interp::{self, Array, Precision};
 use kiln::compiler::ir::UnaryOp;
 use kiln::compiler::nn::layers::ArgValue;
 use kiln::prelude::*;
@@ -29,54 +28,6 @@ fn forward_step_kernels(
         })
         .min_by_key(|names| names.len())
         .expect("a recurrent layer is a loop")
-}
-
-/// Random feeds of `names` at `batch`.
-fn feeds(g: &Graph, names: &[String], batch: usize, seed: u64) -> Vec<(String, Tensor)> {
-    let mut r = rng(seed);
-    names
-        .iter()
-        .map(|n| {
-            let shape = g.shape(g.find(n).unwrap()).concrete(batch);
-            (n.clone(), uniform(&mut r, &shape, -1.0, 1.0))
-        })
-        .collect()
-}
-
-/// `outputs` of `g` computed by the reference interpreter from `feeds`.
-fn reference(g: &Graph, outputs: &[NodeId], feeds: &[(String, Tensor)]) -> Vec<Array> {
-    let arrays: Vec<(&str, Array)> = feeds
-        .iter()
-        .map(|(n, t)| (n.as_str(), Array::from_tensor(t)))
-        .collect();
-    let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (*n, a)).collect();
-    interp::evaluate(g, &refs, outputs, Precision::F32).unwrap()
-}
-
-/// Runs `outputs` compiled with `options` and compares them with `expected`.
-fn check(
-    what: &str,
-    g: &Graph,
-    outputs: &[NodeId],
-    feeds: &[(String, Tensor)],
-    expected: &[Array],
-    options: CompileOptions,
-) {
-    let mut program = Program::with_options(g, outputs, &[], options).unwrap();
-    let inputs = feeds.iter().filter(|(n, _)| !n.contains('/')).count();
-    for (n, v) in &feeds[inputs..] {
-        program.set_parameter(n, v).unwrap();
-    }
-    let given: Vec<(&str, &Tensor)> = feeds[..inputs]
-        .iter()
-        .map(|(n, t)| (n.as_str(), t))
-        .collect();
-    let got = program.run(&given).unwrap();
-    for (k, (got, want)) in got.iter().zip(expected).enumerate() {
-        assert_eq!(got.shape(), want.shape.as_slice(), "{what}: output {k}");
-        let what = format!("{what}: output {k}");
-        assert_close(&what, &got.to_f64(), &want.data, tol(1e-5, 1e-4));
-    }
 }
 
 /// An LSTM or GRU of `units`, with or without biases (all sequences returned, and the final
@@ -107,7 +58,7 @@ fn lstm_and_gru_steps_are_one_gated_kernel_matching_the_interpreter() {
         for (i, &(units, batch, features, length)) in sizes.iter().enumerate() {
             let layer = cell(kind, units, i != 2);
             let (g, outputs, names) = layer_step(&layer, length, features);
-            let feeds = feeds(&g, &names, batch, i as u64);
+            let feeds = random_feeds(&g, &names, batch, i as u64);
             let expected = reference(&g, &outputs, &feeds);
             for isa in Isa::available() {
                 for fusion in [true, false] {
@@ -125,7 +76,7 @@ fn lstm_and_gru_steps_are_one_gated_kernel_matching_the_interpreter() {
                         ),
                         false => assert!(step.len() > 1, "{what}: {step:?}"),
                     }
-                    check(&what, &g, &outputs, &feeds, &expected, options);
+                    check_program(&what, &g, &outputs, &feeds, &expected, options);
                 }
             }
         }
@@ -164,7 +115,7 @@ fn any_matmul_read_through_gates_is_one_kernel_storing_what_others_read() {
         let total = g.sum(hu, &[1]).unwrap();
         let outputs = [y, total];
         let names = ["h", "u", "x", "bias"].map(String::from);
-        let feeds = feeds(&g, &names, batch, units as u64);
+        let feeds = random_feeds(&g, &names, batch, units as u64);
         let expected = reference(&g, &outputs, &feeds);
         for isa in Isa::available() {
             for fusion in [true, false] {
@@ -185,7 +136,7 @@ fn any_matmul_read_through_gates_is_one_kernel_storing_what_others_read() {
                 if let Some(k) = gated.first() {
                     assert_eq!(k.parts, if units == 65 { 2 } else { 1 }, "{what}");
                 }
-                check(&what, &g, &outputs, &feeds, &expected, options);
+                check_program(&what, &g, &outputs, &feeds, &expected, options);
             }
         }
     }

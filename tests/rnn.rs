@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use kiln::compiler::codegen::{compile, CompileOptions, Isa};
-use kiln::compiler::interp::{self, Array, Precision};
 use kiln::compiler::nn::layers::ArgValue;
 use kiln::compiler::nn::{loss_graph, Adam as AdamConfig, Optimizer as Opt};
 use kiln::prelude::*;
@@ -225,21 +224,8 @@ fn compiled_layers_match_the_interpreter_on_every_path() {
     for (i, layer) in layers.iter().enumerate() {
         let (batch, length, features) = [(3, 1, 3), (19, 4, 7)][i % 2];
         let (g, outputs, names) = layer_step(layer, length, features);
-        let mut r = rng(i as u64);
-        let feeds: Vec<(String, Tensor)> = names
-            .iter()
-            .map(|n| {
-                let shape = g.shape(g.find(n).unwrap()).concrete(batch);
-                (n.clone(), uniform(&mut r, &shape, -1.0, 1.0))
-            })
-            .collect();
-        let arrays: Vec<(&str, Array)> = feeds
-            .iter()
-            .map(|(n, t)| (n.as_str(), Array::from_tensor(t)))
-            .collect();
-        let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (*n, a)).collect();
-        let expected = interp::evaluate(&g, &refs, &outputs, Precision::F32).unwrap();
-        let inputs = names.iter().filter(|n| !n.contains('/')).count();
+        let feeds = random_feeds(&g, &names, batch, i as u64);
+        let expected = reference(&g, &outputs, &feeds);
         for isa in Isa::available() {
             for fusion in [true, false] {
                 let what = format!("{layer}, batch {batch} T {length}, {isa}, fusion {fusion}");
@@ -248,20 +234,7 @@ fn compiled_layers_match_the_interpreter_on_every_path() {
                     fusion,
                     ..CompileOptions::default()
                 };
-                let mut program = Program::with_options(&g, &outputs, &[], options).unwrap();
-                for (n, v) in &feeds[inputs..] {
-                    program.set_parameter(n, v).unwrap();
-                }
-                let given: Vec<(&str, &Tensor)> = feeds[..inputs]
-                    .iter()
-                    .map(|(n, t)| (n.as_str(), t))
-                    .collect();
-                let got = program.run(&given).unwrap();
-                for (k, (got, want)) in got.iter().zip(&expected).enumerate() {
-                    assert_eq!(got.shape(), want.shape.as_slice(), "{what}: output {k}");
-                    let what = format!("{what}: output {k}");
-                    assert_close(&what, &got.to_f64(), &want.data, tol(1e-5, 1e-4));
-                }
+                check_program(&what, &g, &outputs, &feeds, &expected, options);
             }
         }
     }

@@ -220,3 +220,52 @@ pub fn layer_step(
     outputs.extend(autodiff::grad(&mut g, loss.unwrap(), &wrt).unwrap());
     (g, outputs, names)
 }
+
+/// Random feeds of `names` at `batch`.
+pub fn random_feeds(g: &Graph, names: &[String], batch: usize, seed: u64) -> Vec<(String, Tensor)> {
+    let mut r = rng(seed);
+    names
+        .iter()
+        .map(|n| {
+            let shape = g.shape(g.find(n).unwrap()).concrete(batch);
+            (n.clone(), uniform(&mut r, &shape, -1.0, 1.0))
+        })
+        .collect()
+}
+
+/// `outputs` of `g` computed by the reference interpreter from `feeds`.
+pub fn reference(g: &Graph, outputs: &[NodeId], feeds: &[(String, Tensor)]) -> Vec<Array> {
+    let arrays: Vec<(&str, Array)> = feeds
+        .iter()
+        .map(|(n, t)| (n.as_str(), Array::from_tensor(t)))
+        .collect();
+    let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (*n, a)).collect();
+    interp::evaluate(g, &refs, outputs, Precision::F32).unwrap()
+}
+
+/// Runs `outputs` of `g` compiled with `options` on `feeds` (inputs, then parameters: names
+/// with a `/`) and compares them with `expected`.
+pub fn check_program(
+    what: &str,
+    g: &Graph,
+    outputs: &[NodeId],
+    feeds: &[(String, Tensor)],
+    expected: &[Array],
+    options: CompileOptions,
+) {
+    let mut program = Program::with_options(g, outputs, &[], options).unwrap();
+    let inputs = feeds.iter().filter(|(n, _)| !n.contains('/')).count();
+    for (n, v) in &feeds[inputs..] {
+        program.set_parameter(n, v).unwrap();
+    }
+    let given: Vec<(&str, &Tensor)> = feeds[..inputs]
+        .iter()
+        .map(|(n, t)| (n.as_str(), t))
+        .collect();
+    let got = program.run(&given).unwrap();
+    for (k, (got, want)) in got.iter().zip(expected).enumerate() {
+        assert_eq!(got.shape(), want.shape.as_slice(), "{what}: output {k}");
+        let what = format!("{what}: output {k}");
+        assert_close(&what, &got.to_f64(), &want.data, tol(1e-5, 1e-4));
+    }
+}
