@@ -5,11 +5,12 @@
 //! belong: a `[M, G·u]` member at each gate's columns, a `[M, u]` one at the units.
 #![deny(clippy::wildcard_enum_match_arm)]
 
-use super::elementwise::{lane_type, member_value};
+use super::elementwise::member_value;
+use super::epilogue::load_lanes;
 use super::matmul::{emit_gated, GateMath, GatedPlan};
 use super::movement::broadcast_strides;
 use super::{Bases, Buf};
-use crate::codegen::emit::{mem_readonly, Emit};
+use crate::codegen::emit::Emit;
 use crate::error::Result;
 use crate::ir::{strides, DType, Graph, NodeId, Op};
 use crate::schedule::fusion::through_reshapes;
@@ -156,12 +157,7 @@ impl Math<'_> {
                 0
             };
         let off = (col * read.strides.1 * 4) as i64;
-        if read.strides.1 == 0 && lanes > 1 {
-            let x = e.load_at(lane_type(read.dtype, 1), mem_readonly(), at[k], off);
-            e.b.ins().splat(lane_type(read.dtype, lanes), x)
-        } else {
-            e.load_at(lane_type(read.dtype, lanes), mem_readonly(), at[k], off)
-        }
+        load_lanes(e, read.dtype, read.strides.1, lanes, at[k], off)
     }
 
     /// The value of member `m` from the values of the members before it.
