@@ -2,8 +2,10 @@
 //! JIT and through the reference interpreter.
 #![allow(dead_code)]
 
+use kiln::compiler::autodiff;
 use kiln::compiler::codegen::CompileOptions;
 use kiln::compiler::interp::{self, Array, Precision};
+use kiln::compiler::nn::ModelBuilder;
 use kiln::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -199,4 +201,87 @@ pub fn run_jit(
     program
         .run(&inputs)
         .unwrap_or_else(|e| panic!("{what}: run failed: {e}"))
+}
+
+/// `layer` on `[B, length, features]`: the graph of its outputs and of the gradients of
+/// `Σ outputs · r` with respect to the input and every weight, and the names of the values to
+/// feed (input, cotangents, then weights).
+pub fn layer_step(
+    layer: &Layer,
+    length: usize,
+    features: usize,
+) -> (Graph, Vec<NodeId>, Vec<String>) {
+    let mut g = Graph::new();
+    let mut b = ModelBuilder::new(&mut g, false);
+    let x = b.input("x", &[length, features], DType::F32).unwrap();
+    let ys = layer.build_outputs(&mut b, None, &[x]).unwrap();
+    let params = b.params().to_vec();
+    let mut names = vec!["x".to_string()];
+    let mut loss = None;
+    for (k, &y) in ys.iter().enumerate() {
+        let name = format!("r{k}");
+        let r = g.input(&name, g.shape(y).clone(), DType::F32).unwrap();
+        names.push(name);
+        let product = g.mul(y, r).unwrap();
+        let sum = g.sum_all(product).unwrap();
+        loss = Some(match loss {
+            None => sum,
+            Some(l) => g.add(l, sum).unwrap(),
+        });
+    }
+    let mut wrt = vec![x];
+    wrt.extend(params.iter().map(|p| p.node));
+    names.extend(params.iter().map(|p| p.name.clone()));
+    let mut outputs = ys;
+    outputs.extend(autodiff::grad(&mut g, loss.unwrap(), &wrt).unwrap());
+    (g, outputs, names)
+}
+
+/// Random feeds of `names` at `batch`.
+pub fn random_feeds(g: &Graph, names: &[String], batch: usize, seed: u64) -> Vec<(String, Tensor)> {
+    let mut r = rng(seed);
+    names
+        .iter()
+        .map(|n| {
+            let shape = g.shape(g.find(n).unwrap()).concrete(batch);
+            (n.clone(), uniform(&mut r, &shape, -1.0, 1.0))
+        })
+        .collect()
+}
+
+/// `outputs` of `g` computed by the reference interpreter from `feeds`.
+pub fn reference(g: &Graph, outputs: &[NodeId], feeds: &[(String, Tensor)]) -> Vec<Array> {
+    let arrays: Vec<(&str, Array)> = feeds
+        .iter()
+        .map(|(n, t)| (n.as_str(), Array::from_tensor(t)))
+        .collect();
+    let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (*n, a)).collect();
+    interp::evaluate(g, &refs, outputs, Precision::F32).unwrap()
+}
+
+/// Runs `outputs` of `g` compiled with `options` on `feeds` (inputs, then parameters: names
+/// with a `/`) and compares them with `expected`.
+pub fn check_program(
+    what: &str,
+    g: &Graph,
+    outputs: &[NodeId],
+    feeds: &[(String, Tensor)],
+    expected: &[Array],
+    options: CompileOptions,
+) {
+    let mut program = Program::with_options(g, outputs, &[], options).unwrap();
+    let inputs = feeds.iter().filter(|(n, _)| !n.contains('/')).count();
+    for (n, v) in &feeds[inputs..] {
+        program.set_parameter(n, v).unwrap();
+    }
+    let given: Vec<(&str, &Tensor)> = feeds[..inputs]
+        .iter()
+        .map(|(n, t)| (n.as_str(), t))
+        .collect();
+    let got = program.run(&given).unwrap();
+    for (k, (got, want)) in got.iter().zip(expected).enumerate() {
+        assert_eq!(got.shape(), want.shape.as_slice(), "{what}: output {k}");
+        let what = format!("{what}: output {k}");
+        assert_close(&what, &got.to_f64(), &want.data, tol(1e-5, 1e-4));
+    }
 }

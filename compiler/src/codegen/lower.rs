@@ -7,6 +7,7 @@ use super::jit::{CodeHandle, JitBuilder};
 use super::kernels::columns::{self, ColumnsSpec};
 use super::kernels::epilogue::{self, EpilogueSpec};
 use super::kernels::fused::{self, FusedSpec};
+use super::kernels::gated::{self, GatedSpec};
 use super::kernels::rows::{self, RowsSpec};
 use super::kernels::{self, Buf, KernelSpec, Region};
 use super::scan::LoopProgram;
@@ -291,6 +292,18 @@ impl KernelAt<'_> {
                     status_code: self.status_code(),
                 };
                 jit.define(name, parts, |e, arena| epilogue::lower(e, arena, &spec))
+            }
+            Kind::Gated(gates) => {
+                let spec = GatedSpec {
+                    graph,
+                    nodes,
+                    gates: *gates,
+                    batch: place.batch,
+                    inputs: &inputs,
+                    outputs,
+                    scratch: self.scratch,
+                };
+                jit.define(name, parts, |e, arena| gated::lower(e, arena, &spec))
             }
             Kind::Elementwise | Kind::Single => {
                 let spec = FusedSpec {

@@ -19,6 +19,9 @@
 //!   applied to each output value as it is stored; and a zero-padded window that the matmul
 //!   reads (through reshapes) as its A operand and reads alone, which the matmul's packer
 //!   gathers from the window's input (implicit GEMM: the window is never stored).
+//! - **Gated**: a matmul whose result is read through equal column slices (gates), and the
+//!   elementwise math on the gates (a recurrent cell's step, see [`gated`]): a
+//!   matmul group absorbs the groups reading it when together they are one ([`plan`]).
 //!
 //! A member read by a kernel outside its group is stored (never recomputed: no producer is
 //! computed twice), as is every member that is a result of the program; so a group may have
@@ -27,6 +30,7 @@
 #![deny(clippy::wildcard_enum_match_arm)]
 
 use super::columns::{column_domain, column_schedule, ColumnDomain};
+use super::gated::{self, Gates};
 use crate::ir::{DType, Dim, FusionClass, Graph, NodeId, Op, Shape};
 use std::collections::{BTreeSet, HashMap};
 
@@ -44,6 +48,9 @@ pub enum Kind {
     /// Reductions over the leading axes of a domain, with producers and consumers (see
     /// [`columns`](super::columns)).
     Columns(ColumnDomain),
+    /// A matmul read through column slices (gates) and the math on them (see
+    /// [`gated`]).
+    Gated(Gates),
 }
 
 /// The window member of a matmul group that the matmul reads as its A operand (through
@@ -200,6 +207,12 @@ pub fn classify(graph: &Graph, nodes: &[NodeId]) -> Result<Kind, String> {
             | FusionClass::Opaque => false,
         });
     let windows = ops().filter(|op| matches!(op, Op::Window { .. })).count();
+    if let [m] = matmuls[..] {
+        if gated::has_slices(graph, nodes) {
+            // Slices fuse only as the gates of a matmul (which checks every member).
+            return gated::classify(graph, nodes, m).map(Kind::Gated);
+        }
+    }
     if let Some(bad) =
         ops().find(|op| !op.fusion_class().fuses() && !matches!(op, Op::Window { .. }))
     {
@@ -562,6 +575,7 @@ pub fn plan(graph: &Graph, order: &[NodeId], results: &[NodeId], enabled: bool) 
     }
     if enabled {
         decisions.extend(planner.absorb_column_consumers(&mut members, &mut group_of, results));
+        decisions.extend(planner.absorb_gates(&mut members, &mut group_of));
     }
     let groups = members
         .into_iter()
@@ -587,6 +601,18 @@ pub fn plan(graph: &Graph, order: &[NodeId], results: &[NodeId], enabled: bool) 
         groups: planner.topological(groups, &group_of),
         decisions,
     }
+}
+
+/// Removes the emptied groups of `members` and renumbers `group_of` accordingly.
+fn drop_emptied(members: &mut Vec<Vec<NodeId>>, group_of: &mut HashMap<NodeId, usize>) {
+    let mut renumber = Vec::with_capacity(members.len());
+    let mut kept = 0;
+    for m in members.iter() {
+        renumber.push(kept);
+        kept += usize::from(!m.is_empty());
+    }
+    members.retain(|m| !m.is_empty());
+    group_of.values_mut().for_each(|g| *g = renumber[*g]);
 }
 
 struct Planner<'g> {
@@ -698,6 +724,7 @@ impl Planner<'_> {
             Kind::Rows(_) => "rows",
             Kind::Columns(_) => "columns",
             Kind::Contraction(_) => "matmul-epilogue",
+            Kind::Gated(_) => "gated",
         };
         let mut reason = format!("joins a {kind} kernel");
         if results.contains(&producer) {
@@ -791,15 +818,73 @@ impl Planner<'_> {
             members[h] = union;
             members[g].clear();
         }
-        let mut renumber = Vec::with_capacity(members.len());
-        let mut kept = 0;
-        for m in members.iter() {
-            renumber.push(kept);
-            kept += usize::from(!m.is_empty());
-        }
-        members.retain(|m| !m.is_empty());
-        group_of.values_mut().for_each(|g| *g = renumber[*g]);
+        drop_emptied(members, group_of);
         decisions
+    }
+
+    /// Merges into each matmul group the groups reading it or read by it while the union is
+    /// one gated kernel (see [`gated`]) and forms no cycle with the other
+    /// kernels: the gate math of a recurrent step joins its recurrent matmul. Renumbers the groups; gives
+    /// the decisions.
+    fn absorb_gates(
+        &self,
+        members: &mut Vec<Vec<NodeId>>,
+        group_of: &mut HashMap<NodeId, usize>,
+    ) -> Vec<Decision> {
+        let mut decisions = Vec::new();
+        for h in 0..members.len() {
+            let op = |&n: &NodeId| &self.graph.node(n).op;
+            if !members[h]
+                .iter()
+                .map(op)
+                .any(|o| matches!(o, Op::MatMul { .. }))
+            {
+                continue;
+            }
+            while let Some((g, union)) = self.gated_neighbour(h, members, group_of) {
+                decisions.push(Decision {
+                    producer: *members[h].last().expect("non-empty"),
+                    consumer: *members[g].last().expect("non-empty"),
+                    fused: true,
+                    reason: "the gate math reading a matmul's columns joins it".into(),
+                });
+                for &m in &members[g] {
+                    group_of.insert(m, h);
+                }
+                members[h] = union;
+                members[g].clear();
+            }
+        }
+        drop_emptied(members, group_of);
+        decisions
+    }
+
+    /// A group reading group `h` or read by it whose union with it is a gated kernel that
+    /// forms no cycle (such as the gate math, or a slice of a step's input), and that union.
+    fn gated_neighbour(
+        &self,
+        h: usize,
+        members: &[Vec<NodeId>],
+        group_of: &HashMap<NodeId, usize>,
+    ) -> Option<(usize, Vec<NodeId>)> {
+        let neighbours: BTreeSet<usize> = members[h]
+            .iter()
+            .flat_map(|&m| {
+                let operands = self.graph.operands(m).into_iter();
+                self.users(m)
+                    .into_iter()
+                    .chain(operands.map(|o| through_reshapes(self.graph, o)))
+            })
+            .filter_map(|u| group_of.get(&u).copied())
+            .filter(|&g| g != h)
+            .collect();
+        neighbours.into_iter().find_map(|g| {
+            let mut union = members[h].clone();
+            union.extend(&members[g]);
+            union.sort_unstable();
+            let gated = matches!(classify(self.graph, &union), Ok(Kind::Gated(_)));
+            (gated && self.cycle_through(&union, group_of, members).is_none()).then_some((g, union))
+        })
     }
 
     /// The groups in an order where each runs after the groups it reads (ties: by root).
@@ -851,6 +936,12 @@ impl FusionPlan {
                 Kind::Rows(d) => format!(" rows of {} over axes {}..", d.shape, d.outer),
                 Kind::Columns(d) => format!(" columns of {} over axes ..{}", d.shape, d.reduced),
                 Kind::Contraction(m) => format!(" epilogue of matmul {}", m.index()),
+                Kind::Gated(g) => format!(
+                    " {} gates of {} of matmul {}",
+                    g.count,
+                    g.units,
+                    g.matmul.index()
+                ),
             };
             s += &format!(
                 "group {i}{kind} (root {}): {}\n",

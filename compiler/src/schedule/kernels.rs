@@ -57,7 +57,7 @@ impl Planned {
                 Kind::Columns(domain) => {
                     columns::overwrites_in_place(graph, &group.nodes, domain, value, written)
                 }
-                Kind::Contraction(_) | Kind::Single => false,
+                Kind::Contraction(_) | Kind::Gated(_) | Kind::Single => false,
             },
             Body::Flat { .. } => false,
         }
@@ -149,6 +149,7 @@ fn group_kernels(graph: &Graph, groups: &[Group]) -> (Vec<Planned>, HashSet<Node
                 Kind::Rows(_) => "rows",
                 Kind::Columns(_) => "columns",
                 Kind::Contraction(_) => "matmul_epilogue",
+                Kind::Gated(_) => "gated",
                 Kind::Single | Kind::Elementwise => "fused",
             };
             (Body::Group(group.clone()), reads, label.to_string())

@@ -8,6 +8,7 @@
 pub mod buffers;
 pub mod columns;
 pub mod fusion;
+pub mod gated;
 pub mod horizontal;
 pub mod kernels;
 pub mod memory;

@@ -5,6 +5,7 @@
 
 use super::fusion::Kind;
 use super::kernels::{Body, Planned};
+use crate::codegen::kernels::gated::GatedSpec;
 use crate::codegen::kernels::matmul::{self, WindowedA};
 use crate::codegen::kernels::{self, columns, rows, Buf, Region};
 use crate::codegen::target::Target;
@@ -77,6 +78,14 @@ fn work_of(
                             scratch_bytes: matmul::scratch_bytes(op, &ins, target, parts, Some(&w)),
                         }
                     }
+                }
+            }
+            Kind::Gated(gates) => {
+                let (mk, gu) = GatedSpec::sizes(graph, gates, batch);
+                let parts = matmul::gated_parts(mk, gu, target, threads);
+                Work {
+                    parts,
+                    scratch_bytes: matmul::GatedPlan::new(mk, gu, target, parts).scratch_bytes(),
                 }
             }
             Kind::Rows(domain) => {

@@ -123,6 +123,24 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &EpilogueSpec) -> Result<()> {
     lower_with_epilogue(e, arena, &matmul_spec, Some(&epilogue), windowed.as_ref())
 }
 
+/// `lanes` values of `dtype` at `at + off` of an operand whose values along the lanes are
+/// `column_stride` apart: contiguous, or (stride 0, a broadcast) one value splatted.
+pub(super) fn load_lanes(
+    e: &mut Emit,
+    dtype: DType,
+    column_stride: usize,
+    lanes: usize,
+    at: Value,
+    off: i64,
+) -> Value {
+    if column_stride == 0 && lanes > 1 {
+        let x = e.load_at(lane_type(dtype, 1), mem_readonly(), at, off);
+        e.b.ins().splat(lane_type(dtype, lanes), x)
+    } else {
+        e.load_at(lane_type(dtype, lanes), mem_readonly(), at, off)
+    }
+}
+
 /// A read of a non-member operand: (member, operand slot), its buffer's first element, its
 /// element strides along the output's rows and columns (0 where broadcast), and its type.
 struct Read {
@@ -187,12 +205,14 @@ impl Epilogue for Fused<'_> {
                     .expect("every outside operand is read");
                 let read = &self.reads[k];
                 let off = offset(read.strides);
-                args.push(if read.strides.1 == 0 && lanes > 1 {
-                    let x = e.load_at(lane_type(read.dtype, 1), mem_readonly(), tile[k], off);
-                    e.b.ins().splat(lane_type(read.dtype, lanes), x)
-                } else {
-                    e.load_at(lane_type(read.dtype, lanes), mem_readonly(), tile[k], off)
-                });
+                args.push(load_lanes(
+                    e,
+                    read.dtype,
+                    read.strides.1,
+                    lanes,
+                    tile[k],
+                    off,
+                ));
             }
             let v = member_value(e, &g.node(m).op, &args);
             values.insert(m, v);

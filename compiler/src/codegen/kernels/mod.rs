@@ -7,6 +7,7 @@ pub mod columns;
 mod elementwise;
 pub mod epilogue;
 pub mod fused;
+pub mod gated;
 mod indexing;
 pub(crate) mod matmul;
 mod movement;

@@ -24,18 +24,18 @@ use std::borrow::Cow;
 /// Where the microkernel reads `A`: element `(r, k)` of the tile at `ptr + r·row + k·depth`
 /// bytes (a packed panel has `row = 4`, `depth = 4·MR`).
 #[derive(Clone, Copy)]
-struct ASource {
-    ptr: Value,
-    row: i64,
-    depth: i64,
+pub(super) struct ASource {
+    pub ptr: Value,
+    pub row: i64,
+    pub depth: i64,
 }
 
 /// Where the microkernel reads B: row `k` of the panel at `ptr + k·depth` bytes (a packed
 /// panel has `depth = 4·NR`).
 #[derive(Clone, Copy)]
-struct BSource {
-    ptr: Value,
-    depth: i64,
+pub(super) struct BSource {
+    pub ptr: Value,
+    pub depth: i64,
 }
 
 /// Every tile of one (column block, depth block, row block).
@@ -195,7 +195,7 @@ pub(super) fn block_end(e: &mut Emit, start: Value, block: usize, total: usize) 
 }
 
 /// Emits `body(false)` when `edge` is `None`, else `if edge { body(true) } else { body(false) }`.
-fn split(e: &mut Emit, edge: Option<Value>, body: impl Fn(&mut Emit, bool)) {
+pub(super) fn split(e: &mut Emit, edge: Option<Value>, body: impl Fn(&mut Emit, bool)) {
     match edge {
         None => body(e, false),
         Some(cond) => if_else(e, cond, |e| body(e, true), |e| body(e, false)),
@@ -218,7 +218,14 @@ fn broadcast_flags(e: &mut Emit, v: usize) -> MemFlagsData {
 /// first B vector run before the second one is loaded, and only two of the four B vectors of
 /// the unrolled body are live at once (row-major order keeps all four live and spills: 82 %
 /// instead of 94 % of peak on 512², measured with a 6 × 8 tile).
-fn kloop(e: &mut Emit, rows: usize, vectors: usize, a: ASource, b: BSource, kc: Value) -> Acc {
+pub(super) fn kloop(
+    e: &mut Emit,
+    rows: usize,
+    vectors: usize,
+    a: ASource,
+    b: BSource,
+    kc: Value,
+) -> Acc {
     const UNROLL: usize = 2;
     let tile = rows * vectors;
     // A tile of fewer than 8 vectors cannot cover the FMA latency (4 cycles × 2 ports): the
@@ -268,9 +275,9 @@ fn kloop(e: &mut Emit, rows: usize, vectors: usize, a: ASource, b: BSource, kc: 
 }
 
 /// A tile's accumulators: `values[v · rows + r]` holds row `r`, columns `4v .. 4v + 4`.
-struct Acc {
+pub(super) struct Acc {
     rows: usize,
-    values: Vec<Value>,
+    pub values: Vec<Value>,
 }
 
 /// Where a tile goes: its first output element, and what its epilogue's stores share (see

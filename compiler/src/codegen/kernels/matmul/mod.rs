@@ -53,6 +53,7 @@
 
 #[cfg(any(test, feature = "counters"))]
 mod counters;
+mod gated;
 mod gather;
 mod microkernel;
 mod native;
@@ -62,6 +63,7 @@ mod tests;
 
 #[cfg(any(test, feature = "counters"))]
 pub use counters::{credit_native_calls, native_call_counts, native_calls};
+pub(crate) use gated::{emit as emit_gated, gated_parts, GateMath, GatedPlan};
 pub(crate) use gather::WindowedA;
 
 use super::{Bases, Buf, KernelSpec};
@@ -257,6 +259,28 @@ impl Plan {
             pack_b,
             parts,
             gather,
+        }
+    }
+
+    /// The plan whose A packer packs all `M` rows of a gated matmul's A over its whole depth
+    /// (see [`gated`]).
+    fn gated(g: &GatedPlan) -> Plan {
+        let (m, k, path, mr) = g.packing();
+        Plan {
+            batch: 1,
+            m,
+            k,
+            n: 0,
+            transpose_a: false,
+            transpose_b: false,
+            path,
+            kc: k,
+            mc: m.div_ceil(mr) * mr,
+            nc: 0,
+            pack_a: true,
+            pack_b: true,
+            parts: 1,
+            gather: None,
         }
     }
 

@@ -272,7 +272,7 @@ fn column_vector(e: &mut Emit, src: Value, off: i64, valid: bool) -> Value {
 }
 
 /// The first `n` f32s at `src + off` in a vector padded with zeros (no access beyond them).
-fn partial_vector(e: &mut Emit, src: Value, off: i64, n: usize) -> Value {
+pub(super) fn partial_vector(e: &mut Emit, src: Value, off: i64, n: usize) -> Value {
     if n >= LANES {
         return e.load_at(F32X4, mem_readonly(), src, off);
     }
