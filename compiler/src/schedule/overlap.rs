@@ -24,6 +24,12 @@ pub fn order(
     overlap: bool,
 ) -> Result<Vec<Group>> {
     let phases: Vec<Option<AllReducePhase>> = groups.iter().map(|g| phase(graph, g)).collect();
+    let split = |p: &Option<AllReducePhase>| {
+        matches!(p, Some(AllReducePhase::Start | AllReducePhase::Wait))
+    };
+    if !phases.iter().any(split) {
+        return Ok(groups);
+    }
     let deps = dependencies(graph, &groups);
     check(graph, &groups, &phases, &deps, outputs)?;
     let need = needed_by_start(&phases, &deps);
