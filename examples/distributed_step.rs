@@ -8,10 +8,11 @@
 //! KILN_THREADS=1 target/release/examples/distributed_step                    # 1 process × 1 thread
 //! KILN_THREADS=2 target/release/examples/distributed_step                    # 1 process × 2 threads
 //! KILN_THREADS=1 mpirun -np 2 target/release/examples/distributed_step       # 2 ranks × 1 thread
+//! KILN_THREADS=1 KILN_OVERLAP=0 mpirun -np 2 target/release/examples/distributed_step  # blocking
 //! ```
 //!
 //! The last line (rank 0's) is machine-readable:
-//! `result: ranks=R threads=T global_batch=128 step_ms=X`.
+//! `result: ranks=R threads=T overlap=O global_batch=128 step_ms=X`.
 
 use kiln::prelude::*;
 use std::time::Instant;
@@ -51,8 +52,12 @@ fn main() -> kiln::Result<()> {
     let steps = TIMED_EPOCHS * train.len().div_ceil(GLOBAL_BATCH);
     let step_ms = started.elapsed().as_secs_f64() * 1e3 / steps as f64;
     if kiln::distributed::rank() == 0 {
-        let threads = kiln::compiler::codegen::CompileOptions::from_env()?.threads;
-        println!("result: ranks={ranks} threads={threads} global_batch={GLOBAL_BATCH} step_ms={step_ms:.2}");
+        let options = kiln::compiler::codegen::CompileOptions::from_env()?;
+        let (threads, overlap) = (options.threads, u8::from(options.overlap));
+        println!(
+            "result: ranks={ranks} threads={threads} overlap={overlap} \
+             global_batch={GLOBAL_BATCH} step_ms={step_ms:.2}"
+        );
     }
     Ok(())
 }

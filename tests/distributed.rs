@@ -18,6 +18,10 @@ model! {
 
     /// A model with batch-norm state (moving statistics that no gradient updates).
     Normalised(x: [64]) -> dense(32, relu) -> batch_norm(axis = -1) -> dense(10, softmax)
+
+    /// A model whose gradients fill two buckets: the last two layers' (1.06 MB), whose
+    /// all-reduce overlaps the first layer's backward pass, and the first layer's.
+    Wide(x: [64]) -> dense(1024, relu) -> dense(256, relu) -> dense(10, softmax)
 }
 
 const EPOCHS: usize = 3;
@@ -266,6 +270,33 @@ fn rank_order_reduction_is_bit_identical_run_to_run() {
 }
 
 #[test]
+fn overlapping_the_all_reduce_changes_no_bit_of_a_rank_order_run() {
+    let runs: Vec<Vec<u32>> = ["1", "1", "0"]
+        .iter()
+        .enumerate()
+        .map(|(run, overlap)| {
+            let out = out_dir(&format!("overlap{run}"));
+            let env = [("KILN_OVERLAP", Path::new(overlap))];
+            let limit = Duration::from_secs(240);
+            let (ok, log, _) = mpirun_with(2, "overlap", &out, limit, &env);
+            assert!(ok, "the job failed:\n{log}");
+            let summary = std::fs::read_to_string(out.join("summary0.txt")).unwrap();
+            let how = match *overlap {
+                "1" => "each started once computed",
+                _ => "each done before the next kernel runs",
+            };
+            assert!(
+                summary.contains("in 2 bucket(s) over 2 ranks") && summary.contains(how),
+                "{summary}"
+            );
+            bits(&saved_weights(&out, 0, Wide::new(1)))
+        })
+        .collect();
+    assert_eq!(runs[0], runs[1], "two overlapped runs in rank order differ");
+    assert_eq!(runs[0], runs[2], "overlapped and blocking runs differ");
+}
+
+#[test]
 fn batch_norm_statistics_stay_identical_on_every_rank() {
     let out = out_dir("batch_norm");
     let (ok, log, _) = mpirun(2, "batch_norm", &out, Duration::from_secs(240));
@@ -369,6 +400,14 @@ fn worker() {
             std::fs::write(out.join(format!("evaluate{rank}.txt")), lines.concat()).unwrap();
             let summary = model.summary();
             std::fs::write(out.join(format!("summary{rank}.txt")), summary).unwrap();
+        }
+        "overlap" => {
+            let mut model = compiled(Wide::new(rank as u64));
+            model
+                .fit(&digits(), &distributed(Reduction::RankOrder))
+                .unwrap();
+            save(&model, &out, rank);
+            std::fs::write(out.join(format!("summary{rank}.txt")), model.summary()).unwrap();
         }
         "batch_norm" => {
             let mut model = compiled(Normalised::new(0));

@@ -8,14 +8,20 @@ each sending M/N bytes to the next node, so
     T(N) = 2 (N - 1) alpha + 2 (N - 1) / N * M / beta
 
 (alpha: per-message latency; beta: link bandwidth; the reduction's arithmetic is neglected).
-Each node computes its own per-node batch (weak scaling), and kiln all-reduces the gradient
-after the backward pass, without overlap, so a step takes t_compute + T(N) and the scaling
-efficiency is t_compute / (t_compute + T(N)).
+Each node computes its own per-node batch (weak scaling). Without overlap a step takes
+t_compute + T(N), and the scaling efficiency is t_compute / (t_compute + T(N)).
 
-    python3 tools/alpha_beta.py --step-ms 75.1 --params 225034
+kiln overlaps the all-reduce with the backward pass: the buckets that close early reduce while
+the rest of the backward pass runs (--hidden-ms of compute), and the last bucket's parameters
+(--tail-params) are reduced after it. The exposed communication is then
+max(0, T_early - hidden) + T_tail, where T_early and T_tail are T(N) of those bytes.
 
-prints the table for the seed CNN with its measured per-step compute time (1 thread, batch
-128; see examples/distributed_step.rs and the README).
+    python3 tools/alpha_beta.py --step-ms 150 --params 225034
+    python3 tools/alpha_beta.py --step-ms 150 --params 225034 --hidden-ms 90 --tail-params 18816
+
+print the tables for the seed CNN (any model: its trainable parameter count and measured step
+time) without and with overlap, from its measured per-step compute time (1 thread, batch 128;
+see examples/distributed_step.rs and the README).
 """
 
 import argparse
@@ -24,6 +30,16 @@ import argparse
 def ring_allreduce_seconds(nodes, nbytes, alpha, bits_per_second):
     beta = bits_per_second / 8.0
     return 2 * (nodes - 1) * alpha + 2 * (nodes - 1) / nodes * nbytes / beta
+
+
+def exposed_seconds(nodes, args, bits):
+    """The communication a step waits for on `nodes` nodes linked at `bits` per second."""
+    alpha = args.alpha_us / 1e6
+    early = 4 * (args.params - args.tail_params)
+    tail = 4 * args.tail_params
+    t_early = ring_allreduce_seconds(nodes, early, alpha, bits) if early else 0.0
+    t_tail = ring_allreduce_seconds(nodes, tail, alpha, bits) if tail else 0.0
+    return max(0.0, t_early - args.hidden_ms / 1e3) + t_tail
 
 
 def main():
@@ -36,11 +52,20 @@ def main():
                    help="per-message latency in microseconds (default 25: MPI over TCP)")
     p.add_argument("--gbits", type=float, nargs="+", default=[10.0, 25.0, 100.0],
                    help="link bandwidths in Gbit/s")
+    p.add_argument("--hidden-ms", type=float, default=0.0,
+                   help="backward-pass compute that runs while the early buckets reduce "
+                        "(default 0: no overlap)")
+    p.add_argument("--tail-params", type=int, default=0,
+                   help="parameters in the buckets reduced after the backward pass "
+                        "(with --hidden-ms)")
     args = p.parse_args()
+    if not 0 <= args.tail_params <= args.params:
+        p.error("--tail-params must be between 0 and --params")
     nbytes = 4 * args.params
     compute = args.step_ms / 1e3
-    alpha = args.alpha_us / 1e6
-    print(f"gradient {nbytes / 1e6:.2f} MB, compute {args.step_ms:.1f} ms/step, "
+    overlap = (f", {args.hidden_ms:.1f} ms of it overlapping all but "
+               f"{4 * args.tail_params / 1e6:.2f} MB" if args.hidden_ms else ", no overlap")
+    print(f"gradient {nbytes / 1e6:.2f} MB, compute {args.step_ms:.1f} ms/step{overlap}, "
           f"alpha {args.alpha_us:.0f} us")
     header = f"{'N':>3} " + " ".join(
         f"{f'{g:g} Gbit/s: T ms':>17} {'eff':>6}" for g in args.gbits)
@@ -49,7 +74,7 @@ def main():
     for nodes in [2, 4, 8, 16, 32, 64]:
         cells = []
         for g in args.gbits:
-            t = ring_allreduce_seconds(nodes, nbytes, alpha, g * 1e9)
+            t = exposed_seconds(nodes, args, g * 1e9)
             efficiency = compute / (compute + t)
             cells.append(f"{t * 1e3:>17.2f} {efficiency:>6.1%}")
         print(f"{nodes:>3} " + " ".join(cells))

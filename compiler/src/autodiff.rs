@@ -14,7 +14,8 @@
 
 use crate::error::{Error, Result};
 use crate::ir::{
-    no_gradient, BinaryOp, CompareOp, DType, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp,
+    no_gradient, AllReducePhase, BinaryOp, CompareOp, DType, Graph, NodeId, Op, ReduceOp, Shape,
+    UnaryOp,
 };
 
 mod scan;
@@ -330,7 +331,15 @@ fn operand_cotangents(
         })?,
         Op::ScatterAdd { .. } => c.set(g, 0, |g| g.gather(ct, x[1]))?,
         // With equal shares, the adjoint of a mean over replicas is the mean of the cotangents.
-        Op::AllReduce => c.set(g, 0, |g| g.all_reduce(ct))?,
+        Op::AllReduce(AllReducePhase::Blocking) => c.set(g, 0, |g| g.all_reduce(ct))?,
+        // The halves are a schedule of the whole, made for a training graph after autodiff.
+        op @ Op::AllReduce(AllReducePhase::Start | AllReducePhase::Wait) => {
+            return Err(Error::Graph(format!(
+                "{} has no gradient: differentiate the whole all_reduce (Graph::all_reduce), \
+                 then split it",
+                op.name()
+            )))
+        }
         // A loop's siblings share one rule, in `backward` (`scan::loop_cotangents`).
         Op::Scan { .. } => unreachable!("a loop is differentiated as a whole"),
     }

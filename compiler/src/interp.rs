@@ -459,8 +459,8 @@ fn eval_node(
         Op::Reduce { op, axes } => reduce(*op, axes, args[0], len),
         Op::ArgMax { axis } => argmax(args[0], *axis, node)?,
         Op::Reshape(_) => x(0).clone(),
-        // One replica: the mean over replicas is the value itself.
-        Op::AllReduce => x(0).clone(),
+        // One replica: the mean over replicas is the value itself (whole or in halves).
+        Op::AllReduce(_) => x(0).clone(),
         Op::Permute(perm) => {
             let st = strides(&args[0].shape);
             map_indices(shape, |idx| {

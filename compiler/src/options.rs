@@ -8,6 +8,7 @@
 //! | `KILN_FUSION` | `0` or `1` | `1` (fusion on) |
 //! | `KILN_ISA` | `avx512`, `avx2` or `baseline` | the widest path this CPU runs |
 //! | `KILN_THREADS` | 1 to [`MAX_THREADS`] | [`available_threads`] |
+//! | `KILN_OVERLAP` | `0` or `1` | `1` (all-reduces overlap the backward pass) |
 //! | `KILN_DUMP` | a comma-separated subset of [`DumpOptions::ITEMS`] | nothing |
 //! | `KILN_DUMP_DIR` | a directory | `kiln-dump` |
 
@@ -28,6 +29,11 @@ pub struct CompileOptions {
     pub fusion: bool,
     /// Run the simplification passes ([`crate::passes`]) first.
     pub simplify: bool,
+    /// Start each all-reduce as soon as its values are computed and wait for it as late as
+    /// possible, so that communication overlaps the kernels between (`KILN_OVERLAP`); off,
+    /// each all-reduce is done before the next kernel runs (see
+    /// [`overlap`](crate::schedule::overlap)). Results are bitwise the same either way.
+    pub overlap: bool,
     /// Keep the graph as DOT before and after each pass in
     /// [`Executable::graphs`](crate::codegen::Executable::graphs).
     pub dump_graphs: bool,
@@ -58,6 +64,7 @@ impl Default for CompileOptions {
             dump_asm: false,
             fusion: true,
             simplify: true,
+            overlap: true,
             dump_graphs: false,
             dump_schedule: false,
             isa: None,
@@ -67,8 +74,9 @@ impl Default for CompileOptions {
 }
 
 impl CompileOptions {
-    /// The defaults, with fusion, the microkernel path and the thread count taken from
-    /// `KILN_FUSION`, `KILN_ISA` and `KILN_THREADS` when set (see the [module](self) docs).
+    /// The defaults, with fusion, overlap, the microkernel path and the thread count taken
+    /// from `KILN_FUSION`, `KILN_OVERLAP`, `KILN_ISA` and `KILN_THREADS` when set (see the
+    /// [module](self) docs).
     pub fn from_env() -> Result<Self> {
         Self::from_vars(process_var)
     }
@@ -76,12 +84,8 @@ impl CompileOptions {
     fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> Result<Self> {
         let defaults = Self::default();
         Ok(CompileOptions {
-            fusion: parse(&var, "KILN_FUSION", "0 or 1", |v| match v {
-                "0" => Some(false),
-                "1" => Some(true),
-                _ => None,
-            })?
-            .unwrap_or(defaults.fusion),
+            fusion: parse(&var, "KILN_FUSION", "0 or 1", switch)?.unwrap_or(defaults.fusion),
+            overlap: parse(&var, "KILN_OVERLAP", "0 or 1", switch)?.unwrap_or(defaults.overlap),
             isa: parse(&var, "KILN_ISA", "avx512, avx2 or baseline", |v| {
                 Isa::parse(v).ok()
             })?,
@@ -94,6 +98,15 @@ impl CompileOptions {
             .unwrap_or(defaults.threads),
             ..defaults
         })
+    }
+}
+
+/// A switch's value: `0` off, `1` on.
+fn switch(v: &str) -> Option<bool> {
+    match v {
+        "0" => Some(false),
+        "1" => Some(true),
+        _ => None,
     }
 }
 
@@ -217,7 +230,12 @@ mod tests {
             CompileOptions::from_vars(vars(&[])).unwrap(),
             CompileOptions::default()
         );
-        let empty = [("KILN_FUSION", ""), ("KILN_ISA", ""), ("KILN_THREADS", "")];
+        let empty = [
+            ("KILN_FUSION", ""),
+            ("KILN_OVERLAP", ""),
+            ("KILN_ISA", ""),
+            ("KILN_THREADS", ""),
+        ];
         assert_eq!(
             CompileOptions::from_vars(vars(&empty)).unwrap(),
             CompileOptions::default()
@@ -231,14 +249,15 @@ mod tests {
     fn accepted_values_are_parsed() {
         let o = CompileOptions::from_vars(vars(&[
             ("KILN_FUSION", "0"),
+            ("KILN_OVERLAP", "0"),
             ("KILN_ISA", "baseline"),
             ("KILN_THREADS", " 3 "),
         ]))
         .unwrap();
-        assert!(!o.fusion);
+        assert!(!o.fusion && !o.overlap);
         assert_eq!((o.isa, o.threads), (Some(Isa::Baseline), 3));
-        let o = CompileOptions::from_vars(vars(&[("KILN_FUSION", "1")])).unwrap();
-        assert!(o.fusion);
+        let o = CompileOptions::from_vars(vars(&[("KILN_FUSION", "1"), ("KILN_OVERLAP", "1")]));
+        assert!(o.as_ref().is_ok_and(|o| o.fusion && o.overlap), "{o:?}");
         let d = DumpOptions::from_vars(vars(&[
             ("KILN_DUMP", "fusion, schedule"),
             ("KILN_DUMP_DIR", "/tmp/d"),
@@ -255,6 +274,10 @@ mod tests {
         assert_eq!(
             compile_error("KILN_FUSION", "zzz"),
             "invalid argument: KILN_FUSION=zzz: expected 0 or 1"
+        );
+        assert_eq!(
+            compile_error("KILN_OVERLAP", "on"),
+            "invalid argument: KILN_OVERLAP=on: expected 0 or 1"
         );
         assert!(compile_error("KILN_ISA", "avx1024")
             .contains("KILN_ISA=avx1024: expected avx512, avx2 or baseline"));

@@ -199,6 +199,11 @@ impl Program {
         &self.graph
     }
 
+    /// The options the program compiles with.
+    pub fn options(&self) -> &CompileOptions {
+        &self.options
+    }
+
     /// Where each parameter lives in the state arena.
     pub fn state_layout(&self) -> &StateLayout {
         &self.layout

@@ -5,6 +5,7 @@
 use crate::model::Model;
 use crate::program::Program;
 use kiln_compiler::codegen::{CompileOptions, Isa};
+use kiln_compiler::ir::{AllReducePhase, Op};
 use std::fmt::Write;
 
 /// The table of a model's layers (columns as wide as their longest entry), then its parameter
@@ -108,18 +109,28 @@ pub(crate) fn programs(programs: &[(&str, Option<&Program>)]) -> Option<String> 
 }
 
 /// What the training step all-reduces over the ranks of a data-parallel run (the
-/// [`Op::AllReduce`](kiln_compiler::Op::AllReduce) nodes of `train`): `None` if nothing.
+/// [`Op::AllReduce`](kiln_compiler::Op::AllReduce) nodes of `train`, a start or a whole one
+/// for each bucket) and whether that overlaps the backward pass: `None` if nothing.
 pub(crate) fn replication(train: &Program) -> Option<String> {
     let g = train.graph();
-    let sizes: Vec<usize> = g
-        .ids()
-        .filter(|&n| matches!(g.node(n).op, kiln_compiler::Op::AllReduce))
-        .map(|n| g.shape(n).concrete(1).iter().product())
-        .collect();
+    let (mut sizes, mut started) = (Vec::new(), false);
+    for n in g.ids() {
+        if let Op::AllReduce(phase @ (AllReducePhase::Blocking | AllReducePhase::Start)) =
+            g.node(n).op
+        {
+            sizes.push(g.shape(n).concrete(1).iter().product::<usize>());
+            started |= phase == AllReducePhase::Start;
+        }
+    }
     let total: usize = sizes.iter().sum();
+    let how = match (started, train.options().overlap) {
+        (true, true) => "each started once computed, waited for before the update",
+        (true, false) | (false, _) => "each done before the next kernel runs",
+    };
     (!sizes.is_empty()).then(|| {
         format!(
-            "All-reduce per training step: {total} values ({}) in {} bucket(s) over {} ranks\n",
+            "All-reduce per training step: {total} values ({}) in {} bucket(s) over {} ranks, \
+             {how}\n",
             format_bytes(total * 4),
             sizes.len(),
             crate::distributed::size()

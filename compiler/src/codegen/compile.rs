@@ -24,6 +24,7 @@ use crate::schedule::buffers::{plan_buffers, Buffer};
 use crate::schedule::fusion::{self, FusionPlan};
 use crate::schedule::kernels::plan_kernels;
 use crate::schedule::memory::{align, ALIGN};
+use crate::schedule::overlap;
 use crate::schedule::parts::plan_parts_and_scratch;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -227,8 +228,9 @@ pub fn compile(
         .map(|s| (s.node, s.offset))
         .collect();
 
-    let fusion = fusion::plan(graph, &order, &roots.all, options.fusion);
+    let mut fusion = fusion::plan(graph, &order, &roots.all, options.fusion);
     let (outputs, updates) = (&roots.outputs, &roots.updates);
+    fusion.groups = overlap::order(graph, fusion.groups, outputs, options.overlap)?;
     let plan = plan_kernels(
         graph,
         &fusion,

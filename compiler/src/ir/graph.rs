@@ -5,7 +5,10 @@
 //! well-shaped.
 #![deny(clippy::wildcard_enum_match_arm)]
 
-use super::{BinaryOp, CompareOp, DType, Dim, Leaf, Op, ReduceOp, Shape, Sym, UnaryOp, Window};
+use super::{
+    AllReducePhase, BinaryOp, CompareOp, DType, Dim, Leaf, Op, ReduceOp, Shape, Sym, UnaryOp,
+    Window,
+};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -589,7 +592,16 @@ impl Graph {
 
     /// The mean of `x` over the replicas of a data-parallel run ([`Op::AllReduce`]).
     pub fn all_reduce(&mut self, x: NodeId) -> Result<NodeId> {
-        self.add_node(Op::AllReduce, &[x])
+        self.add_node(Op::AllReduce(AllReducePhase::Blocking), &[x])
+    }
+
+    /// [`Graph::all_reduce`] in two halves: the start, which returns at once, and the wait for
+    /// its result, between which other kernels run while the reduction is under way.
+    /// Returns `(start, wait)`; the wait's value is the mean.
+    pub fn all_reduce_overlapped(&mut self, x: NodeId) -> Result<(NodeId, NodeId)> {
+        let start = self.add_node(Op::AllReduce(AllReducePhase::Start), &[x])?;
+        let wait = self.add_node(Op::AllReduce(AllReducePhase::Wait), &[start])?;
+        Ok((start, wait))
     }
 
     pub fn one_hot(&mut self, indices: NodeId, depth: usize) -> Result<NodeId> {

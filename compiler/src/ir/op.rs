@@ -199,7 +199,7 @@ macro_rules! movement_ops {
 }
 macro_rules! opaque_ops {
     () => {
-        Op::Gather | Op::ScatterAdd { .. } | Op::ArgMax { .. } | Op::Scan { .. } | Op::AllReduce
+        Op::Gather | Op::ScatterAdd { .. } | Op::ArgMax { .. } | Op::Scan { .. } | Op::AllReduce(_)
     };
 }
 #[cfg(feature = "codegen")]
@@ -255,7 +255,7 @@ pub enum OpKey {
     ScatterAdd(usize),
     OneHot(usize),
     Scan(u64, ScanOutput),
-    AllReduce,
+    AllReduce(AllReducePhase),
 }
 
 /// A primitive op. Operands are the node's ordered predecessors in the graph.
@@ -374,8 +374,23 @@ pub enum Op {
     },
     /// The mean of an f32 value over the replicas of a data-parallel run, each replica
     /// weighted by its share of the global batch (XLA's `all-reduce`): a call into the
-    /// runtime's collective (`crate::collective`); the identity in one process.
-    AllReduce,
+    /// runtime's collective (`crate::collective`); the identity in one process. Whole, or in
+    /// two halves that let the kernels between them run while it is under way (see
+    /// [`AllReducePhase`]).
+    AllReduce(AllReducePhase),
+}
+
+/// Which part of an all-reduce an [`Op::AllReduce`] node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AllReducePhase {
+    /// The whole all-reduce, done when the kernel returns.
+    Blocking,
+    /// Starts the all-reduce of its operand and returns at once: its value is the buffer the
+    /// reduction is under way in (XLA's `all-reduce-start`).
+    Start,
+    /// Waits for the all-reduce its operand (an `all_reduce_start`) started; its value is the
+    /// result (XLA's `all-reduce-done`).
+    Wait,
 }
 
 impl Op {
@@ -410,7 +425,11 @@ impl Op {
             Op::ScatterAdd { .. } => "scatter_add".into(),
             Op::OneHot { .. } => "one_hot".into(),
             Op::Scan { output, .. } => format!("scan_{output:?}").to_lowercase(),
-            Op::AllReduce => "all_reduce".into(),
+            Op::AllReduce(phase) => match phase {
+                AllReducePhase::Blocking => "all_reduce".into(),
+                AllReducePhase::Start => "all_reduce_start".into(),
+                AllReducePhase::Wait => "all_reduce_wait".into(),
+            },
         }
     }
 
@@ -448,7 +467,7 @@ impl Op {
             | movement_ops!()
             | Op::ArgMax { .. }
             | Op::Scan { .. }
-            | Op::AllReduce
+            | Op::AllReduce(_)
             | Op::Reshape(_)
             | Op::Broadcast { .. }
             | Op::Reduce { .. }
@@ -480,7 +499,7 @@ impl Op {
             Op::Select => slot > 0,
             Op::Gather | Op::ScatterAdd { .. } => slot == 0,
             Op::Scan { .. }
-            | Op::AllReduce
+            | Op::AllReduce(_)
             | Op::Unary(_)
             | Op::Binary(_)
             | Op::Clip { .. }
@@ -531,7 +550,7 @@ impl Op {
             Op::ScatterAdd { rows } => OpKey::ScatterAdd(*rows),
             Op::OneHot { depth } => OpKey::OneHot(*depth),
             Op::Scan { scan, output } => OpKey::Scan(scan.fingerprint(), *output),
-            Op::AllReduce => OpKey::AllReduce,
+            Op::AllReduce(phase) => OpKey::AllReduce(*phase),
         }
     }
 
@@ -566,7 +585,7 @@ impl Op {
             | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::Scan { .. }
-            | Op::AllReduce => {}
+            | Op::AllReduce(_) => {}
         }
     }
 
@@ -620,7 +639,7 @@ impl Op {
                 self.infer_indexing(c)
             }
             Op::Scan { scan, output } => scan.infer(*output, operands).map_err(|m| c.err(m)),
-            Op::AllReduce => {
+            Op::AllReduce(_) => {
                 c.arity(1)?;
                 c.dtype_is(0, DType::F32)?;
                 Ok((c.operands[0].0.clone(), DType::F32))
@@ -776,7 +795,7 @@ impl Op {
             | Op::Gather
             | Op::ScatterAdd { .. }
             | Op::Scan { .. }
-            | Op::AllReduce
+            | Op::AllReduce(_)
             | Op::OneHot { .. }
             | Op::Reshape(_)
             | Op::Broadcast { .. }
@@ -1012,7 +1031,7 @@ impl Op {
             | Op::Broadcast { .. }
             | Op::Reduce { .. }
             | Op::Scan { .. }
-            | Op::AllReduce
+            | Op::AllReduce(_)
             | Op::ArgMax { .. } => {
                 unreachable!("{} is not handled here", c.name)
             }

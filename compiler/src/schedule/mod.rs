@@ -1,5 +1,5 @@
-//! Scheduling, in the order data flows: [`fusion`] groups nodes into kernels, [`kernels`]
-//! plans the kernels (updates in place, the merged update loop of [`horizontal`]), [`parts`]
+//! Scheduling, in the order data flows: [`fusion`] groups nodes into kernels, [`overlap`]
+//! moves the starts of all-reduces early and their waits late, [`kernels`] plans the kernels (updates in place, the merged update loop of [`horizontal`]), [`parts`]
 //! decides each kernel's thread parts and scratch, [`buffers`] gives every stored value and
 //! scratch a live interval, and [`memory`] places the buffers in the work arena. Each step is
 //! a function from plain data to plain data; none uses Cranelift types. It is built with the
@@ -12,6 +12,7 @@ pub mod gated;
 pub mod horizontal;
 pub mod kernels;
 pub mod memory;
+pub mod overlap;
 pub mod parts;
 
 use buffers::BufferPlan;

@@ -7,7 +7,9 @@
 //! its contiguous share (as PyTorch's `DistributedSampler`). The training graph all-reduces the
 //! gradients and the layers' state updates over the ranks ([`Op::AllReduce`], in buckets; see
 //! [`kiln_compiler::nn::Replication`]), each rank weighted by its share of the global batch, so
-//! the fused update applies the global batch's gradient identically on every rank. Losses and
+//! the fused update applies the global batch's gradient identically on every rank. A thread
+//! of each rank does the all-reduces, so that the backward pass goes on while a bucket's is
+//! under way (`KILN_OVERLAP=0` waits for each as soon as it starts). Losses and
 //! metrics are gathered from every rank, so logs, callbacks and stopping decisions agree; only
 //! rank 0 shows progress and writes checkpoints. [`Model::train_step`](crate::Model::train_step)
 //! and `predict` stay local to the process.
@@ -19,6 +21,7 @@
 //!
 //! [`Op::AllReduce`]: kiln_compiler::Op::AllReduce
 
+mod background;
 #[cfg(not(feature = "mpi"))]
 mod local;
 #[cfg(feature = "mpi")]
@@ -108,7 +111,8 @@ impl Replicas {
                 ))
             })?,
         };
-        let previous = collective::install(Some(transport.collective(reduction)));
+        let background = background::Background::spawn(transport.collective(reduction))?;
+        let previous = collective::install(Some(Arc::new(background)));
         Ok(Some(Replicas {
             transport,
             previous,

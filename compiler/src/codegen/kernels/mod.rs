@@ -180,7 +180,7 @@ pub fn lower(e: &mut Emit, arena: Bases, spec: &KernelSpec) -> Result<()> {
         | Op::WindowSum { .. } => movement::lower(e, arena, spec),
         Op::MatMul { .. } => matmul::lower(e, arena, spec),
         Op::Gather | Op::ScatterAdd { .. } => indexing::lower(e, arena, spec),
-        Op::AllReduce => collective::lower(e, arena, spec),
+        Op::AllReduce(phase) => collective::lower(e, arena, spec, *phase),
         Op::Scan { .. } => Err(Error::Codegen {
             kernel: spec.op.name(),
             message: "a loop is compiled as a program driving its body (`codegen::scan`)".into(),
