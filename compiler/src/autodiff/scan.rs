@@ -357,9 +357,11 @@ mod tests {
         let g = &step.forward.graph;
         let mut loops: Vec<_> = g
             .ids()
-            .filter_map(|n| match &g.node(n).op {
-                Op::Scan { scan, .. } => Some(std::sync::Arc::clone(scan)),
-                _ => None,
+            .filter_map(|n| {
+                let Op::Scan { scan, .. } = &g.node(n).op else {
+                    return None;
+                };
+                Some(std::sync::Arc::clone(scan))
             })
             .collect();
         loops.dedup_by(|a, b| a.fingerprint() == b.fingerprint());
