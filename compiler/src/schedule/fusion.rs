@@ -604,6 +604,21 @@ pub fn plan(graph: &Graph, order: &[NodeId], results: &[NodeId], enabled: bool) 
 }
 
 /// Removes the emptied groups of `members` and renumbers `group_of` accordingly.
+/// Moves the members of group `g` into group `h`, whose members become `union` (its own and
+/// `g`'s); `g` is left empty for [`drop_emptied`].
+fn move_group(
+    members: &mut [Vec<NodeId>],
+    group_of: &mut HashMap<NodeId, usize>,
+    g: usize,
+    (h, union): (usize, Vec<NodeId>),
+) {
+    for &m in &members[g] {
+        group_of.insert(m, h);
+    }
+    members[h] = union;
+    members[g].clear();
+}
+
 fn drop_emptied(members: &mut Vec<Vec<NodeId>>, group_of: &mut HashMap<NodeId, usize>) {
     let mut renumber = Vec::with_capacity(members.len());
     let mut kept = 0;
@@ -812,20 +827,16 @@ impl Planner<'_> {
                 fused: true,
                 reason: "per-column values of a columns kernel join it".into(),
             });
-            for &m in &members[g] {
-                group_of.insert(m, h);
-            }
-            members[h] = union;
-            members[g].clear();
+            move_group(members, group_of, g, (h, union));
         }
         drop_emptied(members, group_of);
         decisions
     }
 
     /// Merges into each matmul group the groups reading it or read by it while the union is
-    /// one gated kernel (see [`gated`]) and forms no cycle with the other
-    /// kernels: the gate math of a recurrent step joins its recurrent matmul. Renumbers the groups; gives
-    /// the decisions.
+    /// one gated kernel (see [`gated`]) and forms no cycle with the other kernels: the gate
+    /// math of a recurrent step joins its recurrent matmul. Renumbers the groups; gives the
+    /// decisions.
     fn absorb_gates(
         &self,
         members: &mut Vec<Vec<NodeId>>,
@@ -848,11 +859,7 @@ impl Planner<'_> {
                     fused: true,
                     reason: "the gate math reading a matmul's columns joins it".into(),
                 });
-                for &m in &members[g] {
-                    group_of.insert(m, h);
-                }
-                members[h] = union;
-                members[g].clear();
+                move_group(members, group_of, g, (h, union));
             }
         }
         drop_emptied(members, group_of);
